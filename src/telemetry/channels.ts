@@ -1,0 +1,71 @@
+import diagnostics_channel from 'node:diagnostics_channel';
+
+/**
+ * Every event pyfleet publishes, one `node:diagnostics_channel` channel each, named
+ * `pyfleet:<event>` (as undici does). Publishers check `hasSubscribers` first, so an event
+ * nobody listens to costs one property read.
+ */
+export interface EventPayloads {
+  'pool:error': {
+    poolId: number;
+    code: string;
+    category: string;
+    severity: string;
+    strategy: string;
+    workerId: number | null;
+    sessionId: string | null;
+    command: string | null;
+    attempt: number;
+    durationMs: number;
+    message: string;
+  };
+  'circuit:opened': { circuit: string; failures: number; retryAfterMs: number };
+  'circuit:half_open': { circuit: string };
+  'circuit:closed': { circuit: string };
+  'retry:attempt': { command: string | null; attempt: number; delayMs: number; category: string | null; code: string | null };
+  'retry:exhausted': { command: string | null; attempts: number; category: string | null; code: string | null; reason: string };
+  'recovery:complete': { id: string; category: string; strategy: string; result: 'ok' | 'error'; durationMs: number; action: string };
+  'worker:transition': { poolId: number; workerId: number; pid: number | null; from: string; to: string; reason: string; durationMs: number };
+  'worker:exit': { poolId: number; workerId: number; pid: number | null; exitCode: number | null; signal: string | null; reason: string };
+  'worker:log': { poolId: number; workerId: number; stream: 'stdout' | 'stderr'; line: string };
+  'call:start': { poolId: number; requestId: number; command: string; sessionId: string | null };
+  'call:end': { poolId: number; requestId: number; command: string; sessionId: string | null; ok: boolean; durationMs: number; attempts: number; code: string | null; via: 'pool' | 'fallback' };
+}
+
+export type EventName = keyof EventPayloads;
+
+export const EVENT_NAMES = [
+  'pool:error',
+  'circuit:opened',
+  'circuit:half_open',
+  'circuit:closed',
+  'retry:attempt',
+  'retry:exhausted',
+  'recovery:complete',
+  'worker:transition',
+  'worker:exit',
+  'worker:log',
+  'call:start',
+  'call:end',
+] as const satisfies readonly EventName[];
+
+type Channels = { [K in EventName]: diagnostics_channel.Channel };
+
+export const channels: Channels = Object.fromEntries(
+  EVENT_NAMES.map((n) => [n, diagnostics_channel.channel(`pyfleet:${n}`)]),
+) as Channels;
+
+/** Publishes only when someone listens; callers on hot paths should check `channels[x].hasSubscribers` first to skip building the payload. */
+export function publish<K extends EventName>(name: K, payload: EventPayloads[K]): void {
+  const ch = channels[name];
+  if (ch.hasSubscribers) ch.publish(payload);
+}
+
+/** Typed subscription; returns the function that unsubscribes. */
+export function subscribe<K extends EventName>(name: K, fn: (payload: EventPayloads[K]) => void): () => void {
+  const handler = (msg: unknown) => fn(msg as EventPayloads[K]);
+  diagnostics_channel.subscribe(`pyfleet:${name}`, handler);
+  return () => {
+    diagnostics_channel.unsubscribe(`pyfleet:${name}`, handler);
+  };
+}

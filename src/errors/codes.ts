@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   PYFLEET_QUEUE_FULL: { category: 'resource_error', retryable: false },
   PYFLEET_POOL_CLOSED: { category: 'resource_error', retryable: false },
   PYFLEET_NO_WORKERS: { category: 'resource_error', retryable: true },
+  PYFLEET_MEMORY_LIMIT: { category: 'resource_error', retryable: true },
   PYFLEET_CIRCUIT_OPEN: { category: 'resource_error', retryable: false },
   PYFLEET_HEALTH_CHECK_FAILED: { category: 'health_check_error', retryable: true },
   PYFLEET_SESSION_LOST: { category: 'session_error', retryable: false },

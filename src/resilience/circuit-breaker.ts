@@ -158,6 +158,11 @@ export class CircuitBreaker {
     else if (this.code === HALF_OPEN) this.open('trial_failure');
   }
 
+  /** Opens the circuit now, whatever its counts (a recovery's circuit_break); no-op when already open. */
+  trip(reason = 'tripped'): void {
+    if (this.code !== OPEN) this.open(reason);
+  }
+
   /** Closes the circuit and clears its counts; calls still in flight no longer count. */
   reset(): void {
     const from = this.code;

@@ -1,0 +1,22 @@
+/** pyfleet: run Python in a pool of long-lived worker processes that keeps answering when workers fail. */
+export { createPool, Pool, PoolSession, type DetailedResult, type ExecuteOptions, type PoolStats, type Via, type WorkerStats } from './pool/pool.js';
+export { DEFAULTS, type PoolOptions } from './pool/options.js';
+export type { ChaosOptions } from './pool/chaos.js';
+export * from './errors/index.js';
+export * from './resilience/index.js';
+export {
+  RecoveryOrchestrator,
+  DEFAULT_RECOVERY_STRATEGIES,
+  DEFAULT_TIME_LIMITS,
+  type RecoveryActions,
+  type RecoveryCall,
+  type RecoveryContext,
+  type RecoveryMetrics,
+  type RecoveryResult,
+  type RecoveryTableOverrides,
+} from './resilience/recovery/index.js';
+export { channels, subscribe, EVENT_NAMES, type EventName, type EventPayloads } from './telemetry/channels.js';
+export type { Adapter, AdapterCallOptions } from './adapters/adapter.js';
+export { FunctionAdapter } from './adapters/function-adapter.js';
+export type { Logger } from './util/logger.js';
+export { WORKER_STATES, WORKER_HEALTH, type WorkerState, type WorkerHealth } from './worker/states.js';

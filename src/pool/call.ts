@@ -1,0 +1,76 @@
+import type { PoolError } from '../errors/pool-error.js';
+import type { Attempt } from '../worker/attempt.js';
+import type { Worker } from '../worker/worker.js';
+import type { Waiting } from './queue.js';
+import type { SessionEntry } from './sessions.js';
+
+/** One `execute` call, across all its attempts. */
+export interface Job {
+  readonly command: string;
+  readonly args: unknown;
+  readonly argsJson: string;
+  readonly session: SessionEntry | null;
+  readonly idempotent: boolean;
+  readonly timeoutMs: number;
+  readonly signal: AbortSignal | undefined;
+  readonly startedAt: number;
+  attempts: number;
+  /** The worker of the latest attempt. */
+  workerId: number | null;
+  /** Set when the call was quarantined as poison. */
+  poisoned: PoolError | null;
+}
+
+/**
+ * One attempt of a job: a request id, its frame, and where it is (queued or on a worker).
+ * Settles once; whatever happens later (a late answer, a second abort) is ignored.
+ */
+export class CallAttempt implements Attempt, Waiting {
+  done = false;
+  worker: Worker | null = null;
+  queueTimer: NodeJS.Timeout | null = null;
+  settled = false;
+  onAbort: (() => void) | null = null;
+
+  constructor(
+    readonly job: Job,
+    readonly rid: number,
+    readonly frame: Buffer,
+    readonly timeoutMs: number,
+    /** Prefer another worker than this one (a retry after a timeout there). */
+    readonly avoid: number | null,
+    private readonly res: (v: unknown) => void,
+    private readonly rej: (e: PoolError) => void,
+  ) {}
+
+  get command(): string {
+    return this.job.command;
+  }
+
+  get sessionId(): string | null {
+    return this.job.session === null ? null : this.job.session.id;
+  }
+
+  get idempotent(): boolean {
+    return this.job.idempotent;
+  }
+
+  resolve(value: unknown): void {
+    if (this.settled) return;
+    this.finish();
+    this.res(value);
+  }
+
+  reject(err: PoolError): void {
+    if (this.settled) return;
+    this.finish();
+    this.rej(err);
+  }
+
+  private finish(): void {
+    this.settled = true;
+    if (this.queueTimer !== null) clearTimeout(this.queueTimer);
+    if (this.onAbort !== null) this.job.signal?.removeEventListener('abort', this.onAbort);
+    if (this.worker !== null) this.job.workerId = this.worker.id;
+  }
+}

@@ -1,0 +1,56 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * Quarantine for calls that kill the worker running them. A call is identified by its command
+ * and a hash of its arguments; after `maxDeaths` deaths the call is refused for `coolDownMs`,
+ * so one bad input cannot take every worker down in turn.
+ */
+export class PoisonTracker {
+  private readonly deaths = new Map<string, { count: number; at: number }>();
+  private readonly quarantine = new Map<string, number>();
+
+  constructor(
+    private readonly maxDeaths: number,
+    private readonly coolDownMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  static key(command: string, argsJson: string): string {
+    return `${command}:${createHash('sha1').update(argsJson).digest('base64url')}`;
+  }
+
+  /** Records that this call was running when its worker died; true when it is now quarantined. */
+  recordDeath(key: string): boolean {
+    const t = this.now();
+    const d = this.deaths.get(key);
+    // A death long ago does not make today's call poison.
+    const count = d !== undefined && t - d.at < Math.max(this.coolDownMs, 60_000) ? d.count + 1 : 1;
+    this.deaths.set(key, { count, at: t });
+    if (count >= this.maxDeaths) {
+      this.deaths.delete(key);
+      this.quarantine.set(key, t + this.coolDownMs);
+      return true;
+    }
+    return false;
+  }
+
+  /** Ms left in quarantine for this key, or 0. Cheap when nothing is quarantined. */
+  quarantinedFor(key: string): number {
+    const until = this.quarantine.get(key);
+    if (until === undefined) return 0;
+    const left = until - this.now();
+    if (left <= 0) {
+      this.quarantine.delete(key);
+      return 0;
+    }
+    return left;
+  }
+
+  get active(): boolean {
+    return this.quarantine.size > 0;
+  }
+
+  get size(): number {
+    return this.quarantine.size;
+  }
+}

@@ -165,6 +165,8 @@ export class Pool implements Adapter {
   private readonly errorsByCategory = Object.fromEntries(ERROR_CATEGORIES.map((c) => [c, 0])) as Record<ErrorCategory, number>;
   private readonly restarts = { total: 0, byReason: {} as Record<string, number> };
   private poisonRefused = 0;
+  /** Workers already handed to the orchestrator for their memory (samples keep coming while they drain). */
+  private readonly overMemory = new WeakSet<Worker>();
   private readonly drainWaiters: Array<() => void> = [];
 
   constructor(options: ResolvedOptions, python: string) {
@@ -424,7 +426,7 @@ export class Pool implements Adapter {
   private shouldRetry(job: Job, e: unknown, attempt: number): boolean | { delayMs: number } {
     const err = this.asPoolError(e, job);
     err.attempt = attempt;
-    const allDown = !this.workers.some((w) => w.accepting);
+    const allDown = this.allWorkersDown();
     if (err.code === 'PYFLEET_WORKER_CRASHED' && err.details?.running === true && this.recordPoison(job, err)) return false;
     const d = this.policy.decide(err, { attempt, affectingAllWorkers: allDown, idempotent: job.idempotent });
     err.severity = d.severity;
@@ -468,7 +470,7 @@ export class Pool implements Adapter {
       timeoutMs: job.timeoutMs,
       idempotent: job.idempotent,
       userFacing: true,
-      affectingAllWorkers: !this.workers.some((w) => w.accepting),
+      affectingAllWorkers: this.allWorkersDown(),
       signal: job.signal,
     });
     if (result.outcome === 'recovered') return { value: result.value, via: result.type === 'failover' ? 'fallback' : 'recovery' };
@@ -703,6 +705,10 @@ export class Pool implements Adapter {
   private async replaceWorker(id: number, reason: string): Promise<void> {
     const w = this.byId.get(id);
     if (w !== undefined && w.alive) {
+      // Marked as the pool's own doing, so its exit is not taken for a crash to recover from again.
+      w.draining = true;
+      this.restarts.total++;
+      this.restarts.byReason.replaced = (this.restarts.byReason.replaced ?? 0) + 1;
       w.kill(`replaced: ${reason}`);
       await w.exited();
     }
@@ -827,7 +833,7 @@ export class Pool implements Adapter {
         message: `Worker ${w.id} (pid ${w.pid}) ${info.signal ? `was killed by ${info.signal}` : `exited with code ${info.code}`}.`,
         details: { exitCode: info.code, signal: info.signal },
       });
-    const allDown = !this.workers.some((x) => x.accepting);
+    const allDown = this.allWorkersDown();
     err.severity = this.policy.severity(err.category, { attempt: 1, affectingAllWorkers: allDown });
     void this.orchestrator.handle(err, { workerId: w.id, affectingAllWorkers: allDown }).then((r) => {
       if (!r.ok) this.logger.warn({ poolId: this.id, workerId: w.id, recovery: r.id, type: r.type }, r.reason);
@@ -879,6 +885,8 @@ export class Pool implements Adapter {
   }
 
   private memoryOver(w: Worker, rss: number): void {
+    if (this.overMemory.has(w)) return;
+    this.overMemory.add(w);
     const err = new PoolError({
       code: 'PYFLEET_MEMORY_LIMIT',
       workerId: w.id,
@@ -906,6 +914,14 @@ export class Pool implements Adapter {
         void w.stop(`idle for ${idleMs} ms above workers.min`);
       }
     }
+  }
+
+  /**
+   * The seed's "affecting all workers": no worker is serving, recovering (degraded after a
+   * timeout) or starting. A pool whose only worker crashed is not down while its replacement starts.
+   */
+  private allWorkersDown(): boolean {
+    return this.starting === 0 && !this.workers.some((w) => w.state !== 'terminating' && w.state !== 'terminated');
   }
 
   // ---- stats & errors ----------------------------------------------------

@@ -30,6 +30,8 @@ export interface EventPayloads {
   'worker:log': { poolId: number; workerId: number; stream: 'stdout' | 'stderr'; line: string };
   'call:start': { poolId: number; requestId: number; command: string; sessionId: string | null };
   'call:end': { poolId: number; requestId: number; command: string; sessionId: string | null; ok: boolean; durationMs: number; attempts: number; code: string | null; via: 'pool' | 'fallback' };
+  /** `pool.close()` was called: the pool stops taking calls and drains (workers going down now are a shutdown, not an outage). */
+  'pool:closing': { poolId: number };
 }
 
 export type EventName = keyof EventPayloads;
@@ -47,6 +49,7 @@ export const EVENT_NAMES = [
   'worker:log',
   'call:start',
   'call:end',
+  'pool:closing',
 ] as const satisfies readonly EventName[];
 
 type Channels = { [K in EventName]: diagnostics_channel.Channel };

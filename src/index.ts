@@ -20,3 +20,4 @@ export type { Adapter, AdapterCallOptions } from './adapters/adapter.js';
 export { FunctionAdapter } from './adapters/function-adapter.js';
 export type { Logger } from './util/logger.js';
 export { WORKER_STATES, WORKER_HEALTH, type WorkerState, type WorkerHealth } from './worker/states.js';
+export { SingleProcessAdapter, type SingleProcessOptions } from './adapters/single-process.js';

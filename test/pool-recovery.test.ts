@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { PoolError, subscribe, type Adapter } from '../src/index.js';
-import { lines, tempFile, testPool, until } from './helpers/pool.js';
+import { PoolError, SingleProcessAdapter, subscribe, type Adapter } from '../src/index.js';
+import { FIXTURES, alive, lines, memoryLogger, tempFile, testPool, until } from './helpers/pool.js';
 
 async function rejection(p: Promise<unknown>): Promise<PoolError> {
   try {
@@ -136,6 +136,17 @@ describe('error handling and recovery, wired into pool.execute (real Python)', (
     } finally {
       await bare.close();
     }
+  });
+
+  it('fails over to a single Python process (SingleProcessAdapter), which the pool closes with itself', async () => {
+    const fallback = new SingleProcessAdapter({ module: `${FIXTURES}fallback.py`, logger: memoryLogger() });
+    const pool = await testPool({ fallback });
+    const r = await pool.execute<{ from: string; pid: number }>('boom', {}, { detailed: true });
+    assert.equal(r.via, 'fallback');
+    assert.equal(r.value.from, 'fallback');
+    assert.ok(!pool.pids().includes(r.value.pid), 'answered by a process outside the pool');
+    await pool.close();
+    assert.equal(alive(r.value.pid), false);
   });
 
   it('fails over when the circuit is open', async () => {

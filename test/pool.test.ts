@@ -346,6 +346,38 @@ describe('pool: calls on real Python workers', () => {
   });
 });
 
+describe('pool: pipelining', () => {
+  it('sends up to pipelineDepth idempotent calls to one worker, and re-sends them all if it dies', async () => {
+    const pool = await testPool({ pipelineDepth: 16 });
+    try {
+      const results = await Promise.all(Array.from({ length: 200 }, (_, i) => pool.execute<number>('add', { a: i, b: 1 })));
+      assert.deepEqual(results, Array.from({ length: 200 }, (_, i) => i + 1));
+      const sleepers = Array.from({ length: 8 }, () => pool.execute<number>('sleep', { ms: 100 }, { detailed: true }));
+      await until(() => pool.stats().workers[0]?.inflight === 8);
+      process.kill(pool.stats().workers[0].pid!, 'SIGKILL');
+      const done = await Promise.all(sleepers);
+      assert.ok(done.every((r) => r.value === 100 && r.attempts === 2));
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('never pipelines a non-idempotent call behind others', async () => {
+    const pool = await testPool({ pipelineDepth: 16 });
+    try {
+      const a = pool.execute('sleep', { ms: 200 });
+      const b = pool.execute('sleep', { ms: 200 });
+      await until(() => pool.stats().workers[0].inflight === 2);
+      const c = pool.execute('remember', { x: 1 });
+      assert.equal(pool.stats().workers[0].inflight, 2, 'the non-idempotent call waits for an idle worker');
+      assert.equal(pool.stats().queue.length, 1);
+      await Promise.all([a, b, c]);
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
 describe('pool: start-up, options and shutdown', () => {
   it('rejects createPool with initialization_error and the Python message when the module fails to import', async () => {
     const t0 = performance.now();
@@ -386,6 +418,22 @@ describe('pool: start-up, options and shutdown', () => {
     await closing;
     for (const pid of pids) assert.equal(alive(pid), false, `worker ${pid} reaped`);
     assert.deepEqual(pool.pids(), []);
+  });
+
+  it('close() under load: every call settles once, with a value or PYFLEET_POOL_CLOSED, and every process is reaped', async () => {
+    const pool = await testPool({ workers: 2, maxQueue: 1_000 });
+    const pids = pool.pids();
+    const outcomes = await Promise.allSettled([
+      ...Array.from({ length: 300 }, (_, i) => pool.execute('add', { a: i, b: 0 })),
+      ...Array.from({ length: 4 }, () => pool.execute('sleep', { ms: 100 })),
+      pool.close(),
+    ]);
+    const calls = outcomes.slice(0, -1);
+    const ok = calls.filter((o) => o.status === 'fulfilled').length;
+    const closed = calls.filter((o) => o.status === 'rejected' && (o.reason as PoolError).code === 'PYFLEET_POOL_CLOSED').length;
+    assert.equal(ok + closed, calls.length, 'nothing else than a value or a shutdown error');
+    assert.ok(ok >= 1 && closed >= 1, `both kinds seen (ok ${ok}, closed ${closed})`);
+    for (const pid of pids) assert.equal(alive(pid), false);
   });
 
   it('leaves no Python process when the host is killed with SIGKILL', async () => {

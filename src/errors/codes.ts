@@ -23,7 +23,6 @@ export const ERROR_CODES = {
   PYFLEET_CIRCUIT_OPEN: { category: 'resource_error', retryable: false },
   PYFLEET_HEALTH_CHECK_FAILED: { category: 'health_check_error', retryable: true },
   PYFLEET_SESSION_LOST: { category: 'session_error', retryable: false },
-  PYFLEET_SESSION_CLOSED: { category: 'session_error', retryable: false },
   PYFLEET_PYTHON_ERROR: { category: 'python_error', retryable: true },
   PYFLEET_UNKNOWN_COMMAND: { category: 'python_error', retryable: false },
   PYFLEET_POISON_CALL: { category: 'system_error', retryable: false },

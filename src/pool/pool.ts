@@ -95,7 +95,11 @@ const INFRA_CODES = new Set<string>([
   'PYFLEET_INIT_FAILED',
   'PYFLEET_STARTUP_TIMEOUT',
 ]);
-const isInfraFailure = (e: unknown): boolean => isPoolError(e) && INFRA_CODES.has(e.code);
+/**
+ * One worker death counts once: the calls pipelined behind the one that was running failed with
+ * it, but they are not separate evidence that the backend is down.
+ */
+const isInfraFailure = (e: unknown): boolean => isPoolError(e) && INFRA_CODES.has(e.code) && e.details?.running !== false;
 const isCommandTimeout = (e: unknown): boolean => isPoolError(e) && e.code === 'PYFLEET_TIMEOUT';
 const NO_COMMANDS: Record<string, CommandInfo> = Object.freeze({}) as Record<string, CommandInfo>;
 

@@ -163,6 +163,7 @@ export class Pool implements Adapter {
   private readonly replacements = new Map<number, Promise<Worker | null>>();
   private tick: NodeJS.Timeout | null = null;
   private closing = false;
+  private started = false;
   private closed = false;
   private closePromise: Promise<void> | null = null;
   private readonly counts = { total: 0, succeeded: 0, failed: 0, inFlight: 0, retries: 0, viaRecovery: 0, viaFallback: 0 };
@@ -236,6 +237,7 @@ export class Pool implements Adapter {
       await this.close();
       throw failed.reason;
     }
+    this.started = true;
     this.tick = setInterval(() => this.onTick(), this.options.healthCheck.intervalMs);
     this.tick.unref();
   }
@@ -253,6 +255,7 @@ export class Pool implements Adapter {
   private async doClose(timeoutMs: number): Promise<void> {
     this.closing = true;
     if (this.tick) clearInterval(this.tick);
+    this.orchestrator.abortAll('the pool is closing');
     for (const a of this.queue.drain()) a.reject(this.closedError(a.job));
     const inflight = (): number => this.workers.reduce((n, w) => n + w.load, 0);
     if (inflight() > 0) {
@@ -491,6 +494,7 @@ export class Pool implements Adapter {
       const rid = ++this.rid;
       const a = new CallAttempt(job, rid, this.frame(job, rid, timeoutMs), timeoutMs, avoid, resolve, reject);
       if (job.signal !== undefined) {
+        if (job.signal.aborted) return a.reject(this.abortedError(job.command, job.session?.id ?? null, job.signal, rid));
         a.onAbort = () => {
           const err = this.abortedError(job.command, job.session?.id ?? null, job.signal!, rid);
           if (a.worker === null) {
@@ -651,7 +655,10 @@ export class Pool implements Adapter {
         message: err.message,
       });
     }
-    if (err.category !== 'python_error') this.logger.warn({ poolId: this.id, ...logFields(err) }, formatForLogging(err));
+    // Fast refusals and the user's own exceptions would flood the log at call rate; they reach the caller anyway.
+    const quiet = err.category === 'python_error' || err.code === 'PYFLEET_CIRCUIT_OPEN' || err.code === 'PYFLEET_QUEUE_FULL' || err.code === 'PYFLEET_ABORTED';
+    if (quiet) this.logger.debug?.({ poolId: this.id, ...logFields(err) }, err.message);
+    else this.logger.warn({ poolId: this.id, ...logFields(err) }, formatForLogging(err));
   }
 
   // ---- recovery actions --------------------------------------------------
@@ -814,7 +821,10 @@ export class Pool implements Adapter {
         this.restarts.byReason[key] = (this.restarts.byReason[key] ?? 0) + 1;
       }
     }
-    if (!this.replacements.has(w.id) && (this.workers.length + this.starting < this.options.min || this.queue.length > 0)) {
+    // A worker that died is always replaced (the pool shrinks later if idle); a failed start is
+    // retried while below min. Before createPool resolved, the failure is createPool's to report.
+    const needed = (!info.expected && readyOnce) || this.workers.length + this.starting < this.options.min || this.queue.length > 0;
+    if (this.started && !this.replacements.has(w.id) && needed) {
       this.replacements.set(
         w.id,
         this.spawnWorker(readyOnce ? w.restarts + 1 : w.restarts, true).catch((e: unknown) => {
@@ -870,7 +880,8 @@ export class Pool implements Adapter {
   private grow(): void {
     if (this.closing) return;
     const live = this.workers.length + this.starting;
-    if (live < this.options.max && this.starting < this.queue.length) {
+    const coming = this.starting + this.workers.filter((w) => w.state === 'initializing').length;
+    if (live < this.options.max && coming < this.queue.length) {
       this.spawnWorker(0, true).catch((e: unknown) => this.onStartFailure(e));
     } else if (live === 0) this.ensureWorkers();
   }

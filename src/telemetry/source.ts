@@ -45,6 +45,8 @@ export interface ObservedStats {
 
 export interface ObservedPool {
   readonly id: number;
+  /** The pool's resolved options; `min` tells an idle pool shrunk to zero workers from one that lost them all. */
+  readonly options?: { readonly min?: number };
   stats(): ObservedStats;
   on<K extends EventName>(name: K, fn: (payload: EventPayloads[K]) => void): () => void;
   close(options?: { timeoutMs?: number }): Promise<void>;

@@ -1,0 +1,693 @@
+/**
+ * `npm run bench`: pyfleet against its limits, side by side in one run, written to
+ * bench/RESULTS.md.
+ *
+ *   a. one call at a time: raw framed pipe vs pool.execute on 1 worker vs python-shell
+ *   b. 64 calls in flight on one worker: raw pipelined vs pool with pipelineDepth 64
+ *   c. CPU-bound (~2 ms of Python) on 2 workers vs 1, and the machine's own 2-vs-1 ceiling
+ *   d. time to ready: createPool({ workers: 8 }) vs 8 bare interpreters; the pyenv shim's cost
+ *   e. the resilience layer's per-call overhead (bench/resilience.ts)
+ *
+ * The machines are 2-core, shared and noisy. Every benchmark runs its variants interleaved,
+ * in a rotated order, round after round; a ratio is the median of the per-round ratios (the
+ * variants of one round ran back to back, under the same conditions). Each round also
+ * measures the CPU that processes other than this benchmark used meanwhile; rounds during
+ * which they used more than DISTURBED_CPUS are counted as disturbed, more rounds are run (up
+ * to a cap) to get enough undisturbed ones, and the figures are over the undisturbed rounds
+ * when there are enough of them (RESULTS.md says which, and gives the all-rounds ratio too).
+ */
+import { spawn } from 'node:child_process';
+import { accessSync, constants, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { PythonShell } from 'python-shell';
+import { createPool, type Pool } from '../src/pool/pool.js';
+import type { PoolOptions } from '../src/pool/options.js';
+import type { Logger } from '../src/util/logger.js';
+import { resolvePython } from '../src/worker/python-path.js';
+import { benchResilience } from './resilience.js';
+import { RawWorker, workerEnv } from './raw.js';
+
+const MODULE = fileURLToPath(new URL('../examples/handlers.py', import.meta.url));
+const SHELL_SCRIPT = fileURLToPath(new URL('./shell_echo.py', import.meta.url));
+const SPIN_SCRIPT = fileURLToPath(new URL('./spin.py', import.meta.url));
+const RESULTS = fileURLToPath(new URL('./RESULTS.md', import.meta.url));
+const PYTHON = process.env.PYFLEET_PYTHON ?? 'python3';
+/** Other processes using more CPU than this during a round make it a disturbed round. */
+const DISTURBED_CPUS = 0.25;
+/** Before each section, wait up to this long for a quiet machine. */
+const QUIET_MAX_WAIT_MS = Number(process.env.BENCH_QUIET_WAIT_MS ?? 10_000);
+
+const silent: Logger = { info() {}, warn() {}, error() {}, debug() {} };
+
+// ---- statistics ------------------------------------------------------------
+
+function median(xs: ArrayLike<number>): number {
+  const s = Array.from(xs).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function percentile(xs: ArrayLike<number>, p: number): number {
+  const s = Array.from(xs).sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
+const fmtInt = (x: number): string => Math.round(x).toLocaleString('en');
+const fmt = (x: number, d = 2): string => x.toFixed(d);
+const us = (ms: number): string => `${Math.round(ms * 1000)} µs`;
+const pass = (ok: boolean): string => (ok ? '**pass**' : '**FAIL**');
+
+/** "min .. max (quartiles q1 .. q3)": how much a ratio moved from round to round. */
+function spread(xs: number[]): string {
+  const s = [...xs].sort((a, b) => a - b);
+  return `${fmt(s[0])} .. ${fmt(s[s.length - 1])} (quartiles ${fmt(percentile(s, 25))} .. ${fmt(percentile(s, 75))})`;
+}
+
+interface Target {
+  name: string;
+  value: string;
+  target: string;
+  ok: boolean;
+}
+const targets: Target[] = [];
+
+function log(msg: string): void {
+  process.stderr.write(`[bench] ${msg}\n`);
+}
+
+async function newPool(options: Partial<PoolOptions>): Promise<Pool> {
+  return createPool({ module: MODULE, python: PYTHON, logger: silent, ...options });
+}
+
+/** Runs `f` and adds the CPU time this Node process spent meanwhile (µs; the Python side is not included). */
+async function withCpu<T extends object>(f: () => Promise<T>): Promise<T & { cpuUs: number }> {
+  const c0 = process.cpuUsage();
+  const r = await f();
+  const c = process.cpuUsage(c0);
+  return { ...r, cpuUs: c.user + c.system };
+}
+
+// ---- the machine: how busy are other processes? ----------------------------
+
+const HZ = 100; // USER_HZ: /proc reports CPU time in 1/100 s
+
+function procStat(pid: number | 'self'): string[] | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after "(comm)": state [0], ppid [1], utime [11], stime [12], cutime [13], cstime [14].
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return null;
+  }
+}
+
+/** Live processes whose parent is this process. */
+function children(): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const f = procStat(Number(d));
+    if (f !== null && Number(f[1]) === process.pid) out.push(Number(d));
+  }
+  return out;
+}
+
+/** Python processes this benchmark started that are still alive. */
+function pythonChildren(): number[] {
+  return children().filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('python');
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** CPU seconds used so far by this process, its reaped children and its live children. */
+function ownCpuSeconds(): number {
+  const me = procStat('self')!;
+  let ticks = Number(me[11]) + Number(me[12]) + Number(me[13]) + Number(me[14]);
+  for (const pid of children()) {
+    const f = procStat(pid);
+    if (f !== null) ticks += Number(f[11]) + Number(f[12]);
+  }
+  return ticks / HZ;
+}
+
+/** CPU seconds the machine spent busy so far, all CPUs together. */
+function machineBusySeconds(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal
+  return (f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] ?? 0)) / HZ;
+}
+
+/** Starts measuring; the function returned gives the CPUs other processes used on average since. */
+function othersProbe(): () => number {
+  const t0 = performance.now();
+  const busy0 = machineBusySeconds();
+  const own0 = ownCpuSeconds();
+  return () => {
+    const wall = (performance.now() - t0) / 1000;
+    return Math.max(0, machineBusySeconds() - busy0 - (ownCpuSeconds() - own0)) / wall;
+  };
+}
+
+/** Waits (up to QUIET_MAX_WAIT_MS) for half a second during which other processes use less than DISTURBED_CPUS. */
+async function waitForQuiet(): Promise<{ waitedMs: number; others: number }> {
+  const t0 = performance.now();
+  for (;;) {
+    const probe = othersProbe();
+    await new Promise((r) => setTimeout(r, 500));
+    const others = probe();
+    const waitedMs = performance.now() - t0 - 500;
+    if (others < DISTURBED_CPUS || waitedMs >= QUIET_MAX_WAIT_MS) return { waitedMs, others };
+  }
+}
+
+interface Rounds<T> {
+  /** The rounds the figures are taken over. */
+  used: T[];
+  all: T[];
+  undisturbed: number;
+  /** CPUs other processes used, per round. */
+  others: number[];
+  usedUndisturbed: boolean;
+}
+
+/**
+ * Runs `round` until `want` rounds were undisturbed by other processes, or `maxRounds` rounds
+ * or `maxMs` have passed. The figures are taken over the undisturbed rounds when at least half
+ * of `want` are; otherwise over all rounds.
+ */
+async function runRounds<T>(want: number, maxRounds: number, maxMs: number, round: (r: number) => Promise<T>): Promise<Rounds<T>> {
+  const t0 = performance.now();
+  const all: T[] = [];
+  const clean: T[] = [];
+  const others: number[] = [];
+  for (let r = 0; r < maxRounds; r++) {
+    const probe = othersProbe();
+    const v = await round(r);
+    const o = probe();
+    all.push(v);
+    others.push(o);
+    if (o < DISTURBED_CPUS) clean.push(v);
+    if (clean.length >= want || (r + 1 >= want && performance.now() - t0 > maxMs)) break;
+  }
+  const usedUndisturbed = clean.length >= Math.ceil(want / 2);
+  return { used: usedUndisturbed ? clean : all, all, undisturbed: clean.length, others, usedUndisturbed };
+}
+
+function roundsNote(r: Rounds<unknown>): string {
+  const which = r.usedUndisturbed
+    ? `Figures are over the ${r.used.length} rounds undisturbed by other processes (they used < ${DISTURBED_CPUS} CPU)`
+    : `Only ${r.undisturbed} rounds were undisturbed by other processes (< ${DISTURBED_CPUS} CPU), too few: figures are over all rounds`;
+  return `${r.all.length} rounds run. ${which}; other processes used ${fmt(median(r.others))} CPUs in the median round (max ${fmt(Math.max(...r.others))}).`;
+}
+
+/** Runs one benchmark section after waiting for a quiet moment, and notes how busy the machine was. */
+async function section(run: () => Promise<string>): Promise<string> {
+  const quiet = await waitForQuiet();
+  const probe = othersProbe();
+  const t0 = performance.now();
+  const md = await run();
+  const wall = (performance.now() - t0) / 1000;
+  const others = probe();
+  othersLoad.push(others);
+  const waited = quiet.waitedMs > 100 ? `; it started after waiting ${fmt(quiet.waitedMs / 1000, 1)} s for a quiet moment${quiet.others < DISTURBED_CPUS ? '' : ` (none came: ${fmt(quiet.others)} CPUs busy)`}` : '';
+  return `${md.trimEnd()}\n\n_Machine during this section (${fmt(wall, 1)} s): other processes used ${fmt(others)} of ${os.availableParallelism()} CPUs on average${waited}._\n`;
+}
+const othersLoad: number[] = [];
+
+// ---- a. one call at a time -------------------------------------------------
+
+async function poolSequential(pool: Pool, n: number): Promise<{ ms: number; lat: Float64Array }> {
+  const lat = new Float64Array(n);
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const s = performance.now();
+    await pool.execute('add', { a: i, b: 1 });
+    lat[i] = performance.now() - s;
+  }
+  return { ms: performance.now() - t0, lat };
+}
+
+/** python-shell in json mode on bench/shell_echo.py: one JSON line out, one back. */
+class ShellClient {
+  private waiting: ((m: { id: number; v: number }) => void) | null = null;
+  private constructor(readonly shell: PythonShell) {
+    shell.on('message', (m: { id: number; v: number }) => {
+      const w = this.waiting;
+      this.waiting = null;
+      w?.(m);
+    });
+  }
+
+  static start(python: string): ShellClient {
+    return new ShellClient(new PythonShell(SHELL_SCRIPT, { mode: 'json', pythonPath: python, pythonOptions: ['-u'] }));
+  }
+
+  private call(id: number, a: number, b: number): Promise<{ id: number; v: number }> {
+    return new Promise((resolve) => {
+      this.waiting = resolve;
+      this.shell.send({ id, a: { a, b } });
+    });
+  }
+
+  async sequential(n: number): Promise<{ ms: number; lat: Float64Array }> {
+    const lat = new Float64Array(n);
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) {
+      const s = performance.now();
+      const m = await this.call(i, i, 1);
+      if (m.v !== i + 1) throw new Error(`python-shell answered ${JSON.stringify(m)}`);
+      lat[i] = performance.now() - s;
+    }
+    return { ms: performance.now() - t0, lat };
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.shell.end(() => resolve()));
+  }
+}
+
+interface SeqFigures {
+  rate: number;
+  p50: number;
+  p99: number;
+  cpu: number;
+}
+
+async function benchSequential(python: string): Promise<string> {
+  const N = 1000;
+  const WANT = 21;
+  log(`a. one at a time: rounds of ${N} calls per variant`);
+  const raw = await RawWorker.start(python, MODULE);
+  const pool = await newPool({ workers: 1 });
+  const shell = ShellClient.start(python);
+  const names = ['raw framed pipe', 'pool.execute (1 worker)', 'python-shell (json lines)'] as const;
+  const runs = [(n: number) => raw.sequential(n), (n: number) => poolSequential(pool, n), (n: number) => shell.sequential(n)];
+  let rounds: Rounds<SeqFigures[]>;
+  try {
+    for (const run of runs) await run(3 * N); // warm-up (JIT, caches)
+    rounds = await runRounds(WANT, 3 * WANT, 15_000, async (r) => {
+      const got: SeqFigures[] = [];
+      for (let k = 0; k < runs.length; k++) {
+        const i = (k + r) % runs.length;
+        const res = await withCpu(() => runs[i](N));
+        got[i] = { rate: N / (res.ms / 1000), p50: median(res.lat), p99: percentile(res.lat, 99), cpu: res.cpuUs / N };
+      }
+      return got;
+    });
+  } finally {
+    await raw.close();
+    await pool.close();
+    await shell.close();
+  }
+  const col = (i: number, k: keyof SeqFigures): number => median(rounds.used.map((g) => g[i][k]));
+  const ratios = (i: number, j: number, set = rounds.used): number[] => set.map((g) => g[i].rate / g[j].rate);
+  const rVsRaw = median(ratios(1, 0));
+  const rVsShell = median(ratios(1, 2));
+  targets.push({ name: 'a. pool.execute vs raw, one at a time', value: fmt(rVsRaw), target: '>= 0.85', ok: rVsRaw >= 0.85 });
+  targets.push({ name: 'a. pool.execute vs python-shell, one at a time', value: fmt(rVsShell), target: '>= 1.00', ok: rVsShell >= 1 });
+  return [
+    '## a. One call at a time (`add`, 1 worker)',
+    '',
+    `Rounds of ${N.toLocaleString('en')} sequential calls per variant, interleaved (the order rotates each round), after a warm-up. Latency is per call, measured in Node. Node CPU is this process's user + system time per call (the Python side is not included). ${roundsNote(rounds)}`,
+    '',
+    '| variant | calls/s (median) | p50 latency | p99 latency | Node CPU per call | vs raw (median of rounds) |',
+    '|---|---:|---:|---:|---:|---:|',
+    ...names.map(
+      (n, i) =>
+        `| ${n} | ${fmtInt(col(i, 'rate'))} | ${us(col(i, 'p50'))} | ${us(col(i, 'p99'))} | ${fmt(col(i, 'cpu'), 1)} µs | ${i === 0 ? '1.00' : fmt(median(ratios(i, 0)))} |`,
+    ),
+    '',
+    `pool / raw: **${fmt(rVsRaw)}** (target >= 0.85) ${pass(rVsRaw >= 0.85)}; pool / python-shell: **${fmt(rVsShell)}** (target >= 1.00) ${pass(rVsShell >= 1)}`,
+    '',
+    `Per round, pool/raw: ${spread(ratios(1, 0))}; pool/python-shell: ${spread(ratios(1, 2))}. Over all ${rounds.all.length} rounds, disturbed ones included: pool/raw ${fmt(median(ratios(1, 0, rounds.all)))}, pool/python-shell ${fmt(median(ratios(1, 2, rounds.all)))}.`,
+    '',
+  ].join('\n');
+}
+
+// ---- b. pipelining ---------------------------------------------------------
+
+async function poolPipelined(pool: Pool, n: number, depth: number): Promise<{ ms: number }> {
+  let next = 0;
+  const t0 = performance.now();
+  const lane = async (): Promise<void> => {
+    while (next < n) {
+      const i = next++;
+      await pool.execute('add', { a: i, b: 1 }, { idempotent: true });
+    }
+  };
+  await Promise.all(Array.from({ length: depth }, lane));
+  return { ms: performance.now() - t0 };
+}
+
+async function benchPipelined(python: string): Promise<string> {
+  const N = 10_000;
+  const DEPTH = 64;
+  const WANT = 11;
+  log(`b. pipelining: rounds of ${N} calls, ${DEPTH} in flight`);
+  const raw = await RawWorker.start(python, MODULE);
+  const pool = await newPool({ workers: 1, pipelineDepth: DEPTH });
+  const names = ['raw framed pipe, batched writes', 'raw framed pipe, one write per frame', `pool.execute, pipelineDepth ${DEPTH}`] as const;
+  const runs = [() => raw.pipelined(N, DEPTH), () => raw.pipelined(N, DEPTH, true), () => poolPipelined(pool, N, DEPTH)];
+  let rounds: Rounds<Array<{ rate: number; cpu: number }>>;
+  try {
+    for (const run of runs) await run();
+    rounds = await runRounds(WANT, 3 * WANT, 15_000, async (r) => {
+      const got: Array<{ rate: number; cpu: number }> = [];
+      for (let k = 0; k < runs.length; k++) {
+        const i = (k + r) % runs.length;
+        const res = await withCpu(runs[i]);
+        got[i] = { rate: N / (res.ms / 1000), cpu: res.cpuUs / N };
+      }
+      return got;
+    });
+  } finally {
+    await raw.close();
+    await pool.close();
+  }
+  const ratios = (i: number, set = rounds.used): number[] => set.map((g) => g[i].rate / g[0].rate);
+  const ratio = median(ratios(2));
+  targets.push({ name: `b. pool (pipelineDepth ${DEPTH}) vs raw, ${DEPTH} in flight`, value: fmt(ratio), target: '>= 0.70', ok: ratio >= 0.7 });
+  return [
+    `## b. Pipelining: ${DEPTH} calls in flight on one worker`,
+    '',
+    `Rounds of ${N.toLocaleString('en')} calls per variant, interleaved (the order rotates each round). Raw keeps ${DEPTH} frames in flight: each batch of answers read from the pipe is replaced by as many new frames, written with one write (the limit) or with one write per frame. The pool has \`pipelineDepth: ${DEPTH}\` and ${DEPTH} concurrent callers of the idempotent \`add\`. ${roundsNote(rounds)}`,
+    '',
+    '| variant | calls/s (median) | Node CPU per call | vs raw batched (median of rounds) |',
+    '|---|---:|---:|---:|',
+    ...names.map((n, i) => `| ${n} | ${fmtInt(median(rounds.used.map((g) => g[i].rate)))} | ${fmt(median(rounds.used.map((g) => g[i].cpu)), 1)} µs | ${i === 0 ? '1.00' : fmt(median(ratios(i)))} |`),
+    '',
+    `pool / raw: **${fmt(ratio)}** (target >= 0.70) ${pass(ratio >= 0.7)}`,
+    '',
+    `Per round, pool/raw: ${spread(ratios(2))}. Over all ${rounds.all.length} rounds, disturbed ones included: ${fmt(median(ratios(2, rounds.all)))}.`,
+    '',
+  ].join('\n');
+}
+
+// ---- c. 2 workers vs 1 on CPU-bound work ----------------------------------
+
+async function poolConcurrent(pool: Pool, n: number, concurrency: number, args: unknown): Promise<{ ms: number }> {
+  let next = 0;
+  const t0 = performance.now();
+  const lane = async (): Promise<void> => {
+    while (next < n) {
+      next++;
+      await pool.execute('primes', args);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, lane));
+  return { ms: performance.now() - t0 };
+}
+
+/** Finds the n for which `primes` takes about `targetMs` in the worker (a sequential call's latency minus an `add`'s). */
+async function tunePrimes(pool: Pool, targetMs: number): Promise<{ n: number; ms: number }> {
+  const base = median((await poolSequential(pool, 200)).lat);
+  let n = 4000;
+  let ms = 0;
+  for (let k = 0; k < 6; k++) {
+    const lat: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      const s = performance.now();
+      await pool.execute('primes', { n });
+      lat.push(performance.now() - s);
+    }
+    ms = median(lat) - base;
+    if (Math.abs(ms - targetMs) / targetMs < 0.05) break;
+    n = Math.max(100, Math.round(n * (targetMs / ms) ** (1 / 1.3)));
+  }
+  return { n, ms };
+}
+
+/** `count` bare interpreters running the same loop at once (bench/spin.py); their total calls/s. */
+async function bareSpin(python: string, count: number, n: number, seconds: number): Promise<number> {
+  const rates = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<number>((resolve, reject) => {
+          const child = spawn(python, [SPIN_SCRIPT, String(n), String(seconds)], { stdio: ['ignore', 'pipe', 'ignore'] });
+          let out = '';
+          child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+          child.once('error', reject);
+          child.once('exit', () => resolve(Number(out.trim())));
+        }),
+    ),
+  );
+  return rates.reduce((a, b) => a + b, 0);
+}
+
+async function benchScaling(python: string): Promise<string> {
+  const CONCURRENCY = 4;
+  const WANT = 7;
+  const CALLS_1 = 250;
+  const SPIN_SECONDS = 0.5;
+  log(`c. scaling: concurrency ${CONCURRENCY}`);
+  const one = await newPool({ workers: 1 });
+  const two = await newPool({ workers: 2 });
+  let tuned = { n: 0, ms: 0 };
+  let rounds: Rounds<{ pool1: number; pool2: number; bare1: number; bare2: number }>;
+  try {
+    tuned = await tunePrimes(one, 2);
+    const args = { n: tuned.n };
+    await poolConcurrent(one, 100, CONCURRENCY, args);
+    await poolConcurrent(two, 200, CONCURRENCY, args);
+    rounds = await runRounds(WANT, 2 * WANT, 30_000, async (r) => {
+      const got = { pool1: 0, pool2: 0, bare1: 0, bare2: 0 };
+      const steps: Array<() => Promise<void>> = [
+        async () => void (got.pool1 = CALLS_1 / ((await poolConcurrent(one, CALLS_1, CONCURRENCY, args)).ms / 1000)),
+        async () => void (got.pool2 = (2 * CALLS_1) / ((await poolConcurrent(two, 2 * CALLS_1, CONCURRENCY, args)).ms / 1000)),
+        async () => void (got.bare1 = await bareSpin(python, 1, tuned.n, SPIN_SECONDS)),
+        async () => void (got.bare2 = await bareSpin(python, 2, tuned.n, SPIN_SECONDS)),
+      ];
+      for (let k = 0; k < steps.length; k++) await steps[(k + r) % steps.length]();
+      return got;
+    });
+  } finally {
+    await one.close();
+    await two.close();
+  }
+  const poolRatios = (set = rounds.used): number[] => set.map((g) => g.pool2 / g.pool1);
+  const bareRatios = (set = rounds.used): number[] => set.map((g) => g.bare2 / g.bare1);
+  const ratio = median(poolRatios());
+  const ceiling = median(bareRatios());
+  const m = (k: 'pool1' | 'pool2' | 'bare1' | 'bare2'): string => fmtInt(median(rounds.used.map((g) => g[k])));
+  targets.push({ name: `c. 2 workers vs 1, primes (~2 ms), concurrency ${CONCURRENCY}`, value: `${fmt(ratio)}x`, target: '>= 1.70x', ok: ratio >= 1.7 });
+  return [
+    '## c. Two workers vs one on CPU-bound work',
+    '',
+    `\`primes\` with n = ${tuned.n.toLocaleString('en')}, tuned to ${fmt(tuned.ms)} ms of work per call (a sequential call's median latency minus an \`add\`'s); ${CONCURRENCY} concurrent callers; rounds interleaved (${CALLS_1} calls on 1 worker, ${2 * CALLS_1} on 2, per round). The machine's own ceiling: the same loop in 1 and in 2 bare interpreters at once, for ${SPIN_SECONDS} s each (\`bench/spin.py\`: no pyfleet, no Node work). ${roundsNote(rounds)}`,
+    '',
+    '| variant | 1 process: calls/s (median) | 2 processes: calls/s (median) | 2 vs 1 (median of rounds) |',
+    '|---|---:|---:|---:|',
+    `| pool, 1 worker vs 2 workers | ${m('pool1')} | ${m('pool2')} | ${fmt(ratio)}x |`,
+    `| bare interpreters (the machine's ceiling) | ${m('bare1')} | ${m('bare2')} | ${fmt(ceiling)}x |`,
+    '',
+    `2 workers / 1 worker: **${fmt(ratio)}x** (target >= 1.70x) ${pass(ratio >= 1.7)}; two bare interpreters give ${fmt(ceiling)}x on this machine, so the pool reaches ${fmt(ratio / ceiling)} of what its two cores give.`,
+    '',
+    `Per round, pool 2/1: ${spread(poolRatios())}; bare 2/1: ${spread(bareRatios())}. Over all ${rounds.all.length} rounds, disturbed ones included: pool ${fmt(median(poolRatios(rounds.all)))}x, bare ${fmt(median(bareRatios(rounds.all)))}x.`,
+    '',
+  ].join('\n');
+}
+
+// ---- d. start-up -----------------------------------------------------------
+
+/** Spawns `count` interpreters at once, each printing one line; resolves with the ms until the last line arrived. */
+async function bareStarts(python: string, count: number): Promise<number> {
+  const t0 = performance.now();
+  const exits: Promise<void>[] = [];
+  const lines = Array.from({ length: count }, () => {
+    const child = spawn(python, ['-c', 'print("ready")'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    exits.push(new Promise((r) => child.once('exit', () => r())));
+    return new Promise<number>((resolve, reject) => {
+      child.stdout.once('data', () => resolve(performance.now() - t0));
+      child.once('error', reject);
+    });
+  });
+  const times = await Promise.all(lines);
+  await Promise.all(exits);
+  return Math.max(...times);
+}
+
+/** Spawns `count` pyfleet workers by hand at once; ms until every hello. */
+async function rawStarts(python: string, count: number): Promise<number> {
+  const env = workerEnv();
+  const t0 = performance.now();
+  const ws = await Promise.all(Array.from({ length: count }, () => RawWorker.start(python, MODULE, env)));
+  const ms = performance.now() - t0;
+  await Promise.all(ws.map((w) => w.close()));
+  return ms;
+}
+
+async function poolStart(python: string, count: number): Promise<number> {
+  const t0 = performance.now();
+  const pool = await newPool({ workers: count, python });
+  const ms = performance.now() - t0;
+  await pool.close();
+  return ms;
+}
+
+/** Time for one interpreter to run `-c pass` and exit. */
+async function runToExit(file: string): Promise<number> {
+  const t0 = performance.now();
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(file, ['-c', 'pass'], { stdio: 'ignore' });
+    child.once('error', reject);
+    child.once('exit', () => resolve());
+  });
+  return performance.now() - t0;
+}
+
+/** What `name` runs when looked up on PATH (here, a pyenv shim). */
+function onPath(name: string): string | null {
+  if (name.includes('/')) return name;
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    if (dir === '') continue;
+    try {
+      accessSync(`${dir}/${name}`, constants.X_OK);
+      return `${dir}/${name}`;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+async function benchStartup(python: string): Promise<string> {
+  const W = 8;
+  const WANT = 5;
+  log('d. start-up');
+  const sides: Array<[string, () => Promise<number>]> = [
+    ['bare8', () => bareStarts(python, W)],
+    ['raw8', () => rawStarts(python, W)],
+    ['pool8', () => poolStart(python, W)],
+    ['bare1', () => bareStarts(python, 1)],
+    ['raw1', () => rawStarts(python, 1)],
+    ['pool1', () => poolStart(python, 1)],
+  ];
+  for (const [, run] of sides) await run(); // warm the page cache and Node's module cache
+  const rounds = await runRounds(WANT, 2 * WANT, 45_000, async (r) => {
+    const got: Record<string, number> = {};
+    for (let j = 0; j < sides.length; j++) {
+      const [k, run] = sides[(j + r) % sides.length];
+      got[k] = await run();
+    }
+    return got;
+  });
+  const m = (k: string): number => median(rounds.used.map((g) => g[k]));
+  const ratios = (set = rounds.used): number[] => set.map((g) => g.pool8 / g.bare8);
+  const ratio = median(ratios());
+  const rawRatio = median(rounds.used.map((g) => g.raw8 / g.bare8));
+  const poolVsRaw = median(rounds.used.map((g) => g.pool8 / g.raw8));
+  targets.push({ name: `d. createPool({ workers: ${W} }) vs ${W} bare interpreters, time to ready`, value: `${fmt(ratio)}x`, target: '<= 1.25x', ok: ratio <= 1.25 });
+
+  // The shim: the same interpreter through pyenv's script vs its real path, one at a time.
+  const shim = onPath(PYTHON);
+  let shimRows: string[] = [];
+  if (shim !== null && shim !== python) {
+    const viaShim: number[] = [];
+    const direct: number[] = [];
+    await runToExit(shim);
+    await runToExit(python);
+    for (let r = 0; r < 7; r++) {
+      viaShim.push(await runToExit(shim));
+      direct.push(await runToExit(python));
+    }
+    shimRows = [
+      `Spawning the interpreter through its shim vs its real path (\`-c pass\`, run to exit, one at a time, interleaved, median of ${viaShim.length}):`,
+      '',
+      '| interpreter | ms |',
+      '|---|---:|',
+      `| \`${shim}\` | ${fmt(median(viaShim), 1)} |`,
+      `| \`${python}\` | ${fmt(median(direct), 1)} |`,
+      `| cost of the shim per spawn | ${fmt(median(viaShim) - median(direct), 1)} |`,
+      '',
+    ];
+  }
+  return [
+    `## d. Time to ready: ${W} workers vs ${W} bare interpreters`,
+    '',
+    `Interpreter resolved once before timing: \`${python}\` (from \`${PYTHON}\`); the pool is given that path. Rounds interleaved (the order rotates), after a warm-up. Bare: \`python -c 'print("ready")'\`, until its line arrived. By hand: the pyfleet worker spawned as the pool spawns it, until its hello. Pool: \`await createPool({ workers })\` (closing is not timed). ${roundsNote(rounds)}`,
+    '',
+    '| start-up | 1 process (ms, median) | 8 at once (ms, median) | 8 vs 1 |',
+    '|---|---:|---:|---:|',
+    `| bare interpreter, prints a line | ${fmt(m('bare1'), 1)} | ${fmt(m('bare8'), 1)} | ${fmt(m('bare8') / m('bare1'))}x |`,
+    `| pyfleet worker spawned by hand (hello) | ${fmt(m('raw1'), 1)} | ${fmt(m('raw8'), 1)} | ${fmt(m('raw8') / m('raw1'))}x |`,
+    `| createPool | ${fmt(m('pool1'), 1)} | ${fmt(m('pool8'), 1)} | ${fmt(m('pool8') / m('pool1'))}x |`,
+    '',
+    `createPool(${W}) / ${W} bare: **${fmt(ratio)}x** (target <= 1.25x) ${pass(ratio <= 1.25)}. Of that, ${W} workers by hand / ${W} bare: ${fmt(rawRatio)}x (the Python runtime's own start-up), createPool / by hand: ${fmt(poolVsRaw)}x (the Node side).`,
+    '',
+    `Per round, pool/bare: ${spread(ratios())}. Over all ${rounds.all.length} rounds, disturbed ones included: ${fmt(median(ratios(rounds.all)))}x.`,
+    '',
+    ...shimRows,
+  ].join('\n');
+}
+
+// ---- main ------------------------------------------------------------------
+
+function pythonVersion(python: string): Promise<string> {
+  return new Promise((resolve) => {
+    const c = spawn(python, ['-c', 'import sys; print(sys.version.split()[0])'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let s = '';
+    c.stdout.on('data', (d: Buffer) => (s += d.toString()));
+    c.once('exit', () => resolve(s.trim()));
+  });
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const python = await resolvePython(PYTHON);
+  const pyVersion = await pythonVersion(python);
+  const sections: string[] = [];
+  sections.push(await section(() => benchSequential(python)));
+  sections.push(await section(() => benchPipelined(python)));
+  sections.push(await section(() => benchScaling(python)));
+  sections.push(await section(() => benchStartup(python)));
+  log('e. resilience layer');
+  const resilience = await section(benchResilience);
+  const m = /overhead \/ cockatiel: \*\*([\d.]+)\*\*[\s\S]*?overhead \/ opossum: \*\*([\d.]+)\*\*/.exec(resilience);
+  targets.push({
+    name: 'e. retry + CircuitBreaker overhead vs cockatiel / opossum',
+    value: m ? `${m[1]} / ${m[2]}` : 'see below',
+    target: '<= 0.50 / <= 0.25',
+    ok: resilience.includes('Target met.'),
+  });
+  sections.push(resilience);
+  const left = pythonChildren();
+  const seconds = (performance.now() - started) / 1000;
+  const md = [
+    '# pyfleet benchmarks',
+    '',
+    `Run on ${new Date().toISOString().slice(0, 10)} with \`npm run bench\` (${fmt(seconds, 0)} s): Node ${process.version}, Python ${pyVersion} (\`${python}\`), ${os.availableParallelism()} CPUs (${os.cpus()[0]?.model.trim() ?? 'unknown'}).`,
+    '',
+    `The machines are 2-core, shared and noisy. Variants run interleaved, round after round; figures are medians and each ratio is the median of per-round ratios of variants run back to back. Each round also measures the CPU used by processes other than this benchmark; rounds where they used ${DISTURBED_CPUS} CPU or more count as disturbed, and the figures are over the undisturbed rounds when there are enough (each section says). During this run other processes used between ${fmt(Math.min(...othersLoad))} and ${fmt(Math.max(...othersLoad))} CPUs on average per section.`,
+    '',
+    '## Targets',
+    '',
+    '| target | measured | wanted | result |',
+    '|---|---:|---:|---|',
+    ...targets.map((t) => `| ${t.name} | ${t.value} | ${t.target} | ${pass(t.ok)} |`),
+    '',
+    ...sections,
+    `Python processes left behind by the benchmark: ${left.length === 0 ? '0' : `${left.length} (${left.join(', ')})`}.`,
+    '',
+  ].join('\n');
+  writeFileSync(RESULTS, md);
+  process.stdout.write(md);
+  if (left.length > 0) {
+    for (const pid of left) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    process.exitCode = 1;
+  }
+}
+
+await main();

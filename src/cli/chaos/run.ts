@@ -1,0 +1,484 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createPool, isPoolError, subscribe, type ChaosOptions, type Logger, type Pool, type PoolOptions, type PoolStats } from '../../index.js';
+import { exampleFile } from '../paths.js';
+import { runWorkload, type Outcome, type PlannedCall, type WorkloadState } from '../workload.js';
+import { infraFaultRate } from './faults.js';
+import { findOrphans } from './processes.js';
+
+/**
+ * Pool options for a chaos run, chosen so that a fault costs about a second, not the
+ * production defaults' tens of seconds; the retry delays stay the decision matrix's own
+ * (e.g. 1 s then 3 s after a crash or a timeout). Printed by `pyfleet chaos --help`.
+ */
+export const CHAOS_POOL_OPTIONS = Object.freeze({
+  requestTimeoutMs: 1_500,
+  cancelGraceMs: 300,
+  startupTimeoutMs: 5_000,
+  queueTimeoutMs: 5_000,
+  healthCheck: Object.freeze({ intervalMs: 200, maxMissed: 3 }),
+  circuitBreaker: Object.freeze({ openTimeoutMs: 1_500 }),
+  recycle: Object.freeze({ maxMemoryMb: 160 }),
+}) satisfies Partial<PoolOptions>;
+
+/** The highest per-call infrastructure fault rate at which 99% of idempotent calls can be expected to succeed. */
+export const SLO_MAX_INFRA_RATE = 0.1;
+
+/** What the injected Python exception looks like in `err.python`. */
+export const INJECTED_EXCEPTION = { type: 'RuntimeError', message: 'chaos: injected exception' } as const;
+
+export interface ChaosRunOptions {
+  durationS: number;
+  workers: number;
+  seed: number;
+  /** Calls started per second. */
+  rate: number;
+  concurrency: number;
+  /** Share of session-less calls that are idempotent (compute); the rest are not (record). */
+  idempotentShare: number;
+  /** Session ids used (0: no session calls). */
+  sessions: number;
+  /** Share of calls made in a session (when one is free). */
+  sessionShare: number;
+  chaos: ChaosOptions;
+  python?: string;
+  requestTimeoutMs: number;
+  /** Time in-flight calls get to settle after sending stops before they count as lost. */
+  drainTimeoutMs: number;
+  /** idempotentSuccessRate below this fails the run (when the fault rates allow: see SLO_MAX_INFRA_RATE). */
+  minSuccessRate: number;
+  logger: Logger;
+  signal?: AbortSignal;
+  onTick?(state: WorkloadState, pool: Pool): void;
+  /** Keep the ledger file (its path is in the report). */
+  keepLedger?: boolean;
+}
+
+export interface Invariant {
+  name: string;
+  ok: boolean;
+  value: number;
+  /** What it must be, in words ('0', '>= 0.99'). */
+  expected: string;
+  /** Why it was not checked, if it was not. */
+  skipped?: string;
+}
+
+export interface ChaosReport {
+  ok: boolean;
+  seed: number;
+  durationS: number;
+  workers: number;
+  rate: number;
+  concurrency: number;
+  interrupted: boolean;
+  faults: ChaosOptions;
+  poolOptions: Omit<typeof CHAOS_POOL_OPTIONS, 'requestTimeoutMs'> & { requestTimeoutMs: number };
+  sent: number;
+  settled: number;
+  succeeded: number;
+  failed: number;
+  failedByCategory: Record<string, number>;
+  failedByCode: Record<string, number>;
+  lost: number;
+  lostByCommand: Record<string, number>;
+  settledLate: number;
+  answeredTwice: number;
+  duplicateSideEffects: number;
+  missingSideEffects: number;
+  /** Non-idempotent calls that failed with taken=false ("not run") although their side effect happened. */
+  ranButReportedNotTaken: number;
+  /** Non-idempotent calls that failed (worker died, timeout...) and whose side effect did happen (allowed: the error says it may have run). */
+  failedButRan: number;
+  ledgerCorruptLines: number;
+  wrongAnswers: number;
+  sessionStateErrors: number;
+  nonPoolErrors: number;
+  nonPoolErrorSamples: string[];
+  idempotent: { calls: number; succeeded: number; injectedExceptions: number; failedByCode: Record<string, number> };
+  idempotentSuccessRate: number;
+  nonIdempotent: { calls: number; succeeded: number; failed: number };
+  session: { calls: number; succeeded: number; lost: number; reopened: number };
+  injectedExceptionsSeen: number;
+  retries: number;
+  recoveries: { initiated: number; succeeded: number; failed: number; byStrategy: Record<string, { initiated: number; succeeded: number; failed: number }> };
+  circuitOpenings: number;
+  circuits: Record<string, { state: string; opened: number; rejected: number }>;
+  workerRestarts: { total: number; byReason: Record<string, number> };
+  poison: { quarantined: number; refused: number };
+  injected: Record<string, number>;
+  poolCalls: PoolStats['calls'] | null;
+  latencyMs: { p50: number; p99: number; max: number };
+  pidsSeen: number;
+  orphans: number;
+  orphanPids: number[];
+  closeMs: number;
+  closeTimedOut: boolean;
+  drainMs: number;
+  ledger: string | null;
+  invariants: Invariant[];
+}
+
+/** mulberry32, for the workload's own choices (the pool's chaos has its own stream from the same seed). */
+function seeded(seed: number): () => number {
+  let a = (seed ^ 0x5bd1e995) >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const sumOfSquaresBelow = (n: number): number => ((n - 1) * n * (2 * n - 1)) / 6;
+
+function isInjectedException(e: unknown): boolean {
+  return isPoolError(e) && e.category === 'python_error' && e.python?.type === INJECTED_EXCEPTION.type && e.python.message === INJECTED_EXCEPTION.message;
+}
+
+function bump(o: Record<string, number>, k: string, by = 1): void {
+  o[k] = (o[k] ?? 0) + by;
+}
+
+interface SessionState {
+  id: string;
+  busy: boolean;
+  lost: boolean;
+  /** Values session_get may legitimately return now (null: fresh or never set). */
+  allowed: Set<number | null>;
+}
+
+/** Runs the chaos workload against a pool with faults injected, and checks the invariants. */
+export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
+  const rnd = seeded(o.seed);
+  const runId = `${process.pid.toString(36)}${Date.now().toString(36)}`;
+  const ledgerDir = mkdtempSync(path.join(tmpdir(), 'pyfleet-chaos-'));
+  const ledger = path.join(ledgerDir, 'ledger.txt');
+
+  // Every worker pid the run sees, for the orphan check after close.
+  const pids = new Set<number>();
+  const unsubscribe = [
+    subscribe('worker:transition', (p) => {
+      if (p.pid !== null) pids.add(p.pid);
+    }),
+    subscribe('worker:exit', (p) => {
+      if (p.pid !== null) pids.add(p.pid);
+    }),
+  ];
+
+  const pool = await createPool({
+    module: exampleFile('chaos_handlers.py'),
+    ...(o.python !== undefined ? { python: o.python } : {}),
+    workers: o.workers,
+    ...CHAOS_POOL_OPTIONS,
+    requestTimeoutMs: o.requestTimeoutMs,
+    logger: o.logger,
+    env: { PYFLEET_CHAOS_LEDGER: ledger },
+    chaos: o.chaos,
+  }).catch((e: unknown) => {
+    for (const u of unsubscribe) u();
+    rmSync(ledgerDir, { recursive: true, force: true });
+    throw e;
+  });
+  const samplePids = (): void => {
+    for (const p of pool.pids()) pids.add(p);
+  };
+  samplePids();
+
+  const failedByCategory: Record<string, number> = {};
+  const failedByCode: Record<string, number> = {};
+  const idem = { calls: 0, succeeded: 0, injectedExceptions: 0, failedByCode: {} as Record<string, number> };
+  const nonIdem = { calls: 0, succeeded: 0, failed: 0 };
+  const sess = { calls: 0, succeeded: 0, lost: 0, reopened: 0 };
+  let wrongAnswers = 0;
+  let sessionStateErrors = 0;
+  let nonPoolErrors = 0;
+  const nonPoolErrorSamples: string[] = [];
+  let injectedExceptionsSeen = 0;
+  const tokensSent = new Set<string>();
+  const tokensSucceeded = new Set<string>();
+  /** Token -> whether its failure said the call was taken by a worker. */
+  const tokensFailed = new Map<string, boolean>();
+  let seq = 0;
+
+  const sessions: SessionState[] = Array.from({ length: o.sessions }, (_, i) => ({ id: `chaos-${runId}-s${i}`, busy: false, lost: false, allowed: new Set([null]) }));
+
+  const failure = (e: unknown): void => {
+    if (!isPoolError(e)) {
+      nonPoolErrors++;
+      if (nonPoolErrorSamples.length < 5) nonPoolErrorSamples.push((e as Error)?.stack ?? String(e));
+      bump(failedByCategory, 'not_a_pool_error');
+      return;
+    }
+    bump(failedByCategory, e.category);
+    bump(failedByCode, e.code);
+    if (isInjectedException(e)) injectedExceptionsSeen++;
+  };
+
+  const computeCall = (): PlannedCall => {
+    const i = seq++;
+    const n = 50 + Math.floor(rnd() * 450);
+    idem.calls++;
+    return {
+      label: 'compute',
+      start: () => pool.execute('compute', { n, salt: i }),
+      done: (r: Outcome) => {
+        if (r.ok) {
+          idem.succeeded++;
+          const v = r.value as { n?: unknown; salt?: unknown; value?: unknown } | null;
+          if (v === null || typeof v !== 'object' || v.n !== n || v.salt !== i || v.value !== sumOfSquaresBelow(n)) wrongAnswers++;
+          return;
+        }
+        failure(r.error);
+        if (isInjectedException(r.error)) idem.injectedExceptions++;
+        else bump(idem.failedByCode, isPoolError(r.error) ? r.error.code : 'not_a_pool_error');
+      },
+    };
+  };
+
+  const recordCall = (): PlannedCall => {
+    const token = `${runId}-${seq++}`;
+    tokensSent.add(token);
+    nonIdem.calls++;
+    return {
+      label: 'record',
+      start: () => pool.execute('record', { token }),
+      done: (r: Outcome) => {
+        if (r.ok) {
+          nonIdem.succeeded++;
+          tokensSucceeded.add(token);
+          if (r.value !== token) wrongAnswers++;
+          return;
+        }
+        nonIdem.failed++;
+        failure(r.error);
+        tokensFailed.set(token, isPoolError(r.error) ? r.error.taken : true);
+      },
+    };
+  };
+
+  const sessionCall = (s: SessionState): PlannedCall => {
+    if (s.lost) {
+      // As a client should: the session's state is gone; close it and start it again, empty.
+      pool.closeSession(s.id);
+      s.lost = false;
+      s.allowed = new Set([null]);
+      sess.reopened++;
+    }
+    s.busy = true;
+    sess.calls++;
+    const put = rnd() < 0.5;
+    const v = seq++;
+    const lostOr = (e: unknown): boolean => {
+      if (isPoolError(e) && e.category === 'session_error') {
+        s.lost = true;
+        sess.lost++;
+        return true;
+      }
+      return false;
+    };
+    return {
+      label: put ? 'session_put' : 'session_get',
+      // Unique arguments: identical ones would share one poison-quarantine key (command + args),
+      // so two chance deaths under chaos would get every later session_get refused for the cool-down.
+      start: () => (put ? pool.execute('session_put', { v }, { sessionId: s.id }) : pool.execute('session_get', { nonce: v }, { sessionId: s.id })),
+      done: (r: Outcome) => {
+        s.busy = false;
+        if (r.ok) {
+          sess.succeeded++;
+          if (put) {
+            if (r.value !== v) wrongAnswers++;
+            s.allowed = new Set([v]);
+          } else {
+            const got = r.value as number | null;
+            if (!s.allowed.has(got)) sessionStateErrors++;
+            s.allowed = new Set([got]);
+          }
+          return;
+        }
+        failure(r.error);
+        if (lostOr(r.error)) return;
+        // A put that failed after a worker took it may have run.
+        if (put && !isInjectedException(r.error)) s.allowed.add(v);
+      },
+    };
+  };
+
+  const next = (): PlannedCall | null => {
+    if (sessions.length > 0 && rnd() < o.sessionShare) {
+      const free = sessions.filter((s) => !s.busy);
+      if (free.length > 0) return sessionCall(free[Math.floor(rnd() * free.length)]);
+    }
+    return rnd() < o.idempotentShare ? computeCall() : recordCall();
+  };
+
+  let result;
+  try {
+    result = await runWorkload({
+      durationMs: o.durationS * 1000,
+      rate: o.rate,
+      concurrency: o.concurrency,
+      drainTimeoutMs: o.drainTimeoutMs,
+      next,
+      ...(o.signal !== undefined ? { signal: o.signal } : {}),
+      onTick: (st) => {
+        samplePids();
+        o.onTick?.(st, pool);
+      },
+    });
+  } finally {
+    samplePids();
+  }
+
+  // Close: drains, stops and reaps every worker. A close that never returns is a failure of its own.
+  const statsBefore = pool.stats();
+  const closeStart = performance.now();
+  const CLOSE_LIMIT_MS = 30_000;
+  let closeTimedOut = false;
+  await Promise.race([
+    pool.close(),
+    new Promise<void>((r) =>
+      setTimeout(() => {
+        closeTimedOut = true;
+        r();
+      }, CLOSE_LIMIT_MS).unref(),
+    ),
+  ]);
+  const closeMs = performance.now() - closeStart;
+  for (const u of unsubscribe) u();
+  // Calls lost at the drain deadline may settle while the pool closes: wait a moment for them.
+  if (result.lost > 0) await Promise.race([result.allSettled(), new Promise((r) => setTimeout(r, 1_000))]);
+
+  // Orphans: any worker process still alive after close (poll briefly: the kernel may lag a kill).
+  let orphanPids = findOrphans(pids);
+  for (let i = 0; i < 10 && orphanPids.length > 0; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    orphanPids = findOrphans(pids);
+  }
+  // Do not leave them behind: they are counted, now reap them.
+  for (const pid of orphanPids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+
+  // Side effects of non-idempotent calls.
+  const seen = new Map<string, number>();
+  let ledgerCorruptLines = 0;
+  let ledgerText = '';
+  try {
+    ledgerText = readFileSync(ledger, 'utf8');
+  } catch {
+    // no record call ran
+  }
+  for (const line of ledgerText.split('\n')) {
+    if (line === '') continue;
+    if (!tokensSent.has(line)) ledgerCorruptLines++;
+    else seen.set(line, (seen.get(line) ?? 0) + 1);
+  }
+  let duplicateSideEffects = 0;
+  for (const n of seen.values()) if (n > 1) duplicateSideEffects++;
+  let missingSideEffects = 0;
+  for (const t of tokensSucceeded) if (!seen.has(t)) missingSideEffects++;
+  let failedButRan = 0;
+  let ranButReportedNotTaken = 0;
+  for (const [t, taken] of tokensFailed) {
+    if (!seen.has(t)) continue;
+    failedButRan++;
+    if (!taken) ranButReportedNotTaken++;
+  }
+  if (o.keepLedger !== true) rmSync(ledgerDir, { recursive: true, force: true });
+
+  const stats = pool.stats();
+  const idemDenominator = idem.calls - idem.injectedExceptions;
+  const idempotentSuccessRate = idemDenominator === 0 ? 1 : idem.succeeded / idemDenominator;
+  const infraRate = infraFaultRate(o.chaos);
+  const circuitOpenings = Object.values(stats.circuits).reduce((s, c) => s + c.opened, 0);
+
+  const zero = (name: string, value: number): Invariant => ({ name, ok: value === 0, value, expected: '0' });
+  const invariants: Invariant[] = [
+    zero('lost', result.lost),
+    zero('answeredTwice', result.answeredTwice),
+    zero('duplicateSideEffects', duplicateSideEffects),
+    zero('missingSideEffects', missingSideEffects),
+    zero('ranButReportedNotTaken', ranButReportedNotTaken),
+    zero('ledgerCorruptLines', ledgerCorruptLines),
+    zero('wrongAnswers', wrongAnswers),
+    zero('sessionStateErrors', sessionStateErrors),
+    zero('nonPoolErrors', nonPoolErrors),
+    zero('orphans', orphanPids.length),
+    zero('closeTimedOut', closeTimedOut ? 1 : 0),
+  ];
+  const slo: Invariant = { name: 'idempotentSuccessRate', ok: true, value: idempotentSuccessRate, expected: `>= ${o.minSuccessRate}` };
+  if (infraRate > SLO_MAX_INFRA_RATE) slo.skipped = `infrastructure fault rate ${round4(infraRate)} per call is above ${SLO_MAX_INFRA_RATE}`;
+  else if (o.minSuccessRate <= 0) slo.skipped = 'disabled (--min-success-rate 0)';
+  else slo.ok = idempotentSuccessRate >= o.minSuccessRate;
+  invariants.push(slo);
+
+  return {
+    ok: invariants.every((i) => i.ok),
+    seed: o.seed,
+    durationS: Math.round(result.sendingMs / 100) / 10,
+    workers: o.workers,
+    rate: o.rate,
+    concurrency: o.concurrency,
+    interrupted: result.interrupted,
+    faults: o.chaos,
+    poolOptions: { ...CHAOS_POOL_OPTIONS, requestTimeoutMs: o.requestTimeoutMs },
+    sent: result.sent,
+    settled: result.settled,
+    succeeded: result.succeeded,
+    failed: result.failed,
+    failedByCategory,
+    failedByCode,
+    lost: result.lost,
+    lostByCommand: result.lostByLabel,
+    settledLate: result.settledLate,
+    answeredTwice: result.answeredTwice,
+    duplicateSideEffects,
+    missingSideEffects,
+    ranButReportedNotTaken,
+    failedButRan,
+    ledgerCorruptLines,
+    wrongAnswers,
+    sessionStateErrors,
+    nonPoolErrors,
+    nonPoolErrorSamples,
+    idempotent: idem,
+    // Rounded down, so a rate that failed the check never prints as passing.
+    idempotentSuccessRate: Math.floor(idempotentSuccessRate * 10_000) / 10_000,
+    nonIdempotent: nonIdem,
+    session: sess,
+    injectedExceptionsSeen,
+    retries: stats.calls.retries,
+    recoveries: {
+      initiated: stats.recoveries.initiated,
+      succeeded: stats.recoveries.succeeded,
+      failed: stats.recoveries.failed,
+      byStrategy: Object.fromEntries(Object.entries(stats.recoveries.byStrategy).filter(([, c]) => c.initiated > 0).map(([k, c]) => [k, { initiated: c.initiated, succeeded: c.succeeded, failed: c.failed }])),
+    },
+    circuitOpenings,
+    circuits: Object.fromEntries(Object.entries(stats.circuits).map(([k, c]) => [k, { state: c.state, opened: c.opened, rejected: c.rejected }])),
+    workerRestarts: stats.restarts,
+    poison: stats.poison,
+    injected: stats.chaos?.injected ?? {},
+    poolCalls: statsBefore.calls,
+    latencyMs: result.latencies.summary(),
+    pidsSeen: pids.size,
+    orphans: orphanPids.length,
+    orphanPids,
+    closeMs: Math.round(closeMs),
+    closeTimedOut,
+    drainMs: Math.round(result.drainMs),
+    ledger: o.keepLedger === true ? ledger : null,
+    invariants,
+  };
+}
+
+function round4(x: number): number {
+  return Math.round(x * 10_000) / 10_000;
+}

@@ -1,0 +1,118 @@
+import { InvalidArgumentError, type Command } from 'commander';
+import { serve, type Serving } from '../../server/serve.js';
+import { intArg, logLevelArg, type LogLevel } from '../args.js';
+import { printError } from '../errors.js';
+import { cliLogger } from '../log.js';
+
+interface ServeCliOptions {
+  module: string;
+  port: number;
+  host: string;
+  token?: string;
+  workers?: { min: number; max: number };
+  python?: string;
+  timeout?: number;
+  alertWebhook?: string;
+  alertInterval?: number;
+  logLevel: LogLevel;
+}
+
+/** `4` (min = max) or `2-8`. */
+function workersArg(value: string): { min: number; max: number } {
+  const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(value);
+  const min = m ? Number(m[1]) : NaN;
+  const max = m?.[2] !== undefined ? Number(m[2]) : min;
+  if (!m || min < 0 || max < 1 || max < min) throw new InvalidArgumentError(`expected a count (4) or a range (2-8), got ${JSON.stringify(value)}`);
+  return { min, max };
+}
+
+/** `pyfleet serve --module FILE`: the pool over HTTP, with /metrics, /healthz and a live dashboard at /. */
+export function register(program: Command): void {
+  program
+    .command('serve')
+    .description('serve a Python module over HTTP, with Prometheus metrics and a live dashboard')
+    .requiredOption('-m, --module <file>', 'a .py file or dotted module name with @command handlers')
+    .option('-p, --port <n>', 'port to listen on (0: any free port)', intArg(0, 65535), 7700)
+    .option('-H, --host <address>', 'address to bind; anything but loopback requires a token', '127.0.0.1')
+    .option('--token <token>', 'require "Authorization: Bearer <token>" (or ?token=) on every route but /healthz (default: $PYFLEET_TOKEN)')
+    .option('-w, --workers <n|min-max>', 'worker count, or a range the pool grows and shrinks in', workersArg)
+    .option('--python <path>', 'the Python interpreter (default: $PYFLEET_PYTHON or python3)')
+    .option('-t, --timeout <ms>', 'time for one attempt of a call (requestTimeoutMs, default 30000)', intArg(1))
+    .option('--alert-webhook <url>', 'POST a JSON alert here when a circuit opens, no worker is healthy, or recoveries keep failing')
+    .option('--alert-interval <ms>', 'at most one alert of each kind per this many ms', intArg(0), 60_000)
+    .option('--log-level <level>', 'log level on stderr', logLevelArg, (process.env.PYFLEET_LOG_LEVEL ?? 'info') as LogLevel)
+    .addHelpText(
+      'after',
+      `
+Routes:
+  POST /v1/call/<command>   body: the arguments as JSON; answers {"result": ...} or
+                            {"error": {code, category, message, ...}} with a 4xx/5xx status.
+                            Headers: x-pyfleet-session, x-pyfleet-timeout-ms, x-pyfleet-idempotent
+  GET  /                    live dashboard (workers, circuits, errors, recoveries, queue)
+  GET  /metrics             Prometheus metrics
+  GET  /healthz             200 when a worker can serve, 503 otherwise (no token needed)
+  GET  /v1/stats            pool.stats() as JSON
+
+SIGTERM or SIGINT: stop taking requests, finish those in flight, stop every worker, exit 0.
+
+Example:
+  pyfleet serve --module examples/handlers.py --workers 2
+  curl -s localhost:7700/v1/call/add -d '{"a": 1, "b": 2}'`,
+    )
+    .action(async (opts: ServeCliOptions) => {
+      const logger = cliLogger(opts.logLevel);
+      const token = opts.token ?? (process.env.PYFLEET_TOKEN || undefined);
+      let serving: Serving;
+      try {
+        serving = await serve({
+          pool: {
+            module: opts.module,
+            logger,
+            ...(opts.python !== undefined ? { python: opts.python } : {}),
+            ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
+            ...(opts.timeout !== undefined ? { requestTimeoutMs: opts.timeout } : {}),
+          },
+          port: opts.port,
+          host: opts.host,
+          ...(token !== undefined ? { token } : {}),
+          ...(opts.alertWebhook !== undefined ? { alerts: { webhookUrl: opts.alertWebhook, minIntervalMs: opts.alertInterval } } : {}),
+        });
+      } catch (e) {
+        printError(e);
+        process.exitCode = 1;
+        return;
+      }
+      const tokenHint = token !== undefined ? ' (token required)' : '';
+      process.stdout.write(`pyfleet: serving ${opts.module} at ${serving.url}${tokenHint}: dashboard ${serving.url}/, metrics ${serving.url}/metrics, calls POST ${serving.url}/v1/call/<command>\n`);
+
+      await new Promise<void>((resolve) => {
+        let stopping = false;
+        const onSignal = (signal: NodeJS.Signals): void => {
+          if (stopping) {
+            // A second signal: stop waiting for calls to finish.
+            logger.warn({ signal }, `${signal} again: killing the workers now`);
+            serving.pool.killAll();
+            process.exit(1);
+          }
+          stopping = true;
+          logger.info({ signal }, `${signal}: draining (no new requests; calls in flight finish), then stopping the workers`);
+          serving.close().then(
+            () => {
+              logger.info({}, 'stopped cleanly');
+              process.off('SIGTERM', onSignal);
+              process.off('SIGINT', onSignal);
+              process.stdout.write('pyfleet: stopped\n');
+              resolve();
+            },
+            (e: unknown) => {
+              printError(e);
+              process.exitCode = 1;
+              resolve();
+            },
+          );
+        };
+        process.on('SIGTERM', onSignal);
+        process.on('SIGINT', onSignal);
+      });
+    });
+}

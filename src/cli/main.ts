@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+/**
+ * The pyfleet command line. Each subcommand lives in its own file under ./commands/ and
+ * exports `register(program)`.
+ */
+import { Command } from 'commander';
+import { packageVersion } from './paths.js';
+import { register as registerCall } from './commands/call.js';
+import { register as registerDemo } from './commands/demo.js';
+import { register as registerChaos } from './commands/chaos.js';
+import { register as registerServe } from './commands/serve.js';
+// A new subcommand: import its register function above and add it to SUBCOMMANDS below. Its
+// action must resolve only when the command is done (a server: after it has shut down).
+
+const SUBCOMMANDS: ReadonlyArray<(program: Command) => void> = [
+  registerCall,
+  registerDemo,
+  registerChaos,
+  registerServe,
+];
+
+function buildProgram(): Command {
+  const program = new Command('pyfleet')
+    .description('Run Python code from Node.js in a pool of long-lived worker processes that keeps answering when workers fail.')
+    .version(packageVersion(), '-V, --version', 'print the pyfleet version')
+    .showHelpAfterError('(run with --help for usage)')
+    // Usage errors exit 2 (1 is for a failed call or a broken invariant); --help and --version exit 0.
+    // Set before the subcommands are added, which inherit it.
+    .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+  for (const register of SUBCOMMANDS) register(program);
+  return program;
+}
+
+async function main(): Promise<void> {
+  await buildProgram().parseAsync(process.argv);
+  // The command is done (its action resolved): if something still holds the event loop (a stray
+  // timer or handle), leave anyway after a moment rather than hang a script or CI job; this
+  // timer does not itself hold the loop.
+  setTimeout(() => {
+    process.stderr.write('pyfleet: the command finished but something still holds the event loop; exiting\n');
+    process.exit(process.exitCode ?? 0);
+  }, 5_000).unref();
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`pyfleet: ${(e as Error)?.stack ?? String(e)}\n`);
+  process.exitCode = 2;
+});

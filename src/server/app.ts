@@ -1,0 +1,217 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import { fastify, type FastifyInstance } from 'fastify';
+import { collectDefaultMetrics } from 'prom-client';
+import { PyfleetMetrics } from '../telemetry/metrics.js';
+import { isServing, onPoolClosing, type ObservedPool } from '../telemetry/source.js';
+import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard.js';
+import { errorBody } from './http-errors.js';
+import { LiveState, type LiveOptions } from './live.js';
+
+/** What the server needs from a pool (`Pool` fits). */
+export interface ServedPool extends ObservedPool {
+  execute(command: string, args: unknown, options: { sessionId?: string; timeoutMs?: number; idempotent?: boolean; signal?: AbortSignal; detailed: true }): Promise<{ value: unknown; via: string; attempts: number; workerId: number | null; durationMs: number }>;
+}
+
+export interface ServerOptions {
+  pool: ServedPool;
+  /** Metrics served at /metrics (default: a new `PyfleetMetrics` with the pool attached, plus Node's default process metrics). One passed in is served as it is: attach the pool to it yourself. */
+  metrics?: PyfleetMetrics;
+  /** When set, required on every route but /healthz and the dashboard's static files: `Authorization: Bearer <token>` or `?token=<token>` (for the dashboard in a browser). */
+  token?: string;
+  /** Largest request body (default 16 MiB). */
+  bodyLimit?: number;
+  /** Dashboard sampling and history. */
+  live?: LiveOptions;
+  /** fastify's logger option (default: off; pyfleet logs through the pool's logger). */
+  logger?: boolean | object;
+}
+
+export interface PyfleetServer {
+  app: FastifyInstance;
+  metrics: PyfleetMetrics;
+  live: LiveState;
+  /** Listens and resolves with the base URL (e.g. `http://127.0.0.1:7700`). */
+  listen(options: { port?: number; host?: string }): Promise<string>;
+  /** Stops taking requests, ends the dashboards' streams, and waits for the requests in flight. The pool is left open. */
+  close(): Promise<void>;
+}
+
+const OPEN_ROUTES = new Set(['/healthz', '/dashboard.css', '/dashboard.js']);
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost|::ffff:127\.\d+\.\d+\.\d+)$/i;
+
+/** Is `host` reachable only from this machine? */
+export function isLoopback(host: string): boolean {
+  return LOOPBACK.test(host.replace(/^\[|\]$/g, ''));
+}
+
+function sameToken(given: string, expected: Buffer): boolean {
+  const g = Buffer.from(given);
+  return g.length === expected.length && timingSafeEqual(g, expected);
+}
+
+/**
+ * The HTTP face of a pool (fastify): `POST /v1/call/:command`, `GET /v1/stats`, `GET /metrics`,
+ * `GET /healthz`, the dashboard at `/` and its live stream at `/events`.
+ */
+export async function createServer(options: ServerOptions): Promise<PyfleetServer> {
+  const pool = options.pool;
+  let metrics = options.metrics;
+  let detachMetrics = (): void => {};
+  if (metrics === undefined) {
+    metrics = new PyfleetMetrics();
+    detachMetrics = metrics.attach(pool);
+    collectDefaultMetrics({ register: metrics.registry });
+  }
+  const live = new LiveState(pool, options.live);
+  const token = options.token === undefined || options.token === '' ? null : Buffer.from(options.token);
+  const streams = new Set<ServerResponse>();
+  let draining = false;
+  const stopDraining = onPoolClosing(pool, () => {
+    draining = true;
+    live.draining = true;
+  });
+
+  const app = fastify({ logger: options.logger ?? false, bodyLimit: options.bodyLimit ?? 16 * 1024 * 1024, forceCloseConnections: 'idle', return503OnClosing: true });
+
+  // Any body is read as JSON, whatever its declared type (curl -d sends form encoding, fetch text/plain).
+  app.removeContentTypeParser(['text/plain']);
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
+    const text = String(body);
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch (e) {
+      const err = new Error(`The request body is not JSON: ${(e as Error).message}`) as Error & { statusCode: number };
+      err.statusCode = 400;
+      done(err, undefined);
+    }
+  });
+
+  app.addHook('onRequest', async (req, reply) => {
+    // Open without a token: the health check, and the dashboard's stylesheet and script (no data in them).
+    if (token === null || OPEN_ROUTES.has(req.url.split('?', 1)[0])) return;
+    const auth = req.headers.authorization;
+    const fromHeader = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7).trim() : null;
+    const fromQuery = (req.query as Record<string, unknown> | undefined)?.token;
+    const given = fromHeader ?? (typeof fromQuery === 'string' ? fromQuery : null);
+    if (given === null || !sameToken(given, token)) {
+      reply.code(401).header('www-authenticate', 'Bearer realm="pyfleet"');
+      return reply.send({ error: { code: 'PYFLEET_UNAUTHORIZED', message: 'A token is required: send "Authorization: Bearer <token>" or add ?token=<token> to the URL.' } });
+    }
+  });
+
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
+    const status = err.statusCode !== undefined && err.statusCode >= 400 ? err.statusCode : 500;
+    reply.code(status).send({ error: { code: err.code ?? 'PYFLEET_HTTP_ERROR', message: err.message } });
+  });
+
+  app.post<{ Params: { command: string } }>('/v1/call/:command', async (req, reply) => {
+    const h = req.headers;
+    const opts: Parameters<ServedPool['execute']>[2] = { detailed: true };
+    const sid = h['x-pyfleet-session'];
+    if (typeof sid === 'string' && sid !== '') opts.sessionId = sid;
+    const timeout = h['x-pyfleet-timeout-ms'];
+    if (typeof timeout === 'string' && timeout !== '') opts.timeoutMs = Number(timeout);
+    const idem = h['x-pyfleet-idempotent'];
+    if (idem === 'true' || idem === 'false') opts.idempotent = idem === 'true';
+    // The client hanging up cancels the call (in the queue or in the worker).
+    const ac = new AbortController();
+    const onClose = (): void => {
+      if (!reply.raw.writableFinished) ac.abort(new Error('the HTTP client disconnected'));
+    };
+    reply.raw.once('close', onClose);
+    opts.signal = ac.signal;
+    try {
+      const r = await pool.execute(req.params.command, req.body === undefined ? null : req.body, opts);
+      reply.header('x-pyfleet-via', r.via).header('x-pyfleet-attempts', String(r.attempts)).header('x-pyfleet-duration-ms', r.durationMs.toFixed(2));
+      if (r.workerId !== null) reply.header('x-pyfleet-worker', String(r.workerId));
+      return { result: r.value };
+    } catch (e) {
+      const { status, body, retryAfterS } = errorBody(e);
+      if (retryAfterS !== null) reply.header('retry-after', String(retryAfterS));
+      reply.code(status);
+      return body;
+    } finally {
+      reply.raw.off('close', onClose);
+    }
+  });
+
+  app.get('/v1/stats', async () => pool.stats());
+
+  app.get('/healthz', async (_req, reply) => {
+    const s = pool.stats();
+    const serving = s.workers.filter(isServing).length;
+    const circuits: Record<string, string> = {};
+    for (const [k, c] of Object.entries(s.circuits)) circuits[k] = c.state;
+    const status = draining || s.closed ? 'draining' : serving > 0 ? 'ok' : 'down';
+    reply.code(status === 'ok' ? 200 : 503);
+    return { status, workers: { total: s.workers.length, serving }, queue: s.queue.length, circuits };
+  });
+
+  const m = metrics;
+  app.get('/metrics', async (_req, reply) => {
+    reply.type(m.contentType);
+    return m.metrics();
+  });
+
+  app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').header('cache-control', 'no-cache').send(DASHBOARD_HTML));
+  app.get('/dashboard.css', async (_req, reply) => reply.type('text/css; charset=utf-8').send(DASHBOARD_CSS));
+  app.get('/dashboard.js', async (_req, reply) => reply.type('text/javascript; charset=utf-8').send(DASHBOARD_JS));
+
+  app.get('/events', (req, reply) => {
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    const send = (snap: unknown): void => {
+      res.write(`event: snapshot\ndata: ${JSON.stringify(snap)}\n\n`);
+    };
+    res.write('retry: 1000\n\n');
+    send(live.snapshot());
+    const off = live.onSnapshot(send);
+    streams.add(res);
+    req.raw.socket.setNoDelay(true);
+    res.once('close', () => {
+      off();
+      streams.delete(res);
+    });
+  });
+
+  // While draining, answers close their connection, so keep-alive clients cannot hold the process open.
+  app.addHook('onSend', async (_req, reply, payload) => {
+    if (draining) reply.header('connection', 'close');
+    return payload;
+  });
+
+  app.addHook('preClose', async () => {
+    draining = true;
+    live.draining = true;
+    for (const res of streams) res.end();
+    streams.clear();
+  });
+
+  await app.ready();
+
+  return {
+    app,
+    metrics,
+    live,
+    async listen({ port = 7700, host = '127.0.0.1' }) {
+      if (!isLoopback(host) && token === null) {
+        throw new Error(`Refusing to serve on ${host} without a token: anyone who can reach it could run your Python handlers. Pass --token (or set PYFLEET_TOKEN), or bind to 127.0.0.1.`);
+      }
+      await app.listen({ port, host });
+      const addr = app.server.address();
+      const p = typeof addr === 'object' && addr !== null ? addr.port : port;
+      const shown = host.includes(':') ? `[${host}]` : host;
+      return `http://${shown}:${p}`;
+    },
+    async close() {
+      await app.close();
+      live.close();
+      stopDraining();
+      detachMetrics();
+    },
+  };
+}

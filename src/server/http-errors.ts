@@ -1,0 +1,61 @@
+import { isPoolError, type PoolError } from '../errors/pool-error.js';
+
+/**
+ * The HTTP status for a failed call: the caller's mistake is 4xx, the workers' failure 5xx.
+ * 502: the worker process failed (crash, garbage on the pipe, bad health); 503: the pool
+ * refuses work for now (open circuit, full queue, no worker, closing; with Retry-After when
+ * known); 504: a timeout; 500: the Python handler raised.
+ */
+const STATUS: Record<string, number> = {
+  PYFLEET_INVALID_ARGS: 400,
+  PYFLEET_FRAME_TOO_LARGE: 413,
+  PYFLEET_UNKNOWN_COMMAND: 404,
+  PYFLEET_SESSION_LOST: 409,
+  PYFLEET_SESSION_CLOSED: 409,
+  PYFLEET_POISON_CALL: 422,
+  PYFLEET_PYTHON_ERROR: 500,
+  PYFLEET_INTERNAL: 500,
+  PYFLEET_WORKER_CRASHED: 502,
+  PYFLEET_PROTOCOL_ERROR: 502,
+  PYFLEET_HEALTH_CHECK_FAILED: 502,
+  PYFLEET_SPAWN_FAILED: 503,
+  PYFLEET_INIT_FAILED: 503,
+  PYFLEET_STARTUP_TIMEOUT: 503,
+  PYFLEET_CIRCUIT_OPEN: 503,
+  PYFLEET_QUEUE_FULL: 503,
+  PYFLEET_NO_WORKERS: 503,
+  PYFLEET_POOL_CLOSED: 503,
+  PYFLEET_MEMORY_LIMIT: 503,
+  PYFLEET_TIMEOUT: 504,
+  PYFLEET_QUEUE_TIMEOUT: 504,
+  // The client went away; nobody reads this (nginx's "client closed request").
+  PYFLEET_ABORTED: 499,
+};
+
+export function statusOf(err: PoolError): number {
+  return STATUS[err.code] ?? 500;
+}
+
+/** `{ error: {...} }` for the response body: what a client needs to act, the traceback included. */
+export function errorBody(e: unknown): { status: number; body: { error: Record<string, unknown> }; retryAfterS: number | null } {
+  if (!isPoolError(e)) {
+    return { status: 500, body: { error: { code: 'PYFLEET_INTERNAL', category: 'system_error', message: `Unexpected failure: ${(e as Error)?.message ?? String(e)}` } }, retryAfterS: null };
+  }
+  const error: Record<string, unknown> = {
+    code: e.code,
+    category: e.category,
+    severity: e.severity,
+    strategy: e.strategy,
+    message: e.message,
+    retryable: e.retryable,
+    attempt: e.attempt,
+    command: e.command,
+    workerId: e.workerId,
+    sessionId: e.sessionId,
+  };
+  if (e.python !== undefined) error.python = e.python;
+  if (e.details !== undefined) error.details = e.details;
+  const ms = e.details?.retryAfterMs;
+  const retryAfterS = typeof ms === 'number' && ms > 0 ? Math.ceil(ms / 1000) : null;
+  return { status: statusOf(e), body: { error }, retryAfterS };
+}

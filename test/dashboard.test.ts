@@ -1,0 +1,176 @@
+/**
+ * The live dashboard in headless Chromium (Debian's /usr/bin/chromium driven by playwright-core):
+ * it loads, shows the workers, and its tiles change state when a worker is SIGKILLed.
+ *
+ * PYFLEET_SCREENSHOT=docs/dashboard.png writes the README's screenshot (after a richer workload).
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser } from 'playwright-core';
+import { createPool, type Pool } from '../src/pool/pool.js';
+import { createServer, type PyfleetServer } from '../src/server/app.js';
+
+// The functions given to page.evaluate run in the browser; this project compiles without the DOM lib.
+declare const document: { querySelector<T>(s: string): T | null; querySelectorAll(s: string): { length: number }; getElementById(id: string): { textContent: string | null } | null };
+declare function getComputedStyle(el: unknown): { backgroundColor: string };
+type HTMLElement = { innerText: string };
+
+const EXAMPLES = fileURLToPath(new URL('../examples/handlers.py', import.meta.url));
+const CHROMIUM = process.env.PYFLEET_CHROMIUM ?? '/usr/bin/chromium';
+const quiet = { info() {}, warn() {}, error() {}, debug() {} };
+const FAST = { connection_error: { delays: [10, 20, 40] } };
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+async function until(pred: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+let browser: Browser | null = null;
+const pools: Pool[] = [];
+const servers: PyfleetServer[] = [];
+after(async () => {
+  await browser?.close();
+  await Promise.all(servers.map((s) => s.close()));
+  const pids = pools.flatMap((p) => p.pids());
+  await Promise.all(pools.map((p) => p.close()));
+  await until(() => pids.every((pid) => !alive(pid)));
+  await until(() => chromiumPids().length === 0, 5_000);
+});
+
+const haveChromium = existsSync(CHROMIUM);
+
+/** Live (not zombie) Chromium processes started by playwright (they run with its temporary profile). */
+function chromiumPids(): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('playwright_chromiumdev_profile') && alive(Number(d))) out.push(Number(d));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+describe('dashboard', { skip: !haveChromium && !process.env.CI ? `no Chromium at ${CHROMIUM} (run .ci/install-chromium.sh)` : false }, () => {
+  it('loads in headless Chromium, shows the workers, and a killed worker turns red while its replacement appears', async (t) => {
+    const pool = await createPool({ module: EXAMPLES, workers: 2, logger: quiet, policy: FAST });
+    pools.push(pool);
+    // With a token, as when served beyond loopback: the page passes it on to its event stream.
+    const server = await createServer({ pool, token: 'dash-t0ken', live: { sampleMs: 200, bucketMs: 5_000, buckets: 24 } });
+    servers.push(server);
+    const url = await server.listen({ port: 0 });
+
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-crash-reporter', '--disable-breakpad'],
+    });
+    const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+    const pageErrors: string[] = [];
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    page.on('console', (m) => {
+      if (m.type() === 'error') pageErrors.push(m.text());
+    });
+    const requests: string[] = [];
+    page.on('request', (r) => requests.push(r.url()));
+    await page.goto(`${url}/?token=dash-t0ken`);
+    await page.waitForSelector('#conn[data-conn="live"]');
+
+    // The workers, as tiles colored by state.
+    const [w1, w2] = pool.stats().workers;
+    await page.waitForSelector(`.tile[data-worker-id="${w1.id}"][data-state="ready"]`);
+    await page.waitForSelector(`.tile[data-worker-id="${w2.id}"][data-state="ready"]`);
+    // The page redraws on every snapshot, so each tile is read in one go inside the page.
+    const tile = (id: number) =>
+      page.evaluate((wid) => {
+        const el = document.querySelector<HTMLElement>(`.tile[data-worker-id="${wid}"]`);
+        return el === null ? null : { color: getComputedStyle(el).backgroundColor, text: el.innerText.replace(/\s+/g, ' '), tiles: document.querySelectorAll('.tile').length };
+      }, id);
+    const first = await tile(w1.id);
+    assert.equal(first?.tiles, 2);
+    assert.equal(first?.color, 'rgb(47, 158, 68)');
+    assert.match(first?.text ?? '', new RegExp(`#${w1.id} ready pid ${w1.pid}`));
+    // Circuits, queue, calls, recoveries are drawn.
+    assert.equal(await page.locator('.circuit[data-state="closed"]').count(), 2);
+    assert.match(await page.locator('#queue-now').innerText(), /0 waiting \(max 1,000\)/);
+
+    // Some traffic and a Python error: the counters and the error chart follow.
+    for (let i = 0; i < 5; i++) await pool.execute('add', { a: i, b: i });
+    await pool.execute('fail', {}).catch(() => {});
+    await page.waitForFunction(() => /python_error 1/.test(document.getElementById('errors-legend')!.textContent ?? ''));
+    assert.ok((await page.locator('#errors-chart rect').count()) >= 1);
+
+    // Kill a worker: its tile turns terminated (red) with the signal, and the replacement shows up and gets ready.
+    process.kill(w1.pid!, 'SIGKILL');
+    await page.waitForSelector(`.tile[data-worker-id="${w1.id}"][data-state="terminated"]`, { timeout: 5_000 });
+    const dead = await tile(w1.id);
+    assert.equal(dead?.color, 'rgb(201, 42, 42)');
+    assert.match(dead?.text ?? '', /terminated killed by SIGKILL pid \d+/);
+    await until(() => pool.stats().workers.some((w) => w.id !== w1.id && w.id !== w2.id && w.state === 'ready'));
+    const fresh = pool.stats().workers.find((w) => w.id !== w1.id && w.id !== w2.id)!;
+    await page.waitForSelector(`.tile[data-worker-id="${fresh.id}"][data-state="ready"]`, { timeout: 5_000 });
+    await page.waitForFunction(() => /replace_worker/.test(document.getElementById('recoveries')!.textContent ?? ''));
+    assert.match(await page.locator('#restarts').innerText(), /crash\s+1/);
+    assert.match(await page.locator('#feed').innerText(), new RegExp(`worker ${w1.id} .*exited: killed by SIGKILL`));
+
+    // Light: the page, its stylesheet, its script and the event stream; nothing from elsewhere.
+    const own = requests.filter((r) => r.startsWith(url));
+    assert.deepEqual(requests.filter((r) => !r.startsWith(url)), []);
+    assert.deepEqual([...new Set(own.map((r) => new URL(r).pathname))].sort(), ['/', '/dashboard.css', '/dashboard.js', '/events']);
+    assert.deepEqual(pageErrors, []);
+
+    const shot = process.env.PYFLEET_SCREENSHOT;
+    if (shot) {
+      await richWorkload(pool, w2.pid!);
+      await page.waitForTimeout(700);
+      await page.screenshot({ path: shot, fullPage: true });
+      t.diagnostic(`screenshot written to ${shot}`);
+    } else {
+      const file = path.join(mkdtempSync(path.join(tmpdir(), 'pyfleet-dash-')), 'dashboard.png');
+      await page.screenshot({ path: file });
+      assert.ok(readFileSync(file).length > 10_000);
+    }
+    await browser.close();
+    browser = null;
+    await until(() => chromiumPids().length === 0, 5_000);
+  });
+});
+
+/** For the README's screenshot: a busier pool with errors of several kinds, a retry and a second restart. */
+async function richWorkload(pool: Pool, victimPid: number): Promise<void> {
+  const calls: Array<Promise<unknown>> = [];
+  for (let i = 0; i < 60; i++) calls.push(pool.execute('add', { a: i, b: 1 }));
+  for (let i = 0; i < 4; i++) calls.push(pool.execute('fail', { message: `bad row ${i}` }).catch(() => {}));
+  for (let i = 0; i < 2; i++) calls.push(pool.execute('sleep', { ms: 300 }, { timeoutMs: 100 }).catch(() => {}));
+  calls.push(pool.execute('primes', { n: 30000 }));
+  const busy = pool.execute('sleep', { ms: 250 }).catch(() => {});
+  await new Promise((r) => setTimeout(r, 60));
+  try {
+    process.kill(victimPid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+  await Promise.all([...calls, busy]);
+  for (let i = 0; i < 40; i++) await pool.execute('echo', { i });
+}

@@ -18,8 +18,8 @@ import {
   wrap,
 } from 'cockatiel';
 import Opossum from 'opossum';
-import { CircuitBreaker } from '../src/resilience/circuit-breaker.js';
-import { retry, type RetryOptions } from '../src/resilience/retry.js';
+import { CircuitBreaker } from '../dist/resilience/circuit-breaker.js';
+import { retry, type RetryOptions } from '../dist/resilience/retry.js';
 
 const CALLS = 200_000;
 const RUNS = 7;

@@ -21,11 +21,12 @@ import { accessSync, constants, readdirSync, readFileSync, writeFileSync } from 
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { PythonShell } from 'python-shell';
-import { createPool, type Pool } from '../src/pool/pool.js';
-import type { PoolOptions } from '../src/pool/options.js';
-import type { Logger } from '../src/util/logger.js';
-import { resolvePython } from '../src/worker/python-path.js';
+import { createPool, type Pool } from '../dist/pool/pool.js';
+import type { PoolOptions } from '../dist/pool/options.js';
+import type { Logger } from '../dist/util/logger.js';
+import { resolvePython } from '../dist/worker/python-path.js';
 import { benchResilience } from './resilience.js';
+import { benchTelemetry } from './telemetry.js';
 import { RawWorker, workerEnv } from './raw.js';
 
 const MODULE = fileURLToPath(new URL('../examples/handlers.py', import.meta.url));
@@ -35,6 +36,9 @@ const RESULTS = fileURLToPath(new URL('./RESULTS.md', import.meta.url));
 const PYTHON = process.env.PYFLEET_PYTHON ?? 'python3';
 /** Other processes using more CPU than this during a round make it a disturbed round. */
 const DISTURBED_CPUS = 0.25;
+/** BENCH_ONLY=a,b runs only those sections (letters as in RESULTS.md) and leaves RESULTS.md alone. */
+const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((x) => x.trim())) : null;
+const wanted = (letter: string): boolean => ONLY === null || ONLY.has(letter);
 /** Before each section, wait up to this long for a quiet machine. */
 const QUIET_MAX_WAIT_MS = Number(process.env.BENCH_QUIET_WAIT_MS ?? 10_000);
 
@@ -643,20 +647,34 @@ async function main(): Promise<void> {
   const python = await resolvePython(PYTHON);
   const pyVersion = await pythonVersion(python);
   const sections: string[] = [];
-  sections.push(await section(() => benchSequential(python)));
-  sections.push(await section(() => benchPipelined(python)));
-  sections.push(await section(() => benchScaling(python)));
-  sections.push(await section(() => benchStartup(python)));
-  log('e. resilience layer');
-  const resilience = await section(benchResilience);
-  const m = /overhead \/ cockatiel: \*\*([\d.]+)\*\*[\s\S]*?overhead \/ opossum: \*\*([\d.]+)\*\*/.exec(resilience);
-  targets.push({
-    name: 'e. retry + CircuitBreaker overhead vs cockatiel / opossum',
-    value: m ? `${m[1]} / ${m[2]}` : 'see below',
-    target: '<= 0.50 / <= 0.25',
-    ok: resilience.includes('Target met.'),
-  });
-  sections.push(resilience);
+  if (wanted('a')) sections.push(await section(() => benchSequential(python)));
+  if (wanted('b')) sections.push(await section(() => benchPipelined(python)));
+  if (wanted('c')) sections.push(await section(() => benchScaling(python)));
+  if (wanted('d')) sections.push(await section(() => benchStartup(python)));
+  if (wanted('e')) {
+    log('e. resilience layer');
+    const resilience = await section(benchResilience);
+    const m = /overhead \/ cockatiel: \*\*([\d.]+)\*\*[\s\S]*?overhead \/ opossum: \*\*([\d.]+)\*\*/.exec(resilience);
+    targets.push({
+      name: 'e. retry + CircuitBreaker overhead vs cockatiel / opossum',
+      value: m ? `${m[1]} / ${m[2]}` : 'see below',
+      target: '<= 0.50 / <= 0.25',
+      ok: resilience.includes('Target met.'),
+    });
+    sections.push(resilience);
+  }
+  if (wanted('f')) {
+    log('f. telemetry overhead');
+    const telemetry = await section(() => benchTelemetry());
+    const m = /one at a time ([+-][\d.]+%) \/ ([+-][\d.]+%); 64 in flight ([+-][\d.]+%) \/ ([+-][\d.]+%)/.exec(telemetry);
+    targets.push({
+      name: 'f. telemetry cost, no subscribers / Prometheus (1 at a time; 64 in flight)',
+      value: m ? `${m[1]} / ${m[2]}; ${m[3]} / ${m[4]}` : 'see below',
+      target: '<= +5% / <= +15%',
+      ok: telemetry.includes('**met**'),
+    });
+    sections.push(telemetry);
+  }
   const left = pythonChildren();
   const seconds = (performance.now() - started) / 1000;
   const md = [
@@ -676,7 +694,8 @@ async function main(): Promise<void> {
     `Python processes left behind by the benchmark: ${left.length === 0 ? '0' : `${left.length} (${left.join(', ')})`}.`,
     '',
   ].join('\n');
-  writeFileSync(RESULTS, md);
+  // A partial run (BENCH_ONLY) is for iterating; RESULTS.md holds only complete runs.
+  if (ONLY === null) writeFileSync(RESULTS, md);
   process.stdout.write(md);
   if (left.length > 0) {
     for (const pid of left) {

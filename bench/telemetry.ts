@@ -22,12 +22,12 @@
  *   node --import tsx bench/telemetry.ts
  */
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { createPool, type Pool } from '../src/pool/pool.js';
-import { EVENT_NAMES, channels, subscribe, type EventName } from '../src/telemetry/channels.js';
-import { PyfleetMetrics } from '../src/telemetry/metrics.js';
-import { ErrorReporter } from '../src/telemetry/reporter.js';
-import type { ObservedPool } from '../src/telemetry/source.js';
-import { LiveState } from '../src/server/live.js';
+import { createPool, type Pool } from '../dist/pool/pool.js';
+import { EVENT_NAMES, channels, subscribe, type EventName } from '../dist/telemetry/channels.js';
+import { PyfleetMetrics } from '../dist/telemetry/metrics.js';
+import { ErrorReporter } from '../dist/telemetry/reporter.js';
+import type { ObservedPool } from '../dist/telemetry/source.js';
+import { LiveState } from '../dist/server/live.js';
 
 const MODULE = fileURLToPath(new URL('../examples/handlers.py', import.meta.url));
 const silent = { info() {}, warn() {}, error() {}, debug() {} };
@@ -170,12 +170,12 @@ function microPublish(iterations: number): Record<string, number> {
   const run = (): number => {
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < iterations; i++) {
-      if (channels['call:start'].hasSubscribers) channels['call:start'].publish({ poolId: 1, requestId: i, command: 'add', sessionId: null });
+      if (channels['call:start'].hasSubscribers) channels['call:start'].publish({ poolId: 1, callId: i, command: 'add', sessionId: null });
       for (let k = 0; k < 4; k++) {
         if (channels['worker:transition'].hasSubscribers) channels['worker:transition'].publish({ poolId: 1, workerId: 1, pid: 1, from: 'ready', to: 'busy', reason: 'call', durationMs: 1 });
       }
       if (channels['call:end'].hasSubscribers) {
-        channels['call:end'].publish({ poolId: 1, requestId: i, command: 'add', sessionId: null, ok: true, durationMs: 0.08, attempts: 1, code: null, via: 'pool' });
+        channels['call:end'].publish({ poolId: 1, callId: i, command: 'add', sessionId: null, ok: true, durationMs: 0.08, attempts: 1, code: null, via: 'pool' });
       }
     }
     return Number(process.hrtime.bigint() - t0) / iterations;

@@ -449,3 +449,25 @@ test('a throwing state listener does not break the breaker; the error becomes a 
   assert.deepEqual(seen, ['open'], 'the other listeners still run');
   assert.equal(warnings[0]?.message, 'listener bug');
 });
+
+test('halfOpen() lets trials through before openTimeoutMs; a no-op unless open', async () => {
+  const { cb } = make({ failureThreshold: 1, openTimeoutMs: 60_000, successThreshold: 1 });
+  const changes: CircuitStateChange[] = [];
+  cb.onStateChange((c) => changes.push(c));
+  cb.halfOpen('worker_ready');
+  assert.equal(cb.state, 'closed');
+  await fail(cb, 1);
+  assert.equal(cb.state, 'open');
+  cb.halfOpen('worker_ready');
+  assert.equal(cb.state, 'half_open');
+  assert.equal(await cb.execute(ok), 'ok');
+  assert.equal(cb.state, 'closed');
+  assert.deepEqual(
+    changes.map((c) => [c.from, c.to, c.reason]),
+    [
+      ['closed', 'open', 'failure_threshold'],
+      ['open', 'half_open', 'worker_ready'],
+      ['half_open', 'closed', 'trial_successes'],
+    ],
+  );
+});

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { PoolError, SingleProcessAdapter, subscribe, type Adapter } from '../src/index.js';
 import { FIXTURES, alive, lines, memoryLogger, tempFile, testPool, until } from './helpers/pool.js';
@@ -94,6 +95,42 @@ describe('error handling and recovery, wired into pool.execute (real Python)', (
     } finally {
       off();
       offClosed();
+      await pool.close();
+    }
+  });
+
+  it('a circuit opened because no worker could start half-opens as soon as one starts, not after openTimeoutMs', async () => {
+    const flag = tempFile('import.flag');
+    const pool = await testPool({
+      module: path.join(FIXTURES, 'import_fails_while_flag.py'),
+      env: { IMPORT_FAIL_FLAG: flag },
+      circuitBreaker: { openTimeoutMs: 120_000, successThreshold: 1 },
+    });
+    try {
+      const first = await pool.execute<number>('pid');
+      const opened = new Promise<void>((resolve) => {
+        const off = subscribe('circuit:opened', (p) => {
+          if (p.circuit === 'pool_operations') {
+            off();
+            resolve();
+          }
+        });
+      });
+      writeFileSync(flag, 'down');
+      process.kill(first, 'SIGKILL');
+      await opened;
+      const refused = await rejection(pool.execute('pid'));
+      assert.equal(refused.code, 'PYFLEET_CIRCUIT_OPEN');
+      assert.ok(pool.stats().errorsByCategory.initialization_error >= 1);
+      rmSync(flag);
+      // The supervisor keeps trying with backoff; its next start succeeds and lets a trial through.
+      await until(() => pool.stats().circuits.pool_operations.state !== 'open', 30_000);
+      const t0 = performance.now();
+      const second = await pool.execute<number>('pid');
+      assert.notEqual(second, first);
+      assert.ok(performance.now() - t0 < 5_000);
+      assert.equal(pool.stats().circuits.pool_operations.state, 'closed');
+    } finally {
       await pool.close();
     }
   });

@@ -74,11 +74,11 @@ describe('telemetry events', () => {
     stop();
     assert.equal(seen['call:start'].length, 1);
     const start = seen['call:start'][0];
-    assert.deepEqual(Object.keys(start).sort(), ['command', 'poolId', 'requestId', 'sessionId']);
+    assert.deepEqual(Object.keys(start).sort(), ['callId', 'command', 'poolId', 'sessionId']);
     assert.equal(start.poolId, p.id);
     assert.equal(start.command, 'fail');
     assert.equal(start.sessionId, 's1');
-    assert.equal(typeof start.requestId, 'number');
+    assert.equal(typeof start.callId, 'number');
 
     assert.equal(seen['pool:error'].length, 1);
     const e = seen['pool:error'][0];
@@ -97,6 +97,7 @@ describe('telemetry events', () => {
     assert.equal(seen['call:end'].length, 1);
     const end = seen['call:end'][0];
     assert.equal(end.poolId, p.id);
+    assert.equal(end.callId, start.callId);
     assert.equal(end.ok, false);
     assert.equal(end.code, 'PYFLEET_PYTHON_ERROR');
     assert.equal(end.command, 'fail');

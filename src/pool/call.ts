@@ -6,6 +6,8 @@ import type { SessionEntry } from './sessions.js';
 
 /** One `execute` call, across all its attempts. */
 export interface Job {
+  /** Names the call in `call:start` and `call:end`, across all its attempts. */
+  readonly callId: number;
   readonly command: string;
   readonly args: unknown;
   readonly argsJson: string;

@@ -14,7 +14,7 @@ import type { CircuitBreaker, CircuitSnapshot } from '../resilience/circuit-brea
 import { CircuitRegistry, POOL_OPERATIONS, WORKER_COMMANDS } from '../resilience/circuit-registry.js';
 import { RecoveryOrchestrator } from '../resilience/recovery/orchestrator.js';
 import type { RecoveryCall, RecoveryMetrics } from '../resilience/recovery/types.js';
-import { retry, sleep } from '../resilience/retry.js';
+import { retryAfterFirstFailure, sleep } from '../resilience/retry.js';
 import { channels, subscribe, type EventName, type EventPayloads } from '../telemetry/channels.js';
 import { defaultLogger, type Logger } from '../util/logger.js';
 import { resolvePython } from '../worker/python-path.js';
@@ -158,6 +158,9 @@ export class Pool implements Adapter {
   private commands: Record<string, CommandInfo> = NO_COMMANDS;
   private nextWorkerId = 0;
   private rid = 0;
+  private callSeq = 0;
+  /** pool_operations was opened because no worker could start (see spawnWorker). */
+  private openedWhileDown = false;
   private starting = 0;
   private startFailures = 0;
   private readonly replacements = new Map<number, Promise<Worker | null>>();
@@ -254,6 +257,7 @@ export class Pool implements Adapter {
 
   private async doClose(timeoutMs: number): Promise<void> {
     this.closing = true;
+    if (channels['pool:closing'].hasSubscribers) channels['pool:closing'].publish({ poolId: this.id });
     if (this.tick) clearInterval(this.tick);
     this.orchestrator.abortAll('the pool is closing');
     for (const a of this.queue.drain()) a.reject(this.closedError(a.job));
@@ -297,7 +301,7 @@ export class Pool implements Adapter {
     this.counts.total++;
     this.counts.inFlight++;
     if (job.session) job.session.inflight++;
-    if (channels['call:start'].hasSubscribers) channels['call:start'].publish({ poolId: this.id, requestId: this.rid + 1, command, sessionId: job.session?.id ?? null });
+    if (channels['call:start'].hasSubscribers) channels['call:start'].publish({ poolId: this.id, callId: job.callId, command, sessionId: job.session?.id ?? null });
     return this.run(job).then(
       (r) => {
         this.settled(job, true, r.via, null);
@@ -384,6 +388,7 @@ export class Pool implements Adapter {
       session.lastUsed = performance.now();
     }
     return {
+      callId: ++this.callSeq,
       command,
       args,
       argsJson,
@@ -398,10 +403,22 @@ export class Pool implements Adapter {
     };
   }
 
-  /** The seed's execute_in_session: retry around each attempt through the circuits, then recovery. */
-  private async run(job: Job): Promise<{ value: unknown; via: Via }> {
+  /**
+   * The seed's execute_in_session: retry around each attempt through the circuits, then
+   * recovery. The first attempt goes straight through; the retry loop is set up only after a
+   * failure, so a call that succeeds at once pays for none of it.
+   */
+  private run(job: Job): Promise<{ value: unknown; via: Via }> {
+    this.budget?.recordCall();
+    return this.attemptOnce(job, 1).then(
+      (value) => ({ value, via: 'pool' as Via }),
+      (first: unknown) => this.retryThenRecover(job, first),
+    );
+  }
+
+  private async retryThenRecover(job: Job, first: unknown): Promise<{ value: unknown; via: Via }> {
     try {
-      const value = await retry((attempt) => this.attemptOnce(job, attempt), {
+      const value = await retryAfterFirstFailure((attempt) => this.attemptOnce(job, attempt), {
         maxAttempts: this.options.retry.maxAttempts,
         signal: job.signal,
         budget: this.budget,
@@ -409,7 +426,7 @@ export class Pool implements Adapter {
         onRetry: () => {
           this.counts.retries++;
         },
-      });
+      }, first);
       return { value, via: 'pool' };
     } catch (e) {
       const err = this.asPoolError(e, job);
@@ -625,7 +642,7 @@ export class Pool implements Adapter {
     if (channels['call:end'].hasSubscribers) {
       channels['call:end'].publish({
         poolId: this.id,
-        requestId: this.rid,
+        callId: job.callId,
         command: job.command,
         sessionId: job.session?.id ?? null,
         ok,
@@ -677,6 +694,7 @@ export class Pool implements Adapter {
     return {
       command: call.command,
       args: call.args,
+      callId: ++this.callSeq,
       argsJson: serializeArgs(call.args, call.command),
       session,
       idempotent: call.idempotent,
@@ -790,6 +808,13 @@ export class Pool implements Adapter {
       counted = false;
       await w.start();
       if (this.commands === NO_COMMANDS) this.commands = w.commands;
+      // A circuit opened because no worker could start need not wait out its timeout once one
+      // has: trial calls find out at once. (Not after crashes: a new worker is no evidence that
+      // the calls which killed the old ones are gone, and trials would feed it to them.)
+      if (this.openedWhileDown) {
+        this.openedWhileDown = false;
+        this.poolOps.halfOpen('worker_ready');
+      }
       this.startFailures = 0;
       return w;
     } catch (e) {
@@ -859,10 +884,11 @@ export class Pool implements Adapter {
     const err = this.asPoolError(e, null);
     this.errorsByCategory[err.category]++;
     this.logger.error({ poolId: this.id, ...logFields(err) }, formatForLogging(err));
-    const allDown = !this.workers.some((x) => x.accepting);
-    if (allDown) {
+    // The worker that failed to start may not have exited yet: it does not count as up.
+    if (this.allWorkersDown(err.workerId)) {
       // Nobody can serve: let the orchestrator open the circuit so callers fail fast instead of queueing.
       err.severity = 'critical';
+      this.openedWhileDown = true;
       void this.orchestrator.handle(err, { affectingAllWorkers: true });
     }
     // Keep trying to reach min, with backoff (spawnWorker waits before each new attempt).
@@ -935,8 +961,8 @@ export class Pool implements Adapter {
    * The seed's "affecting all workers": no worker is serving, recovering (degraded after a
    * timeout) or starting. A pool whose only worker crashed is not down while its replacement starts.
    */
-  private allWorkersDown(): boolean {
-    return this.starting === 0 && !this.workers.some((w) => w.state !== 'terminating' && w.state !== 'terminated');
+  private allWorkersDown(except: number | null = null): boolean {
+    return this.starting === 0 && !this.workers.some((w) => w.id !== except && w.state !== 'terminating' && w.state !== 'terminated');
   }
 
   // ---- stats & errors ----------------------------------------------------
@@ -959,7 +985,7 @@ export class Pool implements Adapter {
         rssMb: w.rssBytes === null ? null : Math.round((w.rssBytes / 1048576) * 10) / 10,
         python: w.pythonVersion,
         uptimeMs: now - w.startedAt,
-        lastTransition: w.history.at(-1) ?? null,
+        lastTransition: w.lastTransition,
       })),
       queue: { length: this.queue.length, max: this.options.maxQueue },
       sessions: this.sessions.size,

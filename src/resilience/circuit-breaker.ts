@@ -87,6 +87,7 @@ export class CircuitBreaker {
   private successes = 0;
   private inFlightTrials = 0;
   private openedAt: number | null = null;
+  private openReason = '';
   private rejectedCount = 0;
   private openedCount = 0;
   private listeners: CircuitListener[] = [];
@@ -161,6 +162,11 @@ export class CircuitBreaker {
   /** Opens the circuit now, whatever its counts (a recovery's circuit_break); no-op when already open. */
   trip(reason = 'tripped'): void {
     if (this.code !== OPEN) this.open(reason);
+  }
+
+  /** Lets trial calls through now instead of after `openTimeoutMs` (the cause went away); no-op unless open. */
+  halfOpen(reason = 'probe'): void {
+    if (this.code === OPEN) this.transition(HALF_OPEN, reason, true);
   }
 
   /** Closes the circuit and clears its counts; calls still in flight no longer count. */
@@ -258,6 +264,7 @@ export class CircuitBreaker {
 
   private open(reason: string): void {
     if (reason === 'trial_failure') this.failures++;
+    this.openReason = reason;
     this.transition(OPEN, reason, true);
   }
 
@@ -317,7 +324,7 @@ export class CircuitBreaker {
     return new PoolError({
       code: 'PYFLEET_CIRCUIT_OPEN',
       message:
-        `Circuit "${this.name}" is open after ${this.failures} consecutive failure${this.failures === 1 ? '' : 's'}, ` +
+        `Circuit "${this.name}" is open ${this.failures > 0 ? `after ${this.failures} consecutive failure${this.failures === 1 ? '' : 's'}` : `(${this.openReason})`}, ` +
         `so the call was refused without being tried; it will let a trial call through in ${retryAfterMs} ms.`,
       details: { circuit: this.name, retryAfterMs },
     });

@@ -19,6 +19,7 @@ export {
 export { RetryBudget, type RetryBudgetOptions, type RetryBudgetStats } from './budget.js';
 export {
   retry,
+  retryAfterFirstFailure,
   sleep,
   validateRetryOptions,
   type RetryDecision,

@@ -28,8 +28,8 @@ export interface EventPayloads {
   'worker:transition': { poolId: number; workerId: number; pid: number | null; from: string; to: string; reason: string; durationMs: number };
   'worker:exit': { poolId: number; workerId: number; pid: number | null; exitCode: number | null; signal: string | null; reason: string };
   'worker:log': { poolId: number; workerId: number; stream: 'stdout' | 'stderr'; line: string };
-  'call:start': { poolId: number; requestId: number; command: string; sessionId: string | null };
-  'call:end': { poolId: number; requestId: number; command: string; sessionId: string | null; ok: boolean; durationMs: number; attempts: number; code: string | null; via: 'pool' | 'fallback' };
+  'call:start': { poolId: number; callId: number; command: string; sessionId: string | null };
+  'call:end': { poolId: number; callId: number; command: string; sessionId: string | null; ok: boolean; durationMs: number; attempts: number; code: string | null; via: 'pool' | 'fallback' };
   /** `pool.close()` was called: the pool stops taking calls and drains (workers going down now are a shutdown, not an outage). */
   'pool:closing': { poolId: number };
 }

@@ -64,8 +64,8 @@ const closeListeners = new WeakMap<ObservedPool, Set<() => void>>();
 
 /**
  * Calls `fn` once when `pool.close()` is first called (before the pool drains), so alerts and
- * dashboards can tell a shutdown from an outage. Until the pool publishes a `pool:closing`
- * event of its own, this wraps the instance's `close` (once per pool). Returns an unsubscribe.
+ * dashboards can tell a shutdown from an outage (the pool's `pool:closing` event, shared by
+ * every listener of one pool). Returns an unsubscribe.
  */
 export function onPoolClosing(pool: ObservedPool, fn: () => void): () => void {
   let set = closeListeners.get(pool);
@@ -86,11 +86,6 @@ export function onPoolClosing(pool: ObservedPool, fn: () => void): () => void {
       }
     };
     pool.on('pool:closing', fire);
-    const original = pool.close;
-    (pool as { close: ObservedPool['close'] }).close = function close(this: ObservedPool, options?: { timeoutMs?: number }) {
-      fire();
-      return original.call(pool, options);
-    };
   }
   set.add(fn);
   const s = set;

@@ -13,7 +13,6 @@ import { canTransition, type Transition, type WorkerHealth, type WorkerState } f
 /** The Python package shipped next to dist/ and src/. */
 export const PYTHON_PACKAGE_DIR = fileURLToPath(new URL('../../python', import.meta.url));
 const BOOT = 'from pyfleet._worker import main; main()';
-const HISTORY = 16;
 const MAX_LOG_LINE = 16 * 1024;
 /** After the process exits, how long to wait for the rest of its protocol output. */
 const DRAIN_AFTER_EXIT_MS = 250;
@@ -74,7 +73,8 @@ export class Worker {
   readonly startedAt = Date.now();
   readyAt: number | null = null;
   lastActiveAt = Date.now();
-  readonly history: Transition[] = [];
+  /** The latest state change (stats show it; every change is published on `worker:transition`). */
+  lastTransition: Transition | null = null;
   /** Attempts written to this worker and not yet settled. */
   readonly inflight = new Map<number, Attempt>();
   /** Set once the pool stops giving it work (recycle, shrink, close). */
@@ -194,12 +194,44 @@ export class Worker {
   send(attempt: Attempt): void {
     this.inflight.set(attempt.rid, attempt);
     if (!attempt.idempotent) this.exclusive++;
-    this.timers.set(attempt.rid, setTimeout(() => this.expire(attempt.rid), attempt.timeoutMs));
+    const deadline = performance.now() + attempt.timeoutMs;
+    this.deadlines.set(attempt.rid, deadline);
+    if (deadline < this.deadlineAt) this.armDeadline(deadline);
     if (this.state === 'ready') this.transition('busy', 'call');
     this.input!.write(attempt.frame);
   }
 
-  private readonly timers = new Map<number, NodeJS.Timeout>();
+  /**
+   * One timer per worker, at the earliest deadline in flight, instead of one per call: creating
+   * and clearing a timer per call was a measurable share of a round trip. Calls with the usual
+   * timeout end before the timer is due, so it is re-armed only when it fires.
+   */
+  private readonly deadlines = new Map<number, number>();
+  private deadlineTimer: NodeJS.Timeout | null = null;
+  private deadlineAt = Infinity;
+
+  private armDeadline(at: number): void {
+    if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
+    this.deadlineAt = at;
+    this.deadlineTimer = setTimeout(() => this.onDeadline(), Math.max(1, Math.ceil(at - performance.now())));
+    // In-flight calls keep the process alive through the worker's pipes; this timer need not.
+    this.deadlineTimer.unref();
+  }
+
+  private onDeadline(): void {
+    this.deadlineTimer = null;
+    this.deadlineAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    const due: number[] = [];
+    for (const [rid, at] of this.deadlines) {
+      // Timers may fire a fraction of a millisecond early.
+      if (at - now < 1) due.push(rid);
+      else if (at < next) next = at;
+    }
+    for (const rid of due) this.expire(rid);
+    if (next < Infinity && !this.finished && next < this.deadlineAt) this.armDeadline(next);
+  }
 
   /**
    * Gives up on an attempt the caller no longer wants (abort). The attempt is rejected with
@@ -359,11 +391,7 @@ export class Worker {
     if (a === undefined) return undefined;
     this.inflight.delete(rid);
     if (!a.idempotent) this.exclusive--;
-    const t = this.timers.get(rid);
-    if (t !== undefined) {
-      clearTimeout(t);
-      this.timers.delete(rid);
-    }
+    this.deadlines.delete(rid);
     return a;
   }
 
@@ -463,6 +491,7 @@ export class Worker {
     this.finished = true;
     this.exitInfo = info;
     if (this.startTimer) clearTimeout(this.startTimer);
+    if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
     for (const t of this.cancelling.values()) clearTimeout(t);
     this.cancelling.clear();
     const fault = info.error;
@@ -542,8 +571,7 @@ export class Worker {
     const t: Transition = { from, to, reason, at: Date.now(), durationMs: now - this.stateSince };
     this.state = to;
     this.stateSince = now;
-    this.history.push(t);
-    if (this.history.length > HISTORY) this.history.shift();
+    this.lastTransition = t;
     if (channels['worker:transition'].hasSubscribers) {
       channels['worker:transition'].publish({ poolId: this.config.poolId, workerId: this.id, pid: this.pid, from, to, reason, durationMs: t.durationMs });
     }

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
 import { createPool, type Pool } from '../src/pool/pool.js';
 import { createServer, type PyfleetServer } from '../src/server/app.js';
+import { alive, quiet, until } from './helpers/pool.js';
 
 // The functions given to page.evaluate run in the browser; this project compiles without the DOM lib.
 declare const document: { querySelector<T>(s: string): T | null; querySelectorAll(s: string): { length: number }; getElementById(id: string): { textContent: string | null } | null };
@@ -21,28 +22,7 @@ type HTMLElement = { innerText: string };
 
 const EXAMPLES = fileURLToPath(new URL('../examples/handlers.py', import.meta.url));
 const CHROMIUM = process.env.PYFLEET_CHROMIUM ?? '/usr/bin/chromium';
-const quiet = { info() {}, warn() {}, error() {}, debug() {} };
 const FAST = { connection_error: { delays: [10, 20, 40] } };
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-async function until(pred: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 let browser: Browser | null = null;
 const pools: Pool[] = [];

@@ -3,17 +3,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { PoolError, SingleProcessAdapter, subscribe, type Adapter } from '../src/index.js';
-import { FIXTURES, alive, lines, memoryLogger, tempFile, testPool, until } from './helpers/pool.js';
-
-async function rejection(p: Promise<unknown>): Promise<PoolError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof PoolError, `expected a PoolError, got ${String(e)}`);
-    return e;
-  }
-  assert.fail('expected the call to reject');
-}
+import { FIXTURES, alive, lines, memoryLogger, tempFile, testPool, until, rejection } from './helpers/pool.js';
 
 describe('error handling and recovery, wired into pool.execute (real Python)', () => {
   it('a crashing idempotent command succeeds on retry', async () => {

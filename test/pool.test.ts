@@ -2,17 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { PoolError, createPool } from '../src/index.js';
-import { FAULTS, FIXTURES, alive, lines, memoryLogger, tempFile, testPool, until } from './helpers/pool.js';
-
-async function rejection(p: Promise<unknown>): Promise<PoolError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof PoolError, `expected a PoolError, got ${String(e)}`);
-    return e;
-  }
-  assert.fail('expected the call to reject');
-}
+import { FAULTS, FIXTURES, alive, lines, memoryLogger, tempFile, testPool, until, rejection } from './helpers/pool.js';
 
 describe('pool: calls on real Python workers', () => {
   it('answers calls, concurrently, on several workers', async () => {

@@ -3,7 +3,7 @@
  * the rate limit holds; a dead webhook neither slows nor breaks calls.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,6 +15,7 @@ import { Alerter, type Alert } from '../src/telemetry/alerts.js';
 import { publish, subscribe, type EventName, type EventPayloads } from '../src/telemetry/channels.js';
 import { ErrorReporter } from '../src/telemetry/reporter.js';
 import type { ObservedPool, ObservedStats } from '../src/telemetry/source.js';
+import { alive, quiet, until } from './helpers/pool.js';
 
 const EXAMPLES = fileURLToPath(new URL('../examples/handlers.py', import.meta.url));
 const GOOD_MODULE = 'from pyfleet import command\n\n@command(idempotent=True)\ndef add(args, ctx):\n    return args["a"] + args["b"]\n';
@@ -30,27 +31,7 @@ function memoryLogger(): { entries: LogLine[]; info(o: object, m?: string): void
   const at = (level: string) => (obj: object, msg?: string) => entries.push({ level, obj: obj as Record<string, unknown>, msg: msg ?? '' });
   return { entries, info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') };
 }
-const quiet = { info() {}, warn() {}, error() {}, debug() {} };
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-async function until(pred: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A webhook receiver: records every JSON body; `mode` 'ok' answers 204, 'fail' 500, 'hang' never answers. */

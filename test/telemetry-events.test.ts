@@ -4,15 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import diagnostics_channel from 'node:diagnostics_channel';
-import { readFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createPool, type Pool } from '../src/pool/pool.js';
 import { EVENT_NAMES, channels, subscribe, type EventName, type EventPayloads } from '../src/telemetry/channels.js';
 import { onPoolClosing } from '../src/telemetry/source.js';
+import { alive, quiet, until } from './helpers/pool.js';
 
 const EXAMPLES = fileURLToPath(new URL('../examples/handlers.py', import.meta.url));
-const quiet = { info() {}, warn() {}, error() {}, debug() {} };
 const FAST = { connection_error: { delays: [10, 20, 40] }, communication_error: { delays: [0, 10, 20] } };
 
 type Seen = { [K in EventName]: Array<EventPayloads[K]> };
@@ -22,27 +21,6 @@ function record(pool: Pool): { seen: Seen; stop: () => void } {
   const seen = Object.fromEntries(EVENT_NAMES.map((n) => [n, []])) as unknown as Seen;
   const offs = EVENT_NAMES.map((n) => pool.on(n, (p) => (seen[n] as unknown[]).push(p)));
   return { seen, stop: () => offs.forEach((o) => o()) };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
-async function until(pred: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 const pools: Pool[] = [];

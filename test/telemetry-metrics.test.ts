@@ -3,38 +3,16 @@
  * server's /metrics; and the registry is the caller's.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
 import { createPool, type Pool } from '../src/pool/pool.js';
 import { createServer, type PyfleetServer } from '../src/server/app.js';
 import { PyfleetMetrics, poolMetrics } from '../src/telemetry/metrics.js';
+import { alive, quiet, until } from './helpers/pool.js';
 
 const EXAMPLES = fileURLToPath(new URL('../examples/handlers.py', import.meta.url));
-const quiet = { info() {}, warn() {}, error() {}, debug() {} };
 const FAST = { connection_error: { delays: [10, 20, 40] }, communication_error: { delays: [0, 10, 20] } };
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
-async function until(pred: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** Parses the text exposition format into `name{labels}` -> value (labels sorted by name). */
 function parse(text: string): Map<string, number> {

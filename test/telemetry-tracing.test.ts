@@ -3,7 +3,6 @@
  * attribute; a no-op without an SDK.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { AsyncLocalStorage } from 'node:async_hooks';
@@ -11,30 +10,10 @@ import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, trace, type Context, t
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { createPool, type Pool } from '../src/pool/pool.js';
 import { instrument, startExecuteSpan } from '../src/telemetry/tracing.js';
+import { alive, quiet, until } from './helpers/pool.js';
 
 const EXAMPLES = fileURLToPath(new URL('../examples/handlers.py', import.meta.url));
-const quiet = { info() {}, warn() {}, error() {}, debug() {} };
 const FAST = { connection_error: { delays: [10, 20, 40] } };
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-async function until(pred: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 const pools: Pool[] = [];
 async function pool(workers = 2): Promise<Pool> {

@@ -1,4 +1,4 @@
-import { isServing, type ObservedPool, type ObservedStats } from '../telemetry/source.js';
+import { isServing, type ObservedPool, type ObservedStats, type ObservedWorker } from '../telemetry/source.js';
 
 export interface LiveOptions {
   /** Width of one bar of the error chart (default 10 000 ms). */
@@ -13,15 +13,7 @@ export interface LiveOptions {
   keepExitedMs?: number;
 }
 
-export interface LiveWorker {
-  id: number;
-  pid: number | null;
-  state: string;
-  health: string;
-  requests: number;
-  restarts: number;
-  inflight: number;
-  rssMb: number | null;
+export interface LiveWorker extends ObservedWorker {
   /** For a worker that exited: how (e.g. `killed by SIGKILL`). */
   exit?: { code: number | null; signal: string | null; reason: string; at: number };
 }

@@ -1,7 +1,9 @@
+import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PoolError } from '../../src/errors/pool-error.js';
 import { createPool, type Pool } from '../../src/pool/pool.js';
 import type { PoolOptions } from '../../src/pool/options.js';
 import type { Logger } from '../../src/util/logger.js';
@@ -24,6 +26,9 @@ export function memoryLogger(): Logger & { entries: LogEntry[] } {
   };
   return { entries, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
 }
+
+/** A logger that drops everything. */
+export const quiet: Logger = { info() {}, warn() {}, error() {}, debug() {} };
 
 /** Fast retry delays so tests exercise the policy without waiting seconds between attempts. */
 export const FAST_POLICY: PoolOptions['policy'] = {
@@ -62,10 +67,21 @@ export function alive(pid: number): boolean {
 }
 
 /** Polls `pred` (for things no event announces, such as another process's death). */
-export async function until(pred: () => boolean, timeoutMs = 5_000, stepMs = 20): Promise<void> {
+export async function until(pred: () => boolean, timeoutMs = 10_000, stepMs = 10): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!pred()) {
     if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, stepMs));
   }
+}
+
+/** The PoolError `p` rejects with; fails the test if it resolves or rejects with anything else. */
+export async function rejection(p: Promise<unknown>): Promise<PoolError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof PoolError, `expected a PoolError, got ${String(e)}`);
+    return e;
+  }
+  assert.fail('expected the call to reject');
 }

@@ -6,6 +6,7 @@ import { exampleFile } from '../paths.js';
 import { runWorkload, type Outcome, type PlannedCall, type WorkloadState } from '../workload.js';
 import { infraFaultRate } from './faults.js';
 import { findOrphans } from './processes.js';
+import { seededRandom } from '../../pool/chaos.js';
 
 /**
  * Pool options for a chaos run, chosen so that a fault costs about a second, not the
@@ -120,17 +121,6 @@ export interface ChaosReport {
   invariants: Invariant[];
 }
 
-/** mulberry32, for the workload's own choices (the pool's chaos has its own stream from the same seed). */
-function seeded(seed: number): () => number {
-  let a = (seed ^ 0x5bd1e995) >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sumOfSquaresBelow = (n: number): number => ((n - 1) * n * (2 * n - 1)) / 6;
 
@@ -152,7 +142,8 @@ interface SessionState {
 
 /** Runs the chaos workload against a pool with faults injected, and checks the invariants. */
 export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
-  const rnd = seeded(o.seed);
+  // Salted: the workload's choices must not mirror the pool's chaos stream of the same seed.
+  const rnd = seededRandom((o.seed ^ 0x5bd1e995) >>> 0);
   const runId = `${process.pid.toString(36)}${Date.now().toString(36)}`;
   const ledgerDir = mkdtempSync(path.join(tmpdir(), 'pyfleet-chaos-'));
   const ledger = path.join(ledgerDir, 'ledger.txt');

@@ -7,6 +7,7 @@ import { exampleFile } from '../paths.js';
 import { Progress } from '../progress.js';
 import { Latencies, round, table } from '../stats.js';
 import { runWorkload, type Outcome, type PlannedCall } from '../workload.js';
+import { seededRandom } from '../../pool/chaos.js';
 
 interface DemoOptions {
   duration: number;
@@ -59,17 +60,6 @@ const KINDS: readonly Kind[] = [
   },
 ];
 
-/** Deterministic choices for the mix (the pool's chaos has its own seeded stream). */
-function seeded(seed: number): () => number {
-  let a = (seed ^ 0x2545f491) >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface KindStats {
   calls: number;
@@ -115,7 +105,8 @@ others fail with connection_error, and the pool starts a replacement.`,
           chaos: { seed: opts.seed, kill: opts.killRate },
         });
         const p = pool;
-        const rnd = seeded(opts.seed);
+        // Salted: the workload's choices must not mirror the pool's chaos stream of the same seed.
+        const rnd = seededRandom((opts.seed ^ 0x2545f491) >>> 0);
         const total = KINDS.reduce((s, k) => s + k.weight, 0);
         const byKind = new Map<string, KindStats>(KINDS.map((k) => [k.name, { calls: 0, ok: 0, errors: 0, latencies: new Latencies() }]));
         const byCategory: Record<string, number> = {};

@@ -471,3 +471,23 @@ test('halfOpen() lets trials through before openTimeoutMs; a no-op unless open',
     ],
   );
 });
+
+test('a circuit owned by a pool tags its events with the pool id; a standalone one does not', async () => {
+  const seen: Array<{ circuit: string; poolId?: number }> = [];
+  const off = subscribe('circuit:opened', (e) => {
+    if (e.circuit.startsWith('tagged-')) seen.push({ ...e });
+  });
+  try {
+    new CircuitBreaker({ name: 'tagged-pool', poolId: 42 }).trip('test');
+    new CircuitBreaker({ name: 'tagged-none' }).trip('test');
+  } finally {
+    off();
+  }
+  assert.deepEqual(
+    seen.map((e) => [e.circuit, e.poolId]),
+    [
+      ['tagged-pool', 42],
+      ['tagged-none', undefined],
+    ],
+  );
+});

@@ -103,8 +103,7 @@ function fakePool(id: number): ObservedPool & { state: ObservedStats } {
     stats: () => state,
     on<K extends EventName>(name: K, fn: (p: EventPayloads[K]) => void) {
       return subscribe(name, (p) => {
-        const owner = (p as { poolId?: number }).poolId;
-        if (owner === undefined || owner === id) fn(p);
+        if ((p as { poolId?: number }).poolId === id) fn(p);
       });
     },
     close: async () => {},
@@ -190,20 +189,19 @@ describe('alerts', () => {
     const pool = fakePool(9001);
     const alerter = new Alerter(pool, { webhookUrl: hook.url, minIntervalMs: 300 });
     cleanups.push(() => alerter.close());
-    pool.state.circuits.pool_operations.state = 'open';
-    for (let i = 0; i < 5; i++) publish('circuit:opened', { circuit: 'pool_operations', failures: 5, retryAfterMs: 1000 });
+    for (let i = 0; i < 5; i++) publish('circuit:opened', { circuit: 'pool_operations', failures: 5, retryAfterMs: 1000, poolId: 9001 });
     // Another key is limited separately.
-    pool.state.circuits.worker_commands = { state: 'open', failures: 5, retryAfterMs: 1000, rejected: 0, opened: 1 };
-    publish('circuit:opened', { circuit: 'worker_commands', failures: 5, retryAfterMs: 1000 });
-    // A circuit of that name that is not open in this pool is another pool's: ignored.
-    publish('circuit:opened', { circuit: 'other_pools_circuit', failures: 5, retryAfterMs: 1000 });
+    publish('circuit:opened', { circuit: 'worker_commands', failures: 5, retryAfterMs: 1000, poolId: 9001 });
+    // Another pool's circuit, and a circuit that belongs to no pool: ignored.
+    publish('circuit:opened', { circuit: 'pool_operations', failures: 5, retryAfterMs: 1000, poolId: 9002 });
+    publish('circuit:opened', { circuit: 'standalone', failures: 5, retryAfterMs: 1000 });
     await alerter.flush();
     assert.deepEqual(hook.alerts.map((a) => [a.type, a.details.circuit, a.suppressed]), [
       ['circuit_open', 'pool_operations', 0],
       ['circuit_open', 'worker_commands', 0],
     ]);
     await sleep(320);
-    publish('circuit:opened', { circuit: 'pool_operations', failures: 5, retryAfterMs: 1000 });
+    publish('circuit:opened', { circuit: 'pool_operations', failures: 5, retryAfterMs: 1000, poolId: 9001 });
     await alerter.flush();
     assert.equal(hook.alerts.length, 3);
     assert.equal(hook.alerts[2].suppressed, 4);
@@ -238,23 +236,16 @@ describe('alerts', () => {
     };
     await timeCalls(50); // warm up
     const base = await timeCalls(200);
-    // The pool's own circuit must look open for the alerters to take the event as theirs.
-    const stats = pool.stats.bind(pool);
-    (pool as { stats: () => ReturnType<Pool['stats']> }).stats = () => {
-      const s = stats();
-      return { ...s, circuits: { ...s.circuits, pool_operations: { ...s.circuits.pool_operations, state: 'open' } } };
-    };
     // Alerts fire while the calls run (circuit events are published on the call path).
     const calls = timeCalls(200);
     const firing = (async () => {
       for (let i = 0; i < 20; i++) {
-        publish('circuit:opened', { circuit: 'pool_operations', failures: 5, retryAfterMs: 0 });
+        publish('circuit:opened', { circuit: 'pool_operations', failures: 5, retryAfterMs: 0, poolId: pool.id });
         await sleep(2);
       }
     })();
     const during = await calls;
     await firing;
-    (pool as { stats: unknown }).stats = stats;
 
     const median = (a: number[]) => a[Math.floor(a.length / 2)];
     const p99 = (a: number[]) => a[Math.floor(a.length * 0.99)];

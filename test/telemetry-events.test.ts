@@ -136,7 +136,7 @@ describe('telemetry events', () => {
     assert.equal(err.workerId, busy.id);
     assert.equal(err.command, 'sleep');
     assert.equal(err.attempt, 1);
-    assert.deepEqual(seen['retry:attempt'], [{ command: 'sleep', attempt: 1, delayMs: 10, category: 'connection_error', code: 'PYFLEET_WORKER_CRASHED' }]);
+    assert.deepEqual(seen['retry:attempt'], [{ command: 'sleep', attempt: 1, delayMs: 10, category: 'connection_error', code: 'PYFLEET_WORKER_CRASHED', poolId: p.id }]);
     assert.equal(seen['retry:exhausted'].length, 0);
     const exit = seen['worker:exit'].find((x) => x.workerId === busy.id);
     assert.equal(exit?.signal, 'SIGKILL');
@@ -163,7 +163,7 @@ describe('telemetry events', () => {
     assert.equal(err.strategy, 'backoff_retry');
     assert.equal(err.command, 'sleep');
     assert.ok(err.durationMs >= 100);
-    assert.deepEqual(seen['retry:exhausted'].map((x) => ({ ...x })), [{ command: 'sleep', attempts: 1, category: 'timeout_error', code: 'PYFLEET_TIMEOUT', reason: 'not_retryable' }]);
+    assert.deepEqual(seen['retry:exhausted'].map((x) => ({ ...x })), [{ command: 'sleep', attempts: 1, category: 'timeout_error', code: 'PYFLEET_TIMEOUT', reason: 'not_retryable', poolId: p.id }]);
     assert.ok(seen['worker:transition'].some((t) => t.from === 'busy' && t.to === 'degraded' && t.reason === 'timeout'));
     assert.ok(seen['worker:transition'].some((t) => t.from === 'degraded' && t.to === 'ready'));
     const rec = seen['recovery:complete'].find((x) => x.category === 'timeout_error');

@@ -183,7 +183,7 @@ export class Pool implements Adapter {
     this.name = `pool:${options.module}`;
     this.logger = options.logger ?? defaultLogger();
     this.policy = new ErrorPolicy(options.policy);
-    this.circuits = new CircuitRegistry(options.circuitBreaker);
+    this.circuits = new CircuitRegistry({ ...options.circuitBreaker, poolId: this.id });
     this.poolOps = this.circuits.get(POOL_OPERATIONS, { isFailure: isInfraFailure });
     this.workerCmds = this.circuits.get(WORKER_COMMANDS, { isFailure: isCommandTimeout });
     this.circuits.onStateChange((c) => this.logger[c.to === 'open' ? 'warn' : 'info']({ poolId: this.id, circuit: c.circuit, from: c.from, to: c.to, reason: c.reason }, `circuit ${c.circuit} ${c.to}`));
@@ -195,6 +195,7 @@ export class Pool implements Adapter {
     this.orchestrator = new RecoveryOrchestrator({
       baseTimeoutMs: options.requestTimeoutMs,
       circuitName: POOL_OPERATIONS,
+      poolId: this.id,
       strategies: options.recovery.strategies,
       timeLimits: options.recovery.timeLimits,
       actions: {
@@ -331,11 +332,10 @@ export class Pool implements Adapter {
     return this.commands;
   }
 
-  /** Listens to one of pyfleet's events for this pool (events of other pools are filtered out where they carry a pool id). */
+  /** Listens to one of pyfleet's events, for this pool only; returns the function that unsubscribes. */
   on<K extends EventName>(name: K, fn: (payload: EventPayloads[K]) => void): () => void {
     return subscribe(name, (p) => {
-      const owner = (p as { poolId?: number }).poolId;
-      if (owner === undefined || owner === this.id) fn(p);
+      if ((p as { poolId?: number }).poolId === this.id) fn(p);
     });
   }
 
@@ -420,6 +420,7 @@ export class Pool implements Adapter {
     try {
       const value = await retryAfterFirstFailure((attempt) => this.attemptOnce(job, attempt), {
         maxAttempts: this.options.retry.maxAttempts,
+        poolId: this.id,
         signal: job.signal,
         budget: this.budget,
         shouldRetry: (err, attempt) => this.shouldRetry(job, err, attempt),

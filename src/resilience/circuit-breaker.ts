@@ -21,6 +21,8 @@ export interface CircuitBreakerOptions {
    * does not add to the failure count, does not reset it, and does not count as a trial success.
    */
   isFailure?: (err: unknown) => boolean;
+  /** The pool that owns the circuit, carried by its events (pools set it). */
+  poolId?: number;
 }
 
 export interface CircuitSnapshot {
@@ -79,6 +81,7 @@ export class CircuitBreaker {
   readonly openTimeoutMs: number;
   readonly halfOpenRequests: number;
   private readonly clock: Clock;
+  private readonly poolId: number | undefined;
   private readonly isFailure: (err: unknown) => boolean;
 
   private code: StateCode = CLOSED;
@@ -111,6 +114,7 @@ export class CircuitBreaker {
     if (!(t >= 0) || !Number.isFinite(t)) throw invalid(`openTimeoutMs must be a finite number >= 0, got ${String(t)}`);
     this.openTimeoutMs = t;
     this.clock = options.clock ?? realClock;
+    this.poolId = options.poolId;
     if (options.isFailure !== undefined && typeof options.isFailure !== 'function') throw invalid('isFailure must be a function');
     this.isFailure = options.isFailure ?? countAll;
     this.bindClosed();
@@ -292,13 +296,13 @@ export class CircuitBreaker {
 
     if (to === OPEN) {
       const ch = channels['circuit:opened'];
-      if (ch.hasSubscribers) ch.publish({ circuit: this.name, failures: this.failures, retryAfterMs: this.openTimeoutMs });
+      if (ch.hasSubscribers) ch.publish(this.tagged({ circuit: this.name, failures: this.failures, retryAfterMs: this.openTimeoutMs }));
     } else if (to === HALF_OPEN) {
       const ch = channels['circuit:half_open'];
-      if (ch.hasSubscribers) ch.publish({ circuit: this.name });
+      if (ch.hasSubscribers) ch.publish(this.tagged({ circuit: this.name }));
     } else {
       const ch = channels['circuit:closed'];
-      if (ch.hasSubscribers) ch.publish({ circuit: this.name });
+      if (ch.hasSubscribers) ch.publish(this.tagged({ circuit: this.name }));
     }
     const listeners = this.listeners;
     if (listeners.length === 0) return;
@@ -311,6 +315,10 @@ export class CircuitBreaker {
         process.emitWarning(err instanceof Error ? err : new Error(String(err)), { code: 'PYFLEET_LISTENER_ERROR', detail: `in a state listener of circuit "${this.name}"` });
       }
     }
+  }
+
+  private tagged<T extends object>(payload: T): T & { poolId?: number } {
+    return this.poolId === undefined ? payload : { ...payload, poolId: this.poolId };
   }
 
   private retryAfterMs(now: number): number {

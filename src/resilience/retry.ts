@@ -45,6 +45,8 @@ export interface RetryOptions {
   clock?: Clock;
   /** Uniform [0, 1) source for `decorrelated_jitter` (tests pass a seeded one). */
   random?: () => number;
+  /** The pool the calls belong to, carried by the retry events (pools set it). */
+  poolId?: number;
 }
 
 export type RetryFn<T> = (attempt: number, signal?: AbortSignal) => Promise<T>;
@@ -118,9 +120,9 @@ async function retryAfterFailure<T>(fn: RetryFn<T>, o: RetryOptions, firstError:
   let err = firstError;
   for (let attempt = 1; ; attempt++) {
     // `attempt` has just failed with `err`.
-    if (attempt >= maxAttempts) throw exhausted(err, attempt, 'max_attempts');
+    if (attempt >= maxAttempts) throw exhausted(err, attempt, 'max_attempts', o.poolId);
     const decision = shouldRetry(err, attempt);
-    if (decision === false) throw exhausted(err, attempt, 'not_retryable');
+    if (decision === false) throw exhausted(err, attempt, 'not_retryable', o.poolId);
     let delayMs: number;
     if (typeof decision === 'object' && decision !== null) {
       const d = Math.round(decision.delayMs);
@@ -128,19 +130,20 @@ async function retryAfterFailure<T>(fn: RetryFn<T>, o: RetryOptions, firstError:
     } else {
       delayMs = backoff.next(attempt);
     }
-    if (o.deadlineMs !== undefined && clock.now() - start + delayMs >= o.deadlineMs) throw exhausted(err, attempt, 'deadline');
-    if (signal !== undefined && signal.aborted) throw abortExhausted(signal, attempt, err);
-    if (o.budget !== undefined && !o.budget.tryAcquireRetry()) throw exhausted(err, attempt, 'budget');
+    if (o.deadlineMs !== undefined && clock.now() - start + delayMs >= o.deadlineMs) throw exhausted(err, attempt, 'deadline', o.poolId);
+    if (signal !== undefined && signal.aborted) throw abortExhausted(signal, attempt, err, o.poolId);
+    if (o.budget !== undefined && !o.budget.tryAcquireRetry()) throw exhausted(err, attempt, 'budget', o.poolId);
 
     if (o.onRetry !== undefined) o.onRetry(err, attempt, delayMs);
     if (channels['retry:attempt'].hasSubscribers) {
-      channels['retry:attempt'].publish({ command: field(err, 'command'), attempt, delayMs, category: field(err, 'category'), code: field(err, 'code') });
+      const e = { command: field(err, 'command'), attempt, delayMs, category: field(err, 'category'), code: field(err, 'code') };
+      channels['retry:attempt'].publish(o.poolId === undefined ? e : { ...e, poolId: o.poolId });
     }
     if (delayMs > 0) {
       try {
         await sleep(delayMs, clock, signal);
       } catch {
-        throw abortExhausted(signal!, attempt, err);
+        throw abortExhausted(signal!, attempt, err, o.poolId);
       }
     }
     try {
@@ -156,16 +159,17 @@ function defaultShouldRetry(err: unknown): boolean {
 }
 
 /** Publishes `retry:exhausted` and returns the error to throw (the last one, unchanged). */
-function exhausted(err: unknown, attempts: number, reason: RetryStopReason): unknown {
+function exhausted(err: unknown, attempts: number, reason: RetryStopReason, poolId: number | undefined): unknown {
   if (channels['retry:exhausted'].hasSubscribers) {
-    channels['retry:exhausted'].publish({ command: field(err, 'command'), attempts, category: field(err, 'category'), code: field(err, 'code'), reason });
+    const e = { command: field(err, 'command'), attempts, category: field(err, 'category'), code: field(err, 'code'), reason };
+    channels['retry:exhausted'].publish(poolId === undefined ? e : { ...e, poolId });
   }
   return err;
 }
 
-function abortExhausted(signal: AbortSignal, attempts: number, lastError: unknown): PoolError {
+function abortExhausted(signal: AbortSignal, attempts: number, lastError: unknown, poolId: number | undefined): PoolError {
   const e = abortedError(signal, attempts, lastError);
-  exhausted(lastError, attempts, 'aborted');
+  exhausted(lastError, attempts, 'aborted', poolId);
   return e;
 }
 

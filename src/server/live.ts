@@ -67,7 +67,6 @@ export class LiveState {
   private pushTimer: NodeJS.Timeout | null = null;
   private lastPush = 0;
   private lastStats: ObservedStats | null = null;
-  private recoveriesSeen = { succeeded: 0, failed: 0 };
   draining = false;
 
   constructor(pool: ObservedPool, options: LiveOptions = {}) {
@@ -81,8 +80,6 @@ export class LiveState {
     };
     this.bucketMs = this.opts.bucketMs;
     this.bucketCount = this.opts.buckets;
-    const s = pool.stats();
-    this.recoveriesSeen = { succeeded: s.recoveries.succeeded, failed: s.recoveries.failed };
     this.unsubscribe.push(
       pool.on('worker:exit', (e) => {
         const last = this.lastStats?.workers.find((w) => w.id === e.workerId);
@@ -120,10 +117,6 @@ export class LiveState {
         this.changed();
       }),
       pool.on('recovery:complete', (e) => {
-        const r = this.pool.stats().recoveries;
-        const mine = r.succeeded !== this.recoveriesSeen.succeeded || r.failed !== this.recoveriesSeen.failed;
-        this.recoveriesSeen = { succeeded: r.succeeded, failed: r.failed };
-        if (!mine) return;
         this.note('recovery', `recovery ${e.strategy} for ${e.category}: ${e.result} in ${Math.round(e.durationMs)} ms`, e.result === 'ok' ? 'info' : 'warn');
         this.changed();
       }),

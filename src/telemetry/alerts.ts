@@ -65,7 +65,6 @@ export class Alerter {
   private closing = false;
   private failedInARow = 0;
   private lastFailures: Array<{ strategy: string; category: string; action: string }> = [];
-  private recoveriesSeen: { succeeded: number; failed: number };
   private module: string;
   readonly counts: AlerterStats = { sent: 0, delivered: 0, failed: 0, suppressed: 0, dropped: 0 };
 
@@ -88,9 +87,7 @@ export class Alerter {
       logger: options.logger,
     };
     this.pool = pool;
-    const s = pool.stats();
-    this.module = s.module;
-    this.recoveriesSeen = { succeeded: s.recoveries.succeeded, failed: s.recoveries.failed };
+    this.module = pool.stats().module;
     const check = (): void => this.checkWorkers();
     this.unsubscribe.push(
       pool.on('circuit:opened', (e) => this.onCircuitOpened(e.circuit, e.failures, e.retryAfterMs)),
@@ -123,14 +120,7 @@ export class Alerter {
   }
 
   private onCircuitOpened(circuit: string, failures: number, retryAfterMs: number): void {
-    // Circuit events carry no pool id: only alert when this pool's circuit of that name is open.
-    let state: string | undefined;
-    try {
-      state = this.pool.stats().circuits[circuit]?.state;
-    } catch {
-      return;
-    }
-    if (state !== 'open' || this.closing) return;
+    if (this.closing) return;
     this.raise(`circuit_open:${circuit}`, {
       type: 'circuit_open',
       severity: 'critical',
@@ -140,16 +130,6 @@ export class Alerter {
   }
 
   private onRecovery(strategy: string, category: string, action: string, result: 'ok' | 'error'): void {
-    // Recovery events carry no pool id either: count only those that moved this pool's totals.
-    let r: { succeeded: number; failed: number };
-    try {
-      r = this.pool.stats().recoveries;
-    } catch {
-      return;
-    }
-    const mine = result === 'ok' ? r.succeeded > this.recoveriesSeen.succeeded : r.failed > this.recoveriesSeen.failed;
-    this.recoveriesSeen = { succeeded: r.succeeded, failed: r.failed };
-    if (!mine) return;
     if (result === 'ok') {
       this.failedInARow = 0;
       this.lastFailures = [];

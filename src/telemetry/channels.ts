@@ -19,12 +19,12 @@ export interface EventPayloads {
     durationMs: number;
     message: string;
   };
-  'circuit:opened': { circuit: string; failures: number; retryAfterMs: number };
-  'circuit:half_open': { circuit: string };
-  'circuit:closed': { circuit: string };
-  'retry:attempt': { command: string | null; attempt: number; delayMs: number; category: string | null; code: string | null };
-  'retry:exhausted': { command: string | null; attempts: number; category: string | null; code: string | null; reason: string };
-  'recovery:complete': { id: string; category: string; strategy: string; result: 'ok' | 'error'; durationMs: number; action: string };
+  'circuit:opened': { circuit: string; failures: number; retryAfterMs: number; poolId?: number };
+  'circuit:half_open': { circuit: string; poolId?: number };
+  'circuit:closed': { circuit: string; poolId?: number };
+  'retry:attempt': { command: string | null; attempt: number; delayMs: number; category: string | null; code: string | null; poolId?: number };
+  'retry:exhausted': { command: string | null; attempts: number; category: string | null; code: string | null; reason: string; poolId?: number };
+  'recovery:complete': { id: string; category: string; strategy: string; result: 'ok' | 'error'; durationMs: number; action: string; poolId?: number };
   'worker:transition': { poolId: number; workerId: number; pid: number | null; from: string; to: string; reason: string; durationMs: number };
   'worker:exit': { poolId: number; workerId: number; pid: number | null; exitCode: number | null; signal: string | null; reason: string };
   'worker:log': { poolId: number; workerId: number; stream: 'stdout' | 'stderr'; line: string };

@@ -34,6 +34,8 @@ export interface RecoveryOrchestratorOptions {
   baseTimeoutMs?: number;
   /** Circuit opened by `circuit_break` when the context names none (default 'pool'). */
   circuitName?: string;
+  /** The pool the orchestrator works for, carried by `recovery:complete` (pools set it). */
+  poolId?: number;
 }
 
 /** Delays between retry_with_backoff attempts, from the policy's schedules (seed `@retry_delays`). */
@@ -102,6 +104,7 @@ export class RecoveryOrchestrator {
   private readonly limits: Readonly<RecoveryTimeLimits>;
   private readonly baseTimeoutMs: number;
   private readonly circuitName: string;
+  private readonly poolId: number | undefined;
   private readonly active = new Map<string, { info: ActiveRecovery; controller: AbortController }>();
   private readonly counts: RecoveryCounts = { initiated: 0, succeeded: 0, failed: 0 };
   private timedOut = 0;
@@ -123,6 +126,7 @@ export class RecoveryOrchestrator {
     this.limits = loadTimeLimits(options.timeLimits);
     this.baseTimeoutMs = options.baseTimeoutMs ?? 30_000;
     this.circuitName = options.circuitName ?? 'pool';
+    this.poolId = options.poolId;
     this.byStrategy = Object.fromEntries(RECOVERY_TYPES.map((t) => [t, { initiated: 0, succeeded: 0, failed: 0 }])) as Record<
       RecoveryType,
       RecoveryCounts
@@ -220,7 +224,8 @@ export class RecoveryOrchestrator {
       if (didTimeOut) this.timedOut += 1;
     }
     const action = ACTION_OF[plan.type];
-    publish('recovery:complete', { id, category: plan.category, strategy: plan.type, result: ok ? 'ok' : 'error', durationMs, action });
+    const event = { id, category: plan.category, strategy: plan.type, result: ok ? ('ok' as const) : ('error' as const), durationMs, action };
+    publish('recovery:complete', this.poolId === undefined ? event : { ...event, poolId: this.poolId });
 
     const result: RecoveryResult = {
       id,

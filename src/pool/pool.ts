@@ -303,16 +303,27 @@ export class Pool implements Adapter {
     this.counts.inFlight++;
     if (job.session) job.session.inflight++;
     if (channels['call:start'].hasSubscribers) channels['call:start'].publish({ poolId: this.id, callId: job.callId, command, sessionId: job.session?.id ?? null });
-    return this.run(job).then(
-      (r) => {
-        this.settled(job, true, r.via, null);
-        return options.detailed === true ? { value: r.value as T, via: r.via, attempts: job.attempts, workerId: job.workerId, durationMs: performance.now() - job.startedAt } : (r.value as T);
-      },
-      (e: PoolError) => {
-        this.settled(job, false, 'pool', e);
-        throw e;
-      },
+    const detailed = options.detailed === true;
+    // The seed's execute_in_session: each attempt through the circuits, retries, then recovery.
+    // The first attempt goes straight through; the retry loop is set up only after a failure,
+    // so a call that succeeds at once pays for none of it.
+    this.budget?.recordCall();
+    return this.attemptOnce(job, 1).then(
+      (value) => this.succeeded<T>(job, value, 'pool', detailed),
+      (first: unknown) =>
+        this.retryThenRecover(job, first).then(
+          (r) => this.succeeded<T>(job, r.value, r.via, detailed),
+          (e: PoolError) => {
+            this.settled(job, false, 'pool', e);
+            throw e;
+          },
+        ),
     );
+  }
+
+  private succeeded<T>(job: Job, value: unknown, via: Via, detailed: boolean): T | DetailedResult<T> {
+    this.settled(job, true, via, null);
+    return detailed ? { value: value as T, via, attempts: job.attempts, workerId: job.workerId, durationMs: performance.now() - job.startedAt } : (value as T);
   }
 
   /** A handle whose calls all carry `sessionId`; `close()` drops the session's state in its worker. */
@@ -401,19 +412,6 @@ export class Pool implements Adapter {
       workerId: null,
       poisoned: null,
     };
-  }
-
-  /**
-   * The seed's execute_in_session: retry around each attempt through the circuits, then
-   * recovery. The first attempt goes straight through; the retry loop is set up only after a
-   * failure, so a call that succeeds at once pays for none of it.
-   */
-  private run(job: Job): Promise<{ value: unknown; via: Via }> {
-    this.budget?.recordCall();
-    return this.attemptOnce(job, 1).then(
-      (value) => ({ value, via: 'pool' as Via }),
-      (first: unknown) => this.retryThenRecover(job, first),
-    );
   }
 
   private async retryThenRecover(job: Job, first: unknown): Promise<{ value: unknown; via: Via }> {

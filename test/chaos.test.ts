@@ -69,6 +69,28 @@ describe('pyfleet chaos', () => {
     assert.equal(r.code, 0, r.stderr);
   });
 
+  it('SIGINT mid-run: stops sending, drains, reports every call settled and no process left, exit 0', async () => {
+    let signalled = false;
+    const r = await cli(['chaos', '--duration', '60', '--workers', '2', '--json', '--seed', '7'], 90_000, (stderr, child) => {
+      // The first progress line: the pool is up and calls are in flight.
+      if (!signalled && /sent [1-9]/.test(stderr)) {
+        signalled = true;
+        child.kill('SIGINT');
+      }
+    });
+    assert.ok(signalled, r.stderr);
+    assert.match(r.stderr, /SIGINT: stopping, draining/);
+    const report = JSON.parse(r.stdout.trim()) as Report & { interrupted: boolean };
+    const show = JSON.stringify(report, null, 1);
+    assert.equal(report.interrupted, true, show);
+    assert.ok(report.sent > 0 && report.settled === report.sent, show);
+    assert.equal(report.lost, 0, show);
+    assert.equal(report.answeredTwice, 0, show);
+    assert.equal(report.orphans, 0, show);
+    assert.ok(r.ms < 45_000, `took ${r.ms} ms: the signal did not cut the 60 s run short`);
+    assert.equal(r.code, 0, r.stderr);
+  });
+
   it('exits 2 on a bad option and lists the known faults', async () => {
     const r = await chaos(['--faults', 'kill,meteor', '--duration', '1']);
     assert.equal(r.code, 2);

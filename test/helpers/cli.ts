@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -11,8 +11,12 @@ export interface CliRun {
   ms: number;
 }
 
-/** Runs the CLI as `node --import tsx src/cli/main.ts ...args` from the package root; rejects if it outlives `timeoutMs`. */
-export function cli(args: string[], timeoutMs = 60_000): Promise<CliRun> {
+/**
+ * Runs the CLI as `node --import tsx src/cli/main.ts ...args` from the package root; rejects if
+ * it outlives `timeoutMs`. `onStderr` sees the stderr so far after each chunk (to signal the
+ * process once it has printed something).
+ */
+export function cli(args: string[], timeoutMs = 60_000, onStderr?: (stderr: string, child: ChildProcess) => void): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const t0 = Date.now();
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
@@ -23,7 +27,10 @@ export function cli(args: string[], timeoutMs = 60_000): Promise<CliRun> {
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      onStderr?.(stderr, child);
+    });
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`pyfleet ${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));

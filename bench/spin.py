@@ -1,32 +1,26 @@
-"""The machine's own ceiling for benchmark c: `primes(n)` (the same loop as examples/handlers.py)
-run back to back for `seconds`, in a bare interpreter. Prints calls per second.
+"""The machine's own ceiling for benchmark c: the `primes` handler of examples/handlers.py (the
+very function the pool runs) called back to back for `seconds` in a bare interpreter: no worker,
+no protocol, no Node. Prints calls per second.
 
     python bench/spin.py N SECONDS
 """
-import math
+import os
 import sys
 import time
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.join(HERE, "..", "python"), os.path.join(HERE, "..", "examples")]
 
-def primes(n):
-    count = 0
-    for i in range(2, n):
-        r = int(math.isqrt(i))
-        for d in range(2, r + 1):
-            if i % d == 0:
-                break
-        else:
-            count += 1
-    return count
+from handlers import primes  # noqa: E402  (@command returns the function unchanged)
 
 
 def main():
-    n = int(sys.argv[1])
+    args = {"n": int(sys.argv[1])}
     seconds = float(sys.argv[2])
     calls = 0
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        primes(n)
+        primes(args, None)
         calls += 1
     print(calls / (time.perf_counter() - t0), flush=True)
 

@@ -75,6 +75,7 @@ export class SingleProcessAdapter implements Adapter {
         idempotent: false,
         timeoutMs,
         frame,
+        deadline: Infinity,
         resolve: (v) => {
           signal?.removeEventListener('abort', onAbort);
           resolve(v);

@@ -33,6 +33,7 @@ export class CallAttempt implements Attempt, Waiting {
   queueTimer: NodeJS.Timeout | null = null;
   settled = false;
   onAbort: (() => void) | null = null;
+  deadline = Infinity;
 
   constructor(
     readonly job: Job,

@@ -13,6 +13,8 @@ export interface Attempt {
   readonly timeoutMs: number;
   /** The encoded call frame. */
   readonly frame: Buffer;
+  /** When the worker gives up on it (performance.now() ms); the worker sets it when it writes the frame. */
+  deadline: number;
   resolve(value: unknown): void;
   reject(err: PoolError): void;
 }

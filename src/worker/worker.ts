@@ -194,8 +194,7 @@ export class Worker {
   send(attempt: Attempt): void {
     this.inflight.set(attempt.rid, attempt);
     if (!attempt.idempotent) this.exclusive++;
-    const deadline = performance.now() + attempt.timeoutMs;
-    this.deadlines.set(attempt.rid, deadline);
+    const deadline = (attempt.deadline = performance.now() + attempt.timeoutMs);
     if (deadline < this.deadlineAt) this.armDeadline(deadline);
     if (this.state === 'ready') this.transition('busy', 'call');
     this.input!.write(attempt.frame);
@@ -206,7 +205,6 @@ export class Worker {
    * and clearing a timer per call was a measurable share of a round trip. Calls with the usual
    * timeout end before the timer is due, so it is re-armed only when it fires.
    */
-  private readonly deadlines = new Map<number, number>();
   private deadlineTimer: NodeJS.Timeout | null = null;
   private deadlineAt = Infinity;
 
@@ -224,10 +222,10 @@ export class Worker {
     const now = performance.now();
     let next = Infinity;
     const due: number[] = [];
-    for (const [rid, at] of this.deadlines) {
+    for (const [rid, a] of this.inflight) {
       // Timers may fire a fraction of a millisecond early.
-      if (at - now < 1) due.push(rid);
-      else if (at < next) next = at;
+      if (a.deadline - now < 1) due.push(rid);
+      else if (a.deadline < next) next = a.deadline;
     }
     for (const rid of due) this.expire(rid);
     if (next < Infinity && !this.finished && next < this.deadlineAt) this.armDeadline(next);
@@ -391,7 +389,6 @@ export class Worker {
     if (a === undefined) return undefined;
     this.inflight.delete(rid);
     if (!a.idempotent) this.exclusive--;
-    this.deadlines.delete(rid);
     return a;
   }
 

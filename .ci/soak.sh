@@ -55,7 +55,7 @@ const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
 const f = (k) => `${k} ${JSON.stringify(r[k])}`;
 console.log(["sent", "settled", "succeeded", "failed", "lost", "answeredTwice", "duplicateSideEffects", "orphans", "idempotentSuccessRate"].map(f).join(", "));
 console.log(`failed by code: ${JSON.stringify(r.failedByCode)}; faults injected: ${JSON.stringify(r.injected)}`);
-console.log(`retries ${r.retries}, recoveries ${r.recoveries.initiated}/${r.recoveries.succeeded} ok, circuit openings ${r.circuitOpenings}, worker restarts ${r.workerRestarts.total}, latency ${JSON.stringify(r.latencyMs)}`);
+console.log(`retries ${r.retries}, recoveries ${r.recoveries.initiated} initiated, ${r.recoveries.succeeded} succeeded, circuit openings ${r.circuitOpenings}, worker restarts ${r.workerRestarts.total}, latency ${JSON.stringify(r.latencyMs)}`);
 for (const i of r.invariants) console.log(`  ${i.skipped ? "skip" : i.ok ? "ok  " : "FAIL"} ${i.name} = ${i.value} (must be ${i.expected}${i.skipped ? `; not checked: ${i.skipped}` : ""})`);
 ' "$REPORT"
 

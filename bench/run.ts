@@ -2,7 +2,8 @@
  * `npm run bench`: pyfleet against its limits, side by side in one run, written to
  * bench/RESULTS.md.
  *
- *   a. one call at a time: raw framed pipe vs pool.execute on 1 worker vs python-shell
+ *   a. one call at a time: raw framed pipe vs pool.execute on 1 worker vs python-shell, and the
+ *      Python runtime's own share of a call, in-process (bench/runtime_loop.py)
  *   b. 64 calls in flight on one worker: raw pipelined vs pool with pipelineDepth 64
  *   c. CPU-bound (~2 ms of Python) on 2 workers vs 1, and the machine's own 2-vs-1 ceiling
  *   d. time to ready: createPool({ workers: 8 }) vs 8 bare interpreters; the pyenv shim's cost
@@ -28,10 +29,12 @@ import { resolvePython } from '../dist/worker/python-path.js';
 import { benchResilience } from './resilience.js';
 import { benchTelemetry } from './telemetry.js';
 import { RawWorker, workerEnv } from './raw.js';
+import { PYTHON_PACKAGE_DIR } from '../dist/worker/worker.js';
 
 const MODULE = fileURLToPath(new URL('../examples/handlers.py', import.meta.url));
 const SHELL_SCRIPT = fileURLToPath(new URL('./shell_echo.py', import.meta.url));
 const SPIN_SCRIPT = fileURLToPath(new URL('./spin.py', import.meta.url));
+const RUNTIME_LOOP = fileURLToPath(new URL('./runtime_loop.py', import.meta.url));
 const RESULTS = fileURLToPath(new URL('./RESULTS.md', import.meta.url));
 const PYTHON = process.env.PYFLEET_PYTHON ?? 'python3';
 /** Other processes using more CPU than this during a round make it a disturbed round. */
@@ -309,6 +312,7 @@ async function benchSequential(python: string): Promise<string> {
     await pool.close();
     await shell.close();
   }
+  const py = await runtimeLoop(python);
   const col = (i: number, k: keyof SeqFigures): number => median(rounds.used.map((g) => g[i][k]));
   const ratios = (i: number, j: number, set = rounds.used): number[] => set.map((g) => g[i].rate / g[j].rate);
   const rVsRaw = median(ratios(1, 0));
@@ -331,7 +335,21 @@ async function benchSequential(python: string): Promise<string> {
     '',
     `Per round, pool/raw: ${spread(ratios(1, 0))}; pool/python-shell: ${spread(ratios(1, 2))}. Over all ${rounds.all.length} rounds, disturbed ones included: pool/raw ${fmt(median(ratios(1, 0, rounds.all)))}, pool/python-shell ${fmt(median(ratios(1, 2, rounds.all)))}.`,
     '',
+    `The Python side alone, in-process (\`bench/runtime_loop.py\`: ${fmtInt(py.n)} frames fed to the worker runtime's ingest and run, answers to /dev/null; best of ${py.rounds} rounds): **${fmt(py.runtimeUs, 1)} µs** per call, against ${fmt(py.bareUs, 1)} µs for a bare loop doing the same work with \`json.loads\` and \`json.dumps\` (python-shell's side).`,
+    '',
   ].join('\n');
+}
+
+/** bench/runtime_loop.py: the worker runtime's Python cost per call, without pipes or Node. */
+function runtimeLoop(python: string): Promise<{ n: number; rounds: number; runtimeUs: number; bareUs: number }> {
+  return new Promise((resolve, reject) => {
+    const env = { ...process.env, PYTHONPATH: PYTHON_PACKAGE_DIR };
+    const c = spawn(python, [RUNTIME_LOOP, '100000', '5'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    c.once('error', reject);
+    c.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`runtime_loop.py exited with ${code}`))));
+  });
 }
 
 // ---- b. pipelining ---------------------------------------------------------

@@ -491,3 +491,36 @@ test('a circuit owned by a pool tags its events with the pool id; a standalone o
     ],
   );
 });
+
+test('enter / leaveOk / leaveFailed: the same counts as execute, tickets of an older generation ignored', async () => {
+  const { clock, cb } = make({ failureThreshold: 2, successThreshold: 2, halfOpenRequests: 1, openTimeoutMs: 1_000 });
+  const stale = cb.enter();
+  cb.leaveFailed(cb.enter(), new Error('1'));
+  cb.leaveOk(cb.enter());
+  assert.equal(cb.snapshot().failures, 0, 'a success resets the count');
+  cb.leaveFailed(cb.enter(), new Error('1'));
+  cb.leaveFailed(cb.enter(), new Error('2'));
+  assert.equal(cb.state, 'open');
+  assert.throws(() => cb.enter(), (e: unknown) => e instanceof PoolError && e.code === 'PYFLEET_CIRCUIT_OPEN');
+  await clock.advance(1_000);
+  const trial = cb.enter();
+  assert.equal(cb.state, 'half_open');
+  assert.throws(() => cb.enter(), (e: unknown) => e instanceof PoolError && e.code === 'PYFLEET_CIRCUIT_OPEN', 'one trial slot');
+  cb.leaveFailed(stale, new Error('stale'));
+  cb.leaveOk(stale);
+  assert.equal(cb.snapshot().inFlightTrials, 1, 'a ticket from the closed phase touches no trial count');
+  cb.leaveOk(trial);
+  cb.leaveOk(cb.enter());
+  assert.equal(cb.state, 'closed');
+});
+
+test('leaveFailed with an error isFailure rejects frees the trial slot without deciding', async () => {
+  const { clock, cb } = make({ failureThreshold: 1, halfOpenRequests: 1, openTimeoutMs: 10, isFailure: (e) => (e as Error).message !== 'ignored' });
+  cb.leaveFailed(cb.enter(), new Error('counted'));
+  await clock.advance(10);
+  cb.leaveFailed(cb.enter(), new Error('ignored'));
+  assert.equal(cb.state, 'half_open');
+  assert.equal(cb.snapshot().inFlightTrials, 0);
+  cb.leaveFailed(cb.enter(), new Error('counted'));
+  assert.equal(cb.state, 'open');
+});

@@ -104,6 +104,29 @@ describe('pool: calls on real Python workers', () => {
     }
   });
 
+  it('answers a result JSON cannot carry, or arguments nested too deep for Python, with a python_error; the worker lives', async () => {
+    const pool = await testPool();
+    try {
+      const pid = await pool.execute<number>('pid');
+      for (const kind of ['set', 'nan', 'cycle', 'deep']) {
+        const err = await rejection(pool.execute('unsendable', { kind }));
+        assert.equal(err.code, 'PYFLEET_PYTHON_ERROR', kind);
+        assert.match(err.message, /cannot be sent as JSON/, kind);
+      }
+      // JSON.stringify goes deeper than Python's decoder: the worker refuses the call instead of dying on it.
+      let deep: unknown = 1;
+      for (let i = 0; i < 2000; i++) deep = [deep];
+      const err = await rejection(pool.execute('depth', deep));
+      assert.equal(err.code, 'PYFLEET_PYTHON_ERROR');
+      assert.equal(err.python?.type, 'RecursionError');
+      assert.equal(await pool.execute('depth', [[[0]]]), 3);
+      assert.equal(await pool.execute('pid'), pid);
+      assert.equal(pool.stats().restarts.total, 0);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('refuses arguments over maxFrameBytes at the call site', async () => {
     const pool = await testPool({ maxFrameBytes: 64 * 1024 });
     try {

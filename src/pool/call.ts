@@ -21,7 +21,19 @@ export interface Job {
   workerId: number | null;
   /** Set when the call was quarantined as poison. */
   poisoned: PoolError | null;
+  /** The caller wants a DetailedResult. */
+  readonly detailed: boolean;
+  /** Settle the caller's promise (set by `execute`; no-ops for a recovery's re-send). */
+  resolve: (value: unknown) => void;
+  reject: (err: PoolError) => void;
+  /** The circuits' tickets for the first attempt, which runs without promises in between. */
+  poolTicket: number;
+  workerTicket: number;
 }
+
+/** Called once with an attempt's outcome. */
+export type AttemptOk = (value: unknown, a: CallAttempt) => void;
+export type AttemptFailed = (err: PoolError, a: CallAttempt) => void;
 
 /**
  * One attempt of a job: a request id, its frame, and where it is (queued or on a worker).
@@ -42,8 +54,8 @@ export class CallAttempt implements Attempt, Waiting {
     readonly timeoutMs: number,
     /** Prefer another worker than this one (a retry after a timeout there). */
     readonly avoid: number | null,
-    private readonly res: (v: unknown) => void,
-    private readonly rej: (e: PoolError) => void,
+    private readonly res: AttemptOk,
+    private readonly rej: AttemptFailed,
   ) {}
 
   get command(): string {
@@ -61,13 +73,13 @@ export class CallAttempt implements Attempt, Waiting {
   resolve(value: unknown): void {
     if (this.settled) return;
     this.finish();
-    this.res(value);
+    this.res(value, this);
   }
 
   reject(err: PoolError): void {
     if (this.settled) return;
     this.finish();
-    this.rej(err);
+    this.rej(err, this);
   }
 
   private finish(): void {

@@ -20,7 +20,7 @@ import { defaultLogger, type Logger } from '../util/logger.js';
 import { resolvePython } from '../worker/python-path.js';
 import type { Transition, WorkerHealth, WorkerState } from '../worker/states.js';
 import { PYTHON_PACKAGE_DIR, Worker, type ExitInfo, type WorkerHooks } from '../worker/worker.js';
-import { CallAttempt, type Job } from './call.js';
+import { CallAttempt, type AttemptFailed, type AttemptOk, type Job } from './call.js';
 import { ChaosMonkey } from './chaos.js';
 import { resolveOptions, type PoolOptions, type ResolvedOptions } from './options.js';
 import { PoisonTracker } from './poison.js';
@@ -101,6 +101,7 @@ const INFRA_CODES = new Set<string>([
  */
 const isInfraFailure = (e: unknown): boolean => isPoolError(e) && INFRA_CODES.has(e.code) && e.details?.running !== false;
 const isCommandTimeout = (e: unknown): boolean => isPoolError(e) && e.code === 'PYFLEET_TIMEOUT';
+const noop = (): void => {};
 const NO_COMMANDS: Record<string, CommandInfo> = Object.freeze({}) as Record<string, CommandInfo>;
 
 let poolSeq = 0;
@@ -299,25 +300,75 @@ export class Pool implements Adapter {
     } catch (e) {
       return Promise.reject(e);
     }
+    if (channels['call:start'].hasSubscribers) channels['call:start'].publish({ poolId: this.id, callId: job.callId, command, sessionId: job.session?.id ?? null });
+    // The seed's execute_in_session: each attempt through the circuits, retries, then recovery.
+    // The first attempt settles the caller's promise straight from the worker's answer; the
+    // retry loop is set up only after a failure, so a call that succeeds at once pays for none of it.
+    const first = new Promise<unknown>((resolve, reject) => {
+      job.resolve = resolve;
+      job.reject = reject;
+      this.firstAttempt(job);
+    });
+    // Counted once the frame is written, so the worker starts sooner: nothing settles synchronously.
     this.counts.total++;
     this.counts.inFlight++;
     if (job.session) job.session.inflight++;
-    if (channels['call:start'].hasSubscribers) channels['call:start'].publish({ poolId: this.id, callId: job.callId, command, sessionId: job.session?.id ?? null });
-    const detailed = options.detailed === true;
-    // The seed's execute_in_session: each attempt through the circuits, retries, then recovery.
-    // The first attempt goes straight through; the retry loop is set up only after a failure,
-    // so a call that succeeds at once pays for none of it.
     this.budget?.recordCall();
-    return this.attemptOnce(job, 1).then(
-      (value) => this.succeeded<T>(job, value, 'pool', detailed),
-      (first: unknown) =>
-        this.retryThenRecover(job, first).then(
-          (r) => this.succeeded<T>(job, r.value, r.via, detailed),
-          (e: PoolError) => {
-            this.settled(job, false, 'pool', e);
-            throw e;
-          },
-        ),
+    // After a failed first attempt, the retries, the recovery and the fallback run in the
+    // caller's async context (its AsyncLocalStorage: the trace span, a fallback's own context),
+    // not in the context of the worker's pipe that delivered the failure.
+    return first.then(undefined, (e: unknown) => this.afterFirstFailure(job, e)) as Promise<T | DetailedResult<T>>;
+  }
+
+  /**
+   * Attempt 1, without promises in between: the circuits admit it with tickets and learn its
+   * outcome from the attempt's callbacks (the same counts `CircuitBreaker.execute` keeps).
+   */
+  private firstAttempt(job: Job): void {
+    job.attempts = 1;
+    try {
+      job.poolTicket = this.poolOps.enter();
+    } catch (e) {
+      return job.reject(e as PoolError);
+    }
+    try {
+      job.workerTicket = this.workerCmds.enter();
+    } catch (e) {
+      this.poolOps.leaveFailed(job.poolTicket, e);
+      return job.reject(e as PoolError);
+    }
+    try {
+      this.place(job, job.timeoutMs, null, this.firstOk, this.firstFailed);
+    } catch (e) {
+      this.leaveCircuitsFailed(job, e);
+      job.reject(e as PoolError);
+    }
+  }
+
+  private readonly firstOk = (value: unknown, a: CallAttempt): void => {
+    const job = a.job;
+    this.workerCmds.leaveOk(job.workerTicket);
+    this.poolOps.leaveOk(job.poolTicket);
+    job.resolve(this.succeeded(job, value, 'pool', job.detailed));
+  };
+
+  private readonly firstFailed = (err: PoolError, a: CallAttempt): void => {
+    this.leaveCircuitsFailed(a.job, err);
+    a.job.reject(err);
+  };
+
+  private leaveCircuitsFailed(job: Job, err: unknown): void {
+    this.workerCmds.leaveFailed(job.workerTicket, err);
+    this.poolOps.leaveFailed(job.poolTicket, err);
+  }
+
+  private afterFirstFailure(job: Job, first: unknown): Promise<unknown> {
+    return this.retryThenRecover(job, first).then(
+      (r) => this.succeeded(job, r.value, r.via, job.detailed),
+      (e: PoolError) => {
+        this.settled(job, false, 'pool', e);
+        throw e;
+      },
     );
   }
 
@@ -411,6 +462,11 @@ export class Pool implements Adapter {
       attempts: 0,
       workerId: null,
       poisoned: null,
+      detailed: options.detailed === true,
+      resolve: noop,
+      reject: noop,
+      poolTicket: 0,
+      workerTicket: 0,
     };
   }
 
@@ -501,32 +557,33 @@ export class Pool implements Adapter {
     throw err;
   }
 
-  /**
-   * Places one attempt: on a worker that can take it now, or in the queue. Resolves or rejects
-   * exactly once (CallAttempt guards it).
-   */
+  /** `place` as a promise, for the retries and the recovery's re-sends; settles exactly once (CallAttempt guards it). */
   private dispatch(job: Job, timeoutMs: number, avoid: number | null): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      const rid = ++this.rid;
-      const a = new CallAttempt(job, rid, this.frame(job, rid, timeoutMs), timeoutMs, avoid, resolve, reject);
-      if (job.signal !== undefined) {
-        if (job.signal.aborted) return a.reject(this.abortedError(job.command, job.session?.id ?? null, job.signal, rid));
-        a.onAbort = () => {
-          const err = this.abortedError(job.command, job.session?.id ?? null, job.signal!, rid);
-          if (a.worker === null) {
-            this.queue.remove(a);
-            a.reject(err);
-          } else {
-            err.taken = true;
-            a.worker.abandon(rid, err);
-          }
-        };
-        job.signal.addEventListener('abort', a.onAbort, { once: true });
-      }
-      const w = this.pick(job, avoid);
-      if (w !== null) this.sendTo(w, a);
-      else this.enqueue(a);
-    });
+    return new Promise((resolve, reject) => this.place(job, timeoutMs, avoid, resolve, reject));
+  }
+
+  /** Places one attempt: on a worker that can take it now, or in the queue. Throws only if its frame cannot be made. */
+  private place(job: Job, timeoutMs: number, avoid: number | null, onOk: AttemptOk, onFailed: AttemptFailed): void {
+    const rid = ++this.rid;
+    const a = new CallAttempt(job, rid, this.frame(job, rid, timeoutMs), timeoutMs, avoid, onOk, onFailed);
+    const signal = job.signal;
+    if (signal?.aborted) return a.reject(this.abortedError(job.command, job.session?.id ?? null, signal, rid));
+    const w = this.pick(job, avoid);
+    if (w !== null) this.sendTo(w, a);
+    else this.enqueue(a);
+    if (signal !== undefined && !a.settled) {
+      a.onAbort = () => {
+        const err = this.abortedError(job.command, job.session?.id ?? null, signal, rid);
+        if (a.worker === null) {
+          this.queue.remove(a);
+          a.reject(err);
+        } else {
+          err.taken = true;
+          a.worker.abandon(rid, err);
+        }
+      };
+      signal.addEventListener('abort', a.onAbort, { once: true });
+    }
   }
 
   private frame(job: Job, rid: number, timeoutMs: number): Buffer {
@@ -703,6 +760,11 @@ export class Pool implements Adapter {
       attempts: call.attempt,
       workerId: null,
       poisoned: null,
+      detailed: false,
+      resolve: noop,
+      reject: noop,
+      poolTicket: 0,
+      workerTicket: 0,
     };
   }
 
@@ -945,11 +1007,12 @@ export class Pool implements Adapter {
   private shrink(): void {
     const idleMs = this.options.idleTimeoutMs;
     let live = this.workers.filter((w) => !w.draining).length;
-    const nowMs = Date.now();
+    const now = performance.now();
     for (const w of this.workers) {
       if (live <= this.options.min) return;
       if (w.draining || w.load > 0 || w.state !== 'ready' || this.sessions.countOn(w.id) > 0) continue;
-      if (nowMs - w.lastActiveAt >= idleMs && (w.readyAt === null || nowMs - w.readyAt >= idleMs)) {
+      // Time in 'ready' is time idle: a worker is busy while it holds a call.
+      if (w.stateAgeMs(now) >= idleMs) {
         live--;
         void w.stop(`idle for ${idleMs} ms above workers.min`);
       }

@@ -95,13 +95,6 @@ export class CircuitBreaker {
   private openedCount = 0;
   private listeners: CircuitListener[] = [];
 
-  // Settlement handlers of the current generation, made once per transition, so the closed fast
-  // path allocates nothing but the promise `.then` returns.
-  private onClosedOk!: (v: unknown) => unknown;
-  private onClosedErr!: (e: unknown) => never;
-  private onTrialOk!: (v: unknown) => unknown;
-  private onTrialErr!: (e: unknown) => never;
-
   constructor(options: CircuitBreakerOptions) {
     if (options === null || typeof options !== 'object' || typeof options.name !== 'string' || options.name === '') {
       throw invalid('name must be a non-empty string');
@@ -117,7 +110,6 @@ export class CircuitBreaker {
     this.poolId = options.poolId;
     if (options.isFailure !== undefined && typeof options.isFailure !== 'function') throw invalid('isFailure must be a function');
     this.isFailure = options.isFailure ?? countAll;
-    this.bindClosed();
   }
 
   /**
@@ -126,14 +118,70 @@ export class CircuitBreaker {
    * if a trial slot is free, else rejects the same way. Errors from `fn` pass through unchanged.
    */
   execute<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.code !== CLOSED) return this.executeNotClosed(fn);
+    let ticket: number;
     let p: Promise<T>;
+    try {
+      ticket = this.enter();
+    } catch (err) {
+      return Promise.reject(err);
+    }
     try {
       p = fn();
     } catch (err) {
       p = Promise.reject(err);
     }
-    return p.then(this.onClosedOk, this.onClosedErr) as Promise<T>;
+    return p.then(
+      (v) => {
+        this.leaveOk(ticket);
+        return v;
+      },
+      (e: unknown) => {
+        this.leaveFailed(ticket, e);
+        throw e;
+      },
+    );
+  }
+
+  /**
+   * `execute` in two halves, for a caller that learns the outcome in a callback rather than a
+   * promise: admits one call now and returns its ticket, or throws `PYFLEET_CIRCUIT_OPEN`. Every
+   * ticket must be handed back once, to `leaveOk` or `leaveFailed`.
+   */
+  enter(): number {
+    if (this.code === CLOSED) return this.generation;
+    const now = this.clock.now();
+    if (this.code === OPEN) {
+      this.checkOpenTimeout(now);
+      if (this.code === OPEN) throw this.openError(now);
+    }
+    if (this.inFlightTrials >= this.halfOpenRequests) throw this.trialsBusyError();
+    this.inFlightTrials++;
+    return this.generation;
+  }
+
+  /** A call admitted by `enter` succeeded. Like `leaveFailed`, it counts only in the ticket's generation. */
+  leaveOk(ticket: number): void {
+    if (ticket !== this.generation) return;
+    if (this.code === CLOSED) this.failures = 0;
+    else if (this.code === HALF_OPEN) {
+      this.inFlightTrials--;
+      this.trialSuccess();
+    }
+  }
+
+  /**
+   * A call admitted by `enter` failed with `err` (which goes through `isFailure`). It counts only
+   * if the circuit has not changed state since: every transition starts a new generation, and the
+   * ticket is the generation the call was admitted in.
+   */
+  leaveFailed(ticket: number, err: unknown): void {
+    if (ticket !== this.generation) return;
+    if (this.code === CLOSED) {
+      if (this.isFailure(err)) this.closedFailure();
+    } else if (this.code === HALF_OPEN) {
+      this.inFlightTrials--;
+      if (this.isFailure(err)) this.open('trial_failure');
+    }
   }
 
   /** The state now; reading it moves an open circuit whose timeout has passed to half-open. */
@@ -208,53 +256,6 @@ export class CircuitBreaker {
 
   // ---- internals ----
 
-  private executeNotClosed<T>(fn: () => Promise<T>): Promise<T> {
-    const now = this.clock.now();
-    if (this.code === OPEN) {
-      this.checkOpenTimeout(now);
-      if (this.code === OPEN) return Promise.reject(this.openError(now));
-    }
-    if (this.inFlightTrials >= this.halfOpenRequests) return Promise.reject(this.trialsBusyError());
-    this.inFlightTrials++;
-    let p: Promise<T>;
-    try {
-      p = fn();
-    } catch (err) {
-      p = Promise.reject(err);
-    }
-    return p.then(this.onTrialOk, this.onTrialErr) as Promise<T>;
-  }
-
-  private bindClosed(): void {
-    const gen = this.generation;
-    this.onClosedOk = (v) => {
-      if (gen === this.generation && this.failures !== 0) this.failures = 0;
-      return v;
-    };
-    this.onClosedErr = (e) => {
-      if (gen === this.generation && this.isFailure(e)) this.closedFailure();
-      throw e;
-    };
-  }
-
-  private bindHalfOpen(): void {
-    const gen = this.generation;
-    this.onTrialOk = (v) => {
-      if (gen === this.generation) {
-        this.inFlightTrials--;
-        this.trialSuccess();
-      }
-      return v;
-    };
-    this.onTrialErr = (e) => {
-      if (gen === this.generation) {
-        this.inFlightTrials--;
-        if (this.isFailure(e)) this.open('trial_failure');
-      }
-      throw e;
-    };
-  }
-
   private closedFailure(): void {
     if (++this.failures >= this.failureThreshold) this.open('failure_threshold');
   }
@@ -285,12 +286,9 @@ export class CircuitBreaker {
     this.inFlightTrials = 0;
     if (to === CLOSED) {
       this.openedAt = null;
-      this.bindClosed();
     } else if (to === OPEN) {
       this.openedAt = now;
       this.openedCount++;
-    } else {
-      this.bindHalfOpen();
     }
     if (!announce) return;
 

@@ -72,9 +72,6 @@ export class Worker {
   pythonVersion = '';
   readonly startedAt = Date.now();
   readyAt: number | null = null;
-  lastActiveAt = Date.now();
-  /** The latest state change (stats show it; every change is published on `worker:transition`). */
-  lastTransition: Transition | null = null;
   /** Attempts written to this worker and not yet settled. */
   readonly inflight = new Map<number, Attempt>();
   /** Set once the pool stops giving it work (recycle, shrink, close). */
@@ -87,6 +84,10 @@ export class Worker {
   private input: Writable | null = null;
   private decoder: FrameDecoder;
   private stateSince = performance.now();
+  // The latest transition is kept in fields, not an object: ready <-> busy happens on every call.
+  private prevState: WorkerState | null = null;
+  private lastReason = '';
+  private lastDurationMs = 0;
   private lastSeen = performance.now();
   private startTimer: NodeJS.Timeout | null = null;
   private startSettle: ((err: PoolError | null) => void) | null = null;
@@ -192,12 +193,13 @@ export class Worker {
 
   /** Writes an attempt's frame and starts its timer. The caller checked canTake. */
   send(attempt: Attempt): void {
+    // Written first: the bookkeeping below then overlaps the worker's work instead of preceding it.
+    this.input!.write(attempt.frame);
     this.inflight.set(attempt.rid, attempt);
     if (!attempt.idempotent) this.exclusive++;
     const deadline = (attempt.deadline = performance.now() + attempt.timeoutMs);
     if (deadline < this.deadlineAt) this.armDeadline(deadline);
     if (this.state === 'ready') this.transition('busy', 'call');
-    this.input!.write(attempt.frame);
   }
 
   /**
@@ -352,7 +354,7 @@ export class Worker {
   }
 
   private answer(rid: number, err: ErrMessage | null, value: unknown): void {
-    const cancelTimer = this.cancelling.get(rid);
+    const cancelTimer = this.cancelling.size === 0 ? undefined : this.cancelling.get(rid);
     if (cancelTimer !== undefined) {
       // The worker finished or acknowledged a call we had already given up on.
       clearTimeout(cancelTimer);
@@ -363,7 +365,6 @@ export class Worker {
     const a = this.take(rid);
     if (a === undefined) return this.protocolFault(`worker answered request ${rid}, which it was not given`);
     this.requests++;
-    this.lastActiveAt = Date.now();
     if (err === null) a.resolve(value);
     else a.reject(this.callError(a, err));
     if (this.inflight.size === 0) this.becomeIdle();
@@ -561,16 +562,24 @@ export class Worker {
     if (h === 'healthy') this.hooks.onAvailable(this);
   }
 
+  /** The latest state change (stats show it; every change is published on `worker:transition`). */
+  get lastTransition(): Transition | null {
+    if (this.prevState === null) return null;
+    return { from: this.prevState, to: this.state, reason: this.lastReason, at: Math.round(performance.timeOrigin + this.stateSince), durationMs: this.lastDurationMs };
+  }
+
   private transition(to: WorkerState, reason: string): void {
     const from = this.state;
     if (from === to || !canTransition(from, to)) return;
     const now = performance.now();
-    const t: Transition = { from, to, reason, at: Date.now(), durationMs: now - this.stateSince };
+    const durationMs = now - this.stateSince;
+    this.prevState = from;
     this.state = to;
+    this.lastReason = reason;
+    this.lastDurationMs = durationMs;
     this.stateSince = now;
-    this.lastTransition = t;
     if (channels['worker:transition'].hasSubscribers) {
-      channels['worker:transition'].publish({ poolId: this.config.poolId, workerId: this.id, pid: this.pid, from, to, reason, durationMs: t.durationMs });
+      channels['worker:transition'].publish({ poolId: this.config.poolId, workerId: this.id, pid: this.pid, from, to, reason, durationMs });
     }
   }
 }

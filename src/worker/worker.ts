@@ -197,9 +197,10 @@ export class Worker {
     this.input!.write(attempt.frame);
     this.inflight.set(attempt.rid, attempt);
     if (!attempt.idempotent) this.exclusive++;
-    const deadline = (attempt.deadline = performance.now() + attempt.timeoutMs);
+    const now = performance.now();
+    const deadline = (attempt.deadline = now + attempt.timeoutMs);
     if (deadline < this.deadlineAt) this.armDeadline(deadline);
-    if (this.state === 'ready') this.transition('busy', 'call');
+    if (this.state === 'ready') this.transition('busy', 'call', now);
   }
 
   /**
@@ -367,7 +368,8 @@ export class Worker {
     this.requests++;
     if (err === null) a.resolve(value);
     else a.reject(this.callError(a, err));
-    if (this.inflight.size === 0) this.becomeIdle();
+    // The answer's chunk arrived at lastSeen: no need to read the clock again.
+    if (this.inflight.size === 0) this.becomeIdle(this.lastSeen);
     this.hooks.onAvailable(this);
   }
 
@@ -431,8 +433,8 @@ export class Worker {
     this.hooks.onAvailable(this);
   }
 
-  private becomeIdle(): void {
-    if (this.state === 'busy') this.transition('ready', 'idle');
+  private becomeIdle(now?: number): void {
+    if (this.state === 'busy') this.transition('ready', 'idle', now);
     if (this.draining && this.cancelling.size === 0) this.closeInput(this.stopReason ?? 'stop');
   }
 
@@ -568,10 +570,9 @@ export class Worker {
     return { from: this.prevState, to: this.state, reason: this.lastReason, at: Math.round(performance.timeOrigin + this.stateSince), durationMs: this.lastDurationMs };
   }
 
-  private transition(to: WorkerState, reason: string): void {
+  private transition(to: WorkerState, reason: string, now = performance.now()): void {
     const from = this.state;
     if (from === to || !canTransition(from, to)) return;
-    const now = performance.now();
     const durationMs = now - this.stateSince;
     this.prevState = from;
     this.state = to;

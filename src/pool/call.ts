@@ -26,14 +26,17 @@ export interface Job {
   /** Settle the caller's promise (set by `execute`; no-ops for a recovery's re-send). */
   resolve: (value: unknown) => void;
   reject: (err: PoolError) => void;
-  /** The circuits' tickets for the first attempt, which runs without promises in between. */
-  poolTicket: number;
-  workerTicket: number;
 }
 
 /** Called once with an attempt's outcome. */
-export type AttemptOk = (value: unknown, a: CallAttempt) => void;
-export type AttemptFailed = (err: PoolError, a: CallAttempt) => void;
+export type AttemptOk = (value: unknown, job: Job) => void;
+export type AttemptFailed = (err: PoolError, job: Job) => void;
+
+/** Who placed an attempt: told its outcome first (the circuits it passed learn it there). */
+export interface AttemptOwner {
+  attemptSucceeded(a: CallAttempt, value: unknown): void;
+  attemptFailed(a: CallAttempt, err: PoolError): void;
+}
 
 /**
  * One attempt of a job: a request id, its frame, and where it is (queued or on a worker).
@@ -54,8 +57,12 @@ export class CallAttempt implements Attempt, Waiting {
     readonly timeoutMs: number,
     /** Prefer another worker than this one (a retry after a timeout there). */
     readonly avoid: number | null,
-    private readonly res: AttemptOk,
-    private readonly rej: AttemptFailed,
+    /** The tickets the circuits gave this attempt (CircuitBreaker.enter). */
+    readonly poolTicket: number,
+    readonly workerTicket: number,
+    private readonly owner: AttemptOwner,
+    readonly onOk: AttemptOk,
+    readonly onFailed: AttemptFailed,
   ) {}
 
   get command(): string {
@@ -73,13 +80,13 @@ export class CallAttempt implements Attempt, Waiting {
   resolve(value: unknown): void {
     if (this.settled) return;
     this.finish();
-    this.res(value, this);
+    this.owner.attemptSucceeded(this, value);
   }
 
   reject(err: PoolError): void {
     if (this.settled) return;
     this.finish();
-    this.rej(err, this);
+    this.owner.attemptFailed(this, err);
   }
 
   private finish(): void {

@@ -20,7 +20,7 @@ import { defaultLogger, type Logger } from '../util/logger.js';
 import { resolvePython } from '../worker/python-path.js';
 import type { Transition, WorkerHealth, WorkerState } from '../worker/states.js';
 import { PYTHON_PACKAGE_DIR, Worker, type ExitInfo, type WorkerHooks } from '../worker/worker.js';
-import { CallAttempt, type AttemptFailed, type AttemptOk, type Job } from './call.js';
+import { CallAttempt, type AttemptFailed, type AttemptOk, type AttemptOwner, type Job } from './call.js';
 import { ChaosMonkey } from './chaos.js';
 import { resolveOptions, type PoolOptions, type ResolvedOptions } from './options.js';
 import { PoisonTracker } from './poison.js';
@@ -307,7 +307,8 @@ export class Pool implements Adapter {
     const first = new Promise<unknown>((resolve, reject) => {
       job.resolve = resolve;
       job.reject = reject;
-      this.firstAttempt(job);
+      job.attempts = 1;
+      this.attempt(job, job.timeoutMs, null, this.firstOk, this.firstFailed);
     });
     // Counted once the frame is written, so the worker starts sooner: nothing settles synchronously.
     this.counts.total++;
@@ -320,47 +321,9 @@ export class Pool implements Adapter {
     return first.then(undefined, (e: unknown) => this.afterFirstFailure(job, e)) as Promise<T | DetailedResult<T>>;
   }
 
-  /**
-   * Attempt 1, without promises in between: the circuits admit it with tickets and learn its
-   * outcome from the attempt's callbacks (the same counts `CircuitBreaker.execute` keeps).
-   */
-  private firstAttempt(job: Job): void {
-    job.attempts = 1;
-    try {
-      job.poolTicket = this.poolOps.enter();
-    } catch (e) {
-      return job.reject(e as PoolError);
-    }
-    try {
-      job.workerTicket = this.workerCmds.enter();
-    } catch (e) {
-      this.poolOps.leaveFailed(job.poolTicket, e);
-      return job.reject(e as PoolError);
-    }
-    try {
-      this.place(job, job.timeoutMs, null, this.firstOk, this.firstFailed);
-    } catch (e) {
-      this.leaveCircuitsFailed(job, e);
-      job.reject(e as PoolError);
-    }
-  }
-
-  private readonly firstOk = (value: unknown, a: CallAttempt): void => {
-    const job = a.job;
-    this.workerCmds.leaveOk(job.workerTicket);
-    this.poolOps.leaveOk(job.poolTicket);
-    job.resolve(this.succeeded(job, value, 'pool', job.detailed));
-  };
-
-  private readonly firstFailed = (err: PoolError, a: CallAttempt): void => {
-    this.leaveCircuitsFailed(a.job, err);
-    a.job.reject(err);
-  };
-
-  private leaveCircuitsFailed(job: Job, err: unknown): void {
-    this.workerCmds.leaveFailed(job.workerTicket, err);
-    this.poolOps.leaveFailed(job.poolTicket, err);
-  }
+  // Attempt 1 settles the caller's promise itself: it has no promise of its own.
+  private readonly firstOk = (value: unknown, job: Job): void => job.resolve(this.succeeded(job, value, 'pool', job.detailed));
+  private readonly firstFailed = (err: PoolError, job: Job): void => job.reject(err);
 
   private afterFirstFailure(job: Job, first: unknown): Promise<unknown> {
     return this.retryThenRecover(job, first).then(
@@ -465,8 +428,6 @@ export class Pool implements Adapter {
       detailed: options.detailed === true,
       resolve: noop,
       reject: noop,
-      poolTicket: 0,
-      workerTicket: 0,
     };
   }
 
@@ -494,7 +455,7 @@ export class Pool implements Adapter {
     job.attempts = attempt;
     if (this.closing) return Promise.reject(this.closedError(job));
     if (job.session?.lost) return Promise.reject(this.sessionLostError(job.session, job.command));
-    return this.poolOps.execute(() => this.workerCmds.execute(() => this.dispatch(job, job.timeoutMs, null)));
+    return this.attemptAsPromise(job, job.timeoutMs, null);
   }
 
   /**
@@ -557,15 +518,39 @@ export class Pool implements Adapter {
     throw err;
   }
 
-  /** `place` as a promise, for the retries and the recovery's re-sends; settles exactly once (CallAttempt guards it). */
-  private dispatch(job: Job, timeoutMs: number, avoid: number | null): Promise<unknown> {
-    return new Promise((resolve, reject) => this.place(job, timeoutMs, avoid, resolve, reject));
+  /** `attempt` as a promise, for the retries and the recovery's re-sends. */
+  private attemptAsPromise(job: Job, timeoutMs: number, avoid: number | null): Promise<unknown> {
+    return new Promise((resolve, reject) => this.attempt(job, timeoutMs, avoid, resolve, reject));
   }
 
-  /** Places one attempt: on a worker that can take it now, or in the queue. Throws only if its frame cannot be made. */
-  private place(job: Job, timeoutMs: number, avoid: number | null, onOk: AttemptOk, onFailed: AttemptFailed): void {
+  /**
+   * One attempt, the seed's execute_in_session: through the pool_operations and worker_commands
+   * circuits, then onto a worker that can take it now or into the queue. Reports to `onOk` or
+   * `onFailed` exactly once (CallAttempt guards it), after the circuits have counted it.
+   */
+  private attempt(job: Job, timeoutMs: number, avoid: number | null, onOk: AttemptOk, onFailed: AttemptFailed): void {
+    let poolTicket: number;
+    let workerTicket: number;
+    let a: CallAttempt;
+    try {
+      poolTicket = this.poolOps.enter();
+    } catch (e) {
+      return onFailed(e as PoolError, job);
+    }
+    try {
+      workerTicket = this.workerCmds.enter();
+    } catch (e) {
+      this.poolOps.leaveFailed(poolTicket, e);
+      return onFailed(e as PoolError, job);
+    }
     const rid = ++this.rid;
-    const a = new CallAttempt(job, rid, this.frame(job, rid, timeoutMs), timeoutMs, avoid, onOk, onFailed);
+    try {
+      a = new CallAttempt(job, rid, this.frame(job, rid, timeoutMs), timeoutMs, avoid, poolTicket, workerTicket, this.attemptOwner, onOk, onFailed);
+    } catch (e) {
+      this.workerCmds.leaveFailed(workerTicket, e);
+      this.poolOps.leaveFailed(poolTicket, e);
+      return onFailed(e as PoolError, job);
+    }
     const signal = job.signal;
     if (signal?.aborted) return a.reject(this.abortedError(job.command, job.session?.id ?? null, signal, rid));
     const w = this.pick(job, avoid);
@@ -585,6 +570,20 @@ export class Pool implements Adapter {
       signal.addEventListener('abort', a.onAbort, { once: true });
     }
   }
+
+  /** Told every attempt's outcome: the circuits count it, then the attempt's caller hears it. */
+  private readonly attemptOwner: AttemptOwner = {
+    attemptSucceeded: (a, value) => {
+      this.workerCmds.leaveOk(a.workerTicket);
+      this.poolOps.leaveOk(a.poolTicket);
+      a.onOk(value, a.job);
+    },
+    attemptFailed: (a, err) => {
+      this.workerCmds.leaveFailed(a.workerTicket, err);
+      this.poolOps.leaveFailed(a.poolTicket, err);
+      a.onFailed(err, a.job);
+    },
+  };
 
   private frame(job: Job, rid: number, timeoutMs: number): Buffer {
     let json = `{"t":"call","id":${rid},"cmd":${JSON.stringify(job.command)},"a":${job.argsJson},"dl":${Date.now() + timeoutMs}`;
@@ -740,8 +739,7 @@ export class Pool implements Adapter {
   private resend(call: RecoveryCall): Promise<unknown> {
     const job = this.jobFromRecovery(call);
     if (this.closing) return Promise.reject(this.closedError(job));
-    const run = (): Promise<unknown> => this.dispatch(job, call.timeoutMs, call.workerId);
-    return this.poolOps.execute(() => this.workerCmds.execute(run));
+    return this.attemptAsPromise(job, call.timeoutMs, call.workerId);
   }
 
   private jobFromRecovery(call: RecoveryCall): Job {
@@ -763,8 +761,6 @@ export class Pool implements Adapter {
       detailed: false,
       resolve: noop,
       reject: noop,
-      poolTicket: 0,
-      workerTicket: 0,
     };
   }
 
@@ -799,7 +795,10 @@ export class Pool implements Adapter {
       w.draining = true;
       this.restarts.total++;
       this.restarts.byReason.replaced = (this.restarts.byReason.replaced ?? 0) + 1;
-      w.kill(`replaced: ${reason}`);
+      // A worker still cancelling a timed-out call exits once the handler acknowledged the cancel
+      // (its cleanup ran), or is killed after cancelGraceMs; killing it now would skip the cleanup.
+      if (w.cancelPending) void w.stop(`replaced: ${reason}`);
+      else w.kill(`replaced: ${reason}`);
       await w.exited();
     }
     await this.awaitReplacement(id);

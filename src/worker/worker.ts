@@ -118,6 +118,11 @@ export class Worker {
     return this.state !== 'terminated';
   }
 
+  /** A cancel was sent and the worker has not acknowledged it yet. */
+  get cancelPending(): boolean {
+    return this.cancelling.size > 0;
+  }
+
   get load(): number {
     return this.inflight.size;
   }

@@ -21,7 +21,7 @@ Hot path: one os.read and one os.write per call, no buffering for a frame that a
 and json's C scanner and C encoder called directly. json.loads and json.dumps wrap them in
 Python code (whitespace regexes, a new encoder per call) that cost as much again: the
 runtime's share of an `add` went from about 10 us to about 5.5 us per call (measured
-in-process, min of 5 runs of 200,000 frames).
+in-process by bench/runtime_loop.py).
 """
 import json
 from json.scanner import make_scanner
@@ -140,7 +140,7 @@ class Runtime:
     def ingest(self, data):
         buf = self.buf
         if not buf and len(data) > 4:
-            # The usual case, one whole frame per read: no buffer copies.
+            # The usual case, one whole frame per read: no buffering.
             ln = _unpack_len(data)[0]
             if len(data) == 4 + ln and ln <= self.max_frame:
                 self.on_frame(data[4:])

@@ -1,15 +1,15 @@
 /** pyfleet: run Python in a pool of long-lived worker processes that keeps answering when workers fail. */
 export { createPool, Pool, PoolSession, type DetailedResult, type ExecuteOptions, type PoolStats, type Via, type WorkerStats } from './pool/pool.js';
-export { DEFAULTS, type PoolOptions } from './pool/options.js';
+export { DEFAULTS } from './defaults.js';
+export type { PoolOptions } from './pool/options.js';
 export type { ChaosOptions } from './pool/chaos.js';
 export * from './errors/index.js';
 export * from './resilience/index.js';
 export {
   RecoveryOrchestrator,
   DEFAULT_RECOVERY_STRATEGIES,
-  DEFAULT_TIME_LIMITS,
   type RecoveryActions,
-  type RecoveryCall,
+  type RecoveryAttempt,
   type RecoveryContext,
   type RecoveryMetrics,
   type RecoveryResult,

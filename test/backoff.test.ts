@@ -1,14 +1,13 @@
 import { test } from 'node:test';
+import { RETRY_DELAYS, delayAt } from '../src/errors/policy.js';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
   DecorrelatedJitterBackoff,
-  RETRY_SCHEDULES,
   ScheduleBackoff,
   computeDelay,
   createBackoff,
   fibonacci,
-  scheduleDelay,
   type BackoffStrategy,
 } from '../src/resilience/backoff.js';
 import { retry } from '../src/resilience/retry.js';
@@ -137,18 +136,18 @@ test('decorrelated jitter: two concurrent retry() calls do not share state', asy
   assert.deepEqual(together, alone);
 });
 
-test('RETRY_SCHEDULES hold the seed lists; scheduleDelay repeats the last element beyond the end', () => {
-  assert.deepEqual(RETRY_SCHEDULES.immediate_retry, [0, 100, 200]);
-  assert.deepEqual(RETRY_SCHEDULES.backoff_retry, [1000, 2000, 4000, 8000, 16000]);
-  assert.deepEqual(RETRY_SCHEDULES.exponential, [1000, 3000, 9000, 27000]);
-  assert.ok(Object.isFrozen(RETRY_SCHEDULES.backoff_retry));
-  const list = RETRY_SCHEDULES.backoff_retry;
-  assert.deepEqual([1, 2, 3, 4, 5, 6, 7, 100].map((a) => scheduleDelay(list, a)), [1000, 2000, 4000, 8000, 16000, 16000, 16000, 16000]);
-  assert.equal(scheduleDelay(RETRY_SCHEDULES.immediate_retry, 1), 0);
-  assert.equal(scheduleDelay(RETRY_SCHEDULES.exponential, 9), 27000);
-  assert.equal(scheduleDelay([], 3), 0);
-  assert.equal(scheduleDelay([5, 6], 0), 5);
-  assert.deepEqual([1, 2, 3, 4].map((a) => new ScheduleBackoff(RETRY_SCHEDULES.exponential, 10_000).next(a)), [1000, 3000, 9000, 10_000]);
+test('the seed lists (one table, RETRY_DELAYS in errors/policy); delayAt repeats the last element beyond the end', () => {
+  assert.deepEqual(RETRY_DELAYS.immediate_retry, [0, 100, 200]);
+  assert.deepEqual(RETRY_DELAYS.backoff_retry, [1000, 2000, 4000, 8000, 16000]);
+  assert.deepEqual(RETRY_DELAYS.exponential, [1000, 3000, 9000, 27000]);
+  assert.ok(Object.isFrozen(RETRY_DELAYS.backoff_retry));
+  const list = RETRY_DELAYS.backoff_retry;
+  assert.deepEqual([1, 2, 3, 4, 5, 6, 7, 100].map((a) => delayAt(list, a)), [1000, 2000, 4000, 8000, 16000, 16000, 16000, 16000]);
+  assert.equal(delayAt(RETRY_DELAYS.immediate_retry, 1), 0);
+  assert.equal(delayAt(RETRY_DELAYS.exponential, 9), 27000);
+  assert.equal(delayAt([], 3), 0);
+  assert.equal(delayAt([5, 6], 0), 5);
+  assert.deepEqual([1, 2, 3, 4].map((a) => new ScheduleBackoff(RETRY_DELAYS.exponential, 10_000).next(a)), [1000, 3000, 9000, 10_000]);
 });
 
 test('property: every strategy gives an integer in [0, maxDelay] for any attempt', () => {

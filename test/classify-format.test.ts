@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { PoolError, formatForLogging, logFields, wrapError } from '../src/errors/index.js';
+import { PoolError, formatForLogging, logFields } from '../src/errors/index.js';
 
 describe('formatForLogging', () => {
   it('prints the seed lines with N/A for missing worker and session', () => {
@@ -22,16 +22,16 @@ describe('formatForLogging', () => {
   });
 
   it('shows worker, session, attempt, details and cause', () => {
-    const e = wrapError({ kind: 'port_exited', detail: 137 }, { workerId: 3, sessionId: 'user-42', attempt: 2, command: 'add' });
+    const e = new PoolError({ code: 'PYFLEET_WORKER_CRASHED', message: 'Worker 3 exited with code 137.', workerId: 3, sessionId: 'user-42', attempt: 2, command: 'add', details: { exitCode: 137 }, cause: new Error('pipe closed') });
     const text = formatForLogging(e);
-    assert.match(text, /^Pool Error: The Python worker exited unexpectedly \(137\)/);
+    assert.match(text, /^Pool Error: Worker 3 exited with code 137\./);
     assert.match(text, /\nCategory: connection_error\n/);
     assert.match(text, /\nRecovery: backoff_retry\n/);
     assert.match(text, /\nWorker: 3\n/);
     assert.match(text, /\nSession: user-42\n/);
     assert.match(text, /\nAttempt: 2\n/);
-    assert.match(text, /kind: 'port_exited'/);
-    assert.match(text, /detail: 137/);
+    assert.match(text, /exitCode: 137/);
+    assert.match(text, /cause: 'Error: pipe closed'/);
   });
 
   it('worker 0 is a worker, not N/A', () => {
@@ -41,7 +41,7 @@ describe('formatForLogging', () => {
 
   it('appends the Python exception and its traceback, indented', () => {
     const python = { type: 'KeyError', message: "'a'", traceback: 'Traceback (most recent call last):\n  File "h.py", line 3\nKeyError: \'a\'\n' };
-    const e = wrapError({ kind: 'python_exception', python }, { workerId: 1 });
+    const e = new PoolError({ code: 'PYFLEET_PYTHON_ERROR', message: "h raised KeyError: 'a'", python, workerId: 1 });
     const lines = formatForLogging(e).split('\n');
     const i = lines.indexOf("Python: KeyError: 'a'");
     assert.ok(i > 7, lines.join('\n'));
@@ -55,7 +55,7 @@ describe('formatForLogging', () => {
 describe('logFields', () => {
   it('is flat and carries the same fields', () => {
     const python = { type: 'ValueError', message: 'bad', traceback: 'tb' };
-    const e = wrapError({ kind: 'python_exception', python, detail: { nested: { deep: 1 } } }, { workerId: 2, sessionId: 's', command: 'predict', attempt: 1 });
+    const e = new PoolError({ code: 'PYFLEET_PYTHON_ERROR', message: 'Python raised ValueError: bad', python, details: { kind: 'python_exception', detail: { nested: { deep: 1 } } }, workerId: 2, sessionId: 's', command: 'predict', attempt: 1 });
     const f = logFields(e);
     assert.equal(f.code, 'PYFLEET_PYTHON_ERROR');
     assert.equal(f.message, 'Python raised ValueError: bad');
@@ -76,7 +76,7 @@ describe('logFields', () => {
   });
 
   it('missing values are null, no python fields without an exception, cause as text', () => {
-    const f = logFields(wrapError(new Error('boom')));
+    const f = logFields(new PoolError({ code: 'PYFLEET_INTERNAL', message: 'Unexpected failure: boom.', cause: new Error('boom') }));
     assert.equal(f.workerId, null);
     assert.equal(f.sessionId, null);
     assert.equal('pythonType' in f, false);

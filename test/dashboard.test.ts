@@ -92,7 +92,7 @@ describe('dashboard', { skip: !haveChromium && !process.env.CI ? `no Chromium at
     assert.equal(first?.color, 'rgb(47, 158, 68)');
     assert.match(first?.text ?? '', new RegExp(`#${w1.id} ready pid ${w1.pid}`));
     // Circuits, queue, calls, recoveries are drawn.
-    assert.equal(await page.locator('.circuit[data-state="closed"]').count(), 2);
+    assert.equal(await page.locator('.circuit[data-state="closed"]').count(), 1, 'pool_operations; a command gets its circuit on its first call');
     assert.match(await page.locator('#queue-now').innerText(), /0 waiting \(max 1,000\)/);
 
     // Some traffic and a Python error: the counters and the error chart follow.
@@ -100,6 +100,9 @@ describe('dashboard', { skip: !haveChromium && !process.env.CI ? `no Chromium at
     await pool.execute('fail', {}).catch(() => {});
     await page.waitForFunction(() => /python_error 1/.test(document.getElementById('errors-legend')!.textContent ?? ''));
     assert.ok((await page.locator('#errors-chart rect').count()) >= 1);
+    // Each command's circuit is drawn on its own line.
+    await page.waitForSelector('.circuit[data-circuit="worker_commands:add"][data-state="closed"]', { timeout: 5_000 });
+    await page.waitForSelector('.circuit[data-circuit="worker_commands:fail"][data-state="closed"]', { timeout: 5_000 });
 
     // Kill a worker: its tile turns terminated (red) with the signal, and the replacement shows up and gets ready.
     process.kill(w1.pid!, 'SIGKILL');
@@ -110,7 +113,6 @@ describe('dashboard', { skip: !haveChromium && !process.env.CI ? `no Chromium at
     await until(() => pool.stats().workers.some((w) => w.id !== w1.id && w.id !== w2.id && w.state === 'ready'));
     const fresh = pool.stats().workers.find((w) => w.id !== w1.id && w.id !== w2.id)!;
     await page.waitForSelector(`.tile[data-worker-id="${fresh.id}"][data-state="ready"]`, { timeout: 5_000 });
-    await page.waitForFunction(() => /replace_worker/.test(document.getElementById('recoveries')!.textContent ?? ''));
     assert.match(await page.locator('#restarts').innerText(), /crash\s+1/);
     assert.match(await page.locator('#feed').innerText(), new RegExp(`worker ${w1.id} .*exited: killed by SIGKILL`));
 

@@ -9,7 +9,6 @@ import {
   RETRY_DELAYS,
   upgradeSeverity,
   validatePolicyOverrides,
-  wrapError,
   type ErrorCategory,
   type ErrorCode,
   type RecoveryStrategy,
@@ -272,46 +271,22 @@ describe('decide', () => {
     assert.deepEqual([1, 2, 3, 4].map((attempt) => q.decide(e, { attempt }).delayMs), [10, 20, 20, 20]);
   });
 
-  it('a wrapped error decides the same way', () => {
-    const e = wrapError({ kind: 'timeout' }, { taken: true, attempt: 1 });
+  it('a timeout a worker took decides by idempotency', () => {
+    const e = new PoolError({ code: 'PYFLEET_TIMEOUT', message: 'timed out', taken: true, attempt: 1 });
     assert.equal(p.decide(e, { idempotent: true }).delayMs, 1000);
     assert.equal(p.decide(e).reason, 'not_idempotent');
   });
 });
 
-describe('shouldRetry and retryDelay (the seed\'s should_retry? and get_retry_delay)', () => {
+describe('delay (the seed\'s get_retry_delay, by category and strategy)', () => {
   const p = DEFAULT_POLICY;
-  const withStrategy = (category: ErrorCategory, strategy: RecoveryStrategy, retryable = true) => err(category, { strategy, retryable });
 
-  it('immediate_retry and backoff_retry while attempt <= the row\'s maxRetries', () => {
-    const comm = withStrategy('communication_error', 'immediate_retry');
-    assert.deepEqual([1, 2, 3, 4].map((a) => p.shouldRetry(comm, a)), [true, true, true, false]);
-    const conn = withStrategy('connection_error', 'backoff_retry');
-    assert.deepEqual([1, 5, 6].map((a) => p.shouldRetry(conn, a)), [true, true, false]);
-    const to = withStrategy('timeout_error', 'backoff_retry');
-    assert.deepEqual([2, 3].map((a) => p.shouldRetry(to, a)), [true, false]);
-  });
-
-  it('failover only on attempt 1; circuit_break and abandon never', () => {
-    const py = withStrategy('python_error', 'failover');
-    assert.equal(p.shouldRetry(py, 1), true);
-    assert.equal(p.shouldRetry(py, 2), false);
-    assert.equal(p.shouldRetry(withStrategy('resource_error', 'circuit_break'), 1), false);
-    assert.equal(p.shouldRetry(withStrategy('system_error', 'abandon'), 1), false);
-  });
-
-  it('never for a non-retryable error; defaults attempt to the error\'s', () => {
-    assert.equal(p.shouldRetry(withStrategy('communication_error', 'immediate_retry', false), 1), false);
-    assert.equal(p.shouldRetry(err('timeout_error', { attempt: 3 })), false);
-    assert.equal(p.shouldRetry(err('timeout_error', { attempt: 2 })), true);
-  });
-
-  it('retryDelay follows the stored strategy and the row', () => {
-    assert.deepEqual([1, 2, 3, 4].map((a) => p.retryDelay(withStrategy('communication_error', 'immediate_retry'), a)), [0, 100, 200, 200]);
-    assert.deepEqual([1, 2, 4, 9].map((a) => p.retryDelay(withStrategy('connection_error', 'backoff_retry'), a)), [1000, 3000, 27000, 27000]);
-    assert.deepEqual([1, 5, 6].map((a) => p.retryDelay(withStrategy('health_check_error', 'backoff_retry'), a)), [1000, 16000, 16000]);
-    assert.equal(p.retryDelay(withStrategy('initialization_error', 'circuit_break'), 1), 1000, 'seed fallback [1000]');
-    assert.equal(p.retryDelay(withStrategy('python_error', 'failover'), 1), 0, 'backoff none');
-    assert.equal(p.retryDelay(err('timeout_error', { attempt: 2 })), 3000);
+  it('follows the strategy and the row, the last delay repeating', () => {
+    assert.deepEqual([1, 2, 3, 4].map((a) => p.delay('communication_error', 'immediate_retry', a)), [0, 100, 200, 200]);
+    assert.deepEqual([1, 2, 4, 9].map((a) => p.delay('connection_error', 'backoff_retry', a)), [1000, 3000, 27000, 27000]);
+    assert.deepEqual([1, 5, 6].map((a) => p.delay('health_check_error', 'backoff_retry', a)), [1000, 16000, 16000]);
+    assert.equal(p.delay('initialization_error', 'circuit_break', 1), 1000, 'seed fallback [1000]');
+    assert.equal(p.delay('python_error', 'failover', 1), 0, 'backoff none');
+    assert.equal(p.delay('timeout_error', 'backoff_retry', 2), 3000);
   });
 });

@@ -131,7 +131,8 @@ describe('error handling and recovery, wired into pool.execute (real Python)', (
       for (let i = 0; i < 6; i++) assert.equal((await rejection(pool.execute('boom', {}))).code, 'PYFLEET_PYTHON_ERROR');
       const c = pool.stats().circuits;
       assert.equal(c.pool_operations.state, 'closed');
-      assert.equal(c.worker_commands.state, 'closed');
+      assert.equal(c['worker_commands:boom'].state, 'closed');
+      assert.equal(c['worker_commands:boom'].failures, 0);
     } finally {
       await pool.close();
     }
@@ -205,15 +206,18 @@ describe('error handling and recovery, wired into pool.execute (real Python)', (
     }
   });
 
-  it('replaces the worker of a timed-out call that may not be re-sent', async () => {
+  it('a timed-out call that may not be re-sent fails at once; its worker, which acknowledged the cancel, stays', async () => {
     const pool = await testPool();
     try {
       const first = pool.stats().workers[0].pid;
       const err = await rejection(pool.execute('sleep', { ms: 5_000 }, { timeoutMs: 150, idempotent: false }));
       assert.equal(err.code, 'PYFLEET_TIMEOUT');
-      await until(() => pool.stats().recoveries.byStrategy.replace_worker.succeeded === 1);
-      assert.ok(!pool.stats().workers.some((w) => w.pid === first));
+      assert.equal(err.strategy, 'abandon', 'not re-sent: the pool gave the call up');
       assert.equal(await pool.execute('add', { a: 1, b: 1 }), 2);
+      const s = pool.stats();
+      assert.equal(s.workers[0].pid, first);
+      assert.equal(s.restarts.total, 0);
+      assert.equal(s.recoveries.initiated, 0, 'nothing for the recovery to do');
     } finally {
       await pool.close();
     }

@@ -1,30 +1,19 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { ERROR_CATEGORIES, SEVERITIES, PoolError, wrapError, type ErrorCategory, type ErrorCode, type Severity } from '../src/errors/index.js';
+import { ERROR_CATEGORIES, SEVERITIES, PoolError, type ErrorCategory, type Severity } from '../src/errors/index.js';
+import { DEFAULTS } from '../src/defaults.js';
+import { CODE_OF, failure } from './helpers/errors.js';
 import {
   DEFAULT_RECOVERY_STRATEGIES,
-  DEFAULT_TIME_LIMITS,
   RECOVERY_TYPES,
   RecoveryOrchestrator,
   loadRecoveryStrategies,
   type RecoveryActions,
-  type RecoveryCall,
+  type RecoveryAttempt,
   type RecoveryType,
 } from '../src/resilience/recovery/index.js';
 import { subscribe, type EventPayloads } from '../src/telemetry/channels.js';
 import { FakeClock, flush } from './helpers/fake-clock.js';
-
-const CODE_OF: Record<ErrorCategory, ErrorCode> = {
-  initialization_error: 'PYFLEET_SPAWN_FAILED',
-  connection_error: 'PYFLEET_WORKER_CRASHED',
-  communication_error: 'PYFLEET_PROTOCOL_ERROR',
-  timeout_error: 'PYFLEET_TIMEOUT',
-  resource_error: 'PYFLEET_NO_WORKERS',
-  health_check_error: 'PYFLEET_HEALTH_CHECK_FAILED',
-  session_error: 'PYFLEET_SESSION_LOST',
-  python_error: 'PYFLEET_PYTHON_ERROR',
-  system_error: 'PYFLEET_INTERNAL',
-};
 
 function err(category: ErrorCategory, severity?: Severity, init: Partial<ConstructorParameters<typeof PoolError>[0]> = {}): PoolError {
   return new PoolError({ code: CODE_OF[category], category, severity, message: `${category} on worker`, workerId: 3, command: 'predict', ...init });
@@ -59,7 +48,7 @@ class FakeActions implements RecoveryActions {
     this.calls.push({ action: 'recycleWorker', arg: workerId, reason });
     return this.settle('recycleWorker', undefined);
   }
-  retryWithLargerTimeout(call: RecoveryCall): Promise<unknown> {
+  retryWithLargerTimeout(call: RecoveryAttempt): Promise<unknown> {
     this.calls.push({ action: 'retryWithLargerTimeout', arg: call });
     return this.settle('retryWithLargerTimeout', this.retryValue);
   }
@@ -67,7 +56,7 @@ class FakeActions implements RecoveryActions {
     this.calls.push({ action: 'openCircuit', arg: name, reason });
     if (this.next('openCircuit') === 'fail') throw this.failWith;
   }
-  failover(call: RecoveryCall): Promise<unknown> {
+  failover(call: RecoveryAttempt): Promise<unknown> {
     this.calls.push({ action: 'failover', arg: call });
     return this.settle('failover', this.failoverValue);
   }
@@ -118,8 +107,8 @@ describe('the strategy table (load_recovery_strategies)', () => {
       python_error: ['failover', 'failover', 'failover', 'failover'],
       system_error: ['abandon', 'abandon', 'abandon', 'abandon'],
     });
-    assert.deepEqual(DEFAULT_RECOVERY_STRATEGIES.timeout_error.major, { type: 'retry_with_backoff', maxAttempts: 2, backoff: 'exponential', timeoutFactor: 2, ifNotIdempotent: 'replace_worker' });
-    assert.deepEqual(DEFAULT_RECOVERY_STRATEGIES.timeout_error.minor, { type: 'retry_with_backoff', maxAttempts: 3, backoff: 'linear', timeoutFactor: 2, ifNotIdempotent: 'replace_worker' });
+    assert.deepEqual(DEFAULT_RECOVERY_STRATEGIES.timeout_error.major, { type: 'retry_with_backoff', maxAttempts: 2, backoff: 'exponential', timeoutFactor: 2, ifNotIdempotent: 'abandon' });
+    assert.deepEqual(DEFAULT_RECOVERY_STRATEGIES.timeout_error.minor, { type: 'retry_with_backoff', maxAttempts: 3, backoff: 'linear', timeoutFactor: 2, ifNotIdempotent: 'abandon' });
     assert.equal(DEFAULT_RECOVERY_STRATEGIES.python_error.major.ifNotIdempotent, 'abandon');
   });
 
@@ -163,30 +152,23 @@ describe('plan: strategy selection', () => {
     }
   });
 
-  it('timeout_error major: retry with a larger timeout when idempotent, else replace the worker', () => {
+  it('timeout_error major: retry with a larger timeout when idempotent, else nothing to do (the worker handles its cancel)', () => {
     const { orch } = setup();
-    const e = wrapError({ kind: 'timeout' }, { taken: true, workerId: 1 });
+    const e = failure('PYFLEET_TIMEOUT', { taken: true, workerId: 1 });
     assert.equal(orch.plan(e, { idempotent: true }).type, 'retry_with_backoff');
     const p = orch.plan(e, { idempotent: false });
-    assert.equal(p.type, 'replace_worker');
+    assert.equal(p.type, 'abandon');
     assert.equal(p.insteadOf, 'retry_with_backoff');
-    assert.equal(orch.plan(wrapError({ kind: 'timeout' }, { taken: false }), {}).type, 'retry_with_backoff', 'not taken: may always be re-sent');
+    assert.equal(orch.plan(failure('PYFLEET_TIMEOUT', { taken: false }), {}).type, 'retry_with_backoff', 'not taken: may always be re-sent');
   });
 
   it('python_error: failover only when the call may run twice', () => {
     const { orch } = setup();
-    const e = wrapError({ kind: 'python_exception' }, { taken: true });
+    const e = failure('PYFLEET_PYTHON_ERROR', { taken: true });
     assert.equal(orch.plan(e, { idempotent: true }).type, 'failover');
     const p = orch.plan(e, {});
     assert.equal(p.type, 'abandon');
     assert.equal(p.insteadOf, 'failover');
-  });
-
-  it('enhance_strategy: circuit breaker flag when critical or all workers affected', () => {
-    const { orch } = setup();
-    assert.equal(orch.plan(err('timeout_error', 'major')).circuitBreaker, false);
-    assert.equal(orch.plan(err('timeout_error', 'critical')).circuitBreaker, true);
-    assert.equal(orch.plan(err('timeout_error', 'major'), { affectingAllWorkers: true }).circuitBreaker, true);
   });
 
   it('max recovery time: critical 5 s, major 30 s, minor 60 s, warning 10 s, halved when user-facing', () => {
@@ -194,7 +176,7 @@ describe('plan: strategy selection', () => {
     const t = (s: Severity, userFacing?: boolean) => orch.plan(err('connection_error', s), { userFacing }).maxRecoveryTimeMs;
     assert.deepEqual([t('critical'), t('major'), t('minor'), t('warning')], [5000, 30000, 60000, 10000]);
     assert.deepEqual([t('critical', true), t('major', true), t('minor', true), t('warning', true)], [2500, 15000, 30000, 5000]);
-    assert.deepEqual(DEFAULT_TIME_LIMITS, { critical: 5000, major: 30000, minor: 60000, warning: 10000 });
+    assert.deepEqual(DEFAULTS.recoveryTimeLimits, { critical: 5000, major: 30000, minor: 60000, warning: 10000 });
     const custom = setup({ timeLimits: { major: 100 } }).orch;
     assert.equal(custom.plan(err('connection_error', 'major')).maxRecoveryTimeMs, 100);
   });
@@ -204,7 +186,7 @@ describe('handle: runs the real action for each category', () => {
   for (const c of ERROR_CATEGORIES) {
     it(`${c} at its base severity`, async () => {
       const { orch, actions } = setup();
-      const e = wrapError({ kind: c }, { workerId: 5, command: 'predict', taken: true });
+      const e = failure(CODE_OF[c], { category: c, workerId: 5, command: 'predict', taken: true });
       const expected = orch.plan(e, { idempotent: true, args: { a: 1 } }).type;
       const r = await orch.handle(e, { idempotent: true, args: { a: 1 } });
       assert.equal(r.type, expected);
@@ -261,11 +243,11 @@ describe('handle: runs the real action for each category', () => {
 
   it('failover resolves with the fallback\'s value and passes the call', async () => {
     const { orch, actions } = setup();
-    const e = wrapError({ kind: 'python_exception' }, { taken: true, workerId: 2, command: 'predict', sessionId: 's' });
+    const e = failure('PYFLEET_PYTHON_ERROR', { taken: true, workerId: 2, command: 'predict', sessionId: 's' });
     const r = await orch.handle(e, { idempotent: true, args: { x: 1 }, timeoutMs: 4000 });
     assert.equal(r.outcome, 'recovered');
     assert.equal(r.value, 'fallback-value');
-    const call = actions.calls[0].arg as RecoveryCall;
+    const call = actions.calls[0].arg as RecoveryAttempt;
     assert.equal(call.command, 'predict');
     assert.deepEqual(call.args, { x: 1 });
     assert.equal(call.sessionId, 's');
@@ -278,7 +260,7 @@ describe('handle: runs the real action for each category', () => {
 
   it('abandon for a non-idempotent taken call says why and does not re-send', async () => {
     const { orch, actions } = setup();
-    const e = wrapError({ kind: 'python_exception' }, { taken: true, workerId: 2, command: 'charge_card' });
+    const e = failure('PYFLEET_PYTHON_ERROR', { taken: true, workerId: 2, command: 'charge_card' });
     const r = await orch.handle(e);
     assert.equal(actions.calls.length, 0);
     assert.equal(r.ok, false);
@@ -289,12 +271,12 @@ describe('handle: runs the real action for each category', () => {
 
   it('system_error and session_error are abandoned with a clear reason, never a fake success', async () => {
     const { orch } = setup();
-    const sys = await orch.handle(wrapError(new Error('boom')));
+    const sys = await orch.handle(failure('PYFLEET_INTERNAL'));
     assert.equal(sys.ok, false);
     assert.equal(sys.outcome, 'failed');
     assert.equal(sys.action, 'none');
     assert.match(sys.reason, /strategy for system_error at severity critical is abandon/);
-    const sess = await orch.handle(wrapError({ kind: 'session_not_found' }));
+    const sess = await orch.handle(failure('PYFLEET_SESSION_LOST'));
     assert.match(sess.reason, /session's state is gone.*open the session again/);
   });
 
@@ -304,13 +286,6 @@ describe('handle: runs the real action for each category', () => {
     assert.equal(r.ok, false);
     assert.match(r.reason, /does not say which command/);
     assert.equal(actions.calls.length, 0);
-  });
-
-  it('a non-PoolError is wrapped first', async () => {
-    const { orch } = setup();
-    const r = await orch.handle({ kind: 'port_exited' } as unknown as PoolError, { workerId: 4 });
-    assert.equal(r.category, 'connection_error');
-    assert.equal(r.type, 'replace_worker');
   });
 
   it('ids are unique', async () => {
@@ -368,17 +343,17 @@ describe('handle: retry_with_backoff', () => {
   it('retries with growing timeouts and the backoff between attempts', async () => {
     const { orch, actions, clock } = setup();
     actions.behavior.retryWithLargerTimeout = ['fail', 'ok'];
-    const e = wrapError({ kind: 'timeout' }, { taken: true, workerId: 1, command: 'slow' });
+    const e = failure('PYFLEET_TIMEOUT', { taken: true, workerId: 1, command: 'slow' });
     const p = orch.handle(e, { idempotent: true, timeoutMs: 1000 });
     await flush();
     assert.equal(actions.calls.length, 1);
-    assert.equal((actions.calls[0].arg as RecoveryCall).timeoutMs, 2000);
+    assert.equal((actions.calls[0].arg as RecoveryAttempt).timeoutMs, 2000);
     await clock.advance(999);
     assert.equal(actions.calls.length, 1, 'waits the exponential schedule (1000 ms) before attempt 2');
     await clock.advance(1);
     const r = await p;
     assert.equal(actions.calls.length, 2);
-    const second = actions.calls[1].arg as RecoveryCall;
+    const second = actions.calls[1].arg as RecoveryAttempt;
     assert.equal(second.timeoutMs, 4000);
     assert.equal(second.attempt, 2);
     assert.equal(r.outcome, 'recovered');
@@ -410,16 +385,23 @@ describe('handle: retry_with_backoff', () => {
     assert.match(r.reason, /cannot fix: no such command/);
   });
 
-  it('a re-sent call\'s timeout never runs past the recovery deadline', async () => {
+  it('a re-send\'s timeout is the expired one x2, never capped by the recovery\'s time limit (defaults: 30 s call, 15 s limit)', async () => {
     const { orch, actions } = setup();
-    await orch.handle(err('timeout_error', 'major'), { idempotent: true, timeoutMs: 30_000, userFacing: true });
-    assert.equal((actions.calls[0].arg as RecoveryCall).timeoutMs, 15_000);
+    const r = await orch.handle(err('timeout_error', 'major'), { idempotent: true, timeoutMs: 30_000, userFacing: true });
+    assert.equal(r.plan.maxRecoveryTimeMs, 15_000, 'the major limit, halved for a waiting caller');
+    assert.equal((actions.calls[0].arg as RecoveryAttempt).timeoutMs, 60_000);
   });
 
-  it('passes the circuit-breaker flag to the re-sent call', async () => {
-    const { orch, actions } = setup();
-    await orch.handle(err('timeout_error', 'major'), { idempotent: true, affectingAllWorkers: true });
-    assert.equal((actions.calls[0].arg as RecoveryCall).circuitBreaker, true);
+  it('no re-send starts after the time limit; the one in flight is not cut short', async () => {
+    const { orch, actions, clock } = setup({ timeLimits: { major: 500 } });
+    actions.behavior.retryWithLargerTimeout = 'fail';
+    const p = orch.handle(err('timeout_error', 'major'), { idempotent: true, timeoutMs: 1_000, userFacing: true });
+    await clock.advance(5_000);
+    const r = await p;
+    assert.equal(actions.calls.length, 1, 'the second re-send would start at 1 000 ms, after the 250 ms limit');
+    assert.equal(r.ok, false);
+    assert.equal(r.timedOut, true);
+    assert.match(r.reason, /stopped after 1 re-send.*250 ms/);
   });
 });
 
@@ -461,20 +443,6 @@ describe('handle: time limit', () => {
     const r = await p;
     assert.equal(r.timedOut, true);
     assert.match(r.reason, /within 30000 ms .*halved because a caller is waiting/);
-  });
-
-  it('expiry aborts a retry loop: no attempt starts after the limit', async () => {
-    const { orch, actions, clock } = setup({ timeLimits: { major: 500 } });
-    actions.behavior.retryWithLargerTimeout = 'fail';
-    const p = orch.handle(err('timeout_error', 'major'), { idempotent: true });
-    await clock.advance(500);
-    const r = await p;
-    assert.equal(r.timedOut, true);
-    await clock.advance(5_000);
-    assert.equal(actions.calls.length, 1);
-    const call = actions.calls[0].arg as RecoveryCall;
-    assert.equal(call.signal.aborted, true);
-    assert.equal(clock.pending, 0);
   });
 
   it('the timer is cleared when the action completes', async () => {

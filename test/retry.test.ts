@@ -2,7 +2,7 @@ import { getEventListeners } from 'node:events';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PoolError } from '../src/errors/pool-error.js';
-import { RETRY_SCHEDULES } from '../src/resilience/backoff.js';
+import { RETRY_DELAYS } from '../src/errors/policy.js';
 import { RetryBudget } from '../src/resilience/budget.js';
 import { retry, retryAfterFirstFailure, validateRetryOptions } from '../src/resilience/retry.js';
 import { subscribe, type EventPayloads } from '../src/telemetry/channels.js';
@@ -161,7 +161,7 @@ test('explicit delays schedule overrides backoff; 0 means retry without a timer'
       clock,
       maxAttempts: 5,
       backoff: 'fibonacci',
-      delays: RETRY_SCHEDULES.immediate_retry,
+      delays: RETRY_DELAYS.immediate_retry,
       onRetry: (_e, _a, d) => seen.push(d),
     }),
   );

@@ -104,7 +104,7 @@ describe('pyfleet serve: HTTP API', () => {
     assert.equal(stats.sessions, 1);
     const h = await fetch(`${url}/healthz`);
     assert.equal(h.status, 200);
-    assert.deepEqual(await h.json(), { status: 'ok', workers: { total: 2, serving: 2 }, queue: 0, circuits: { pool_operations: 'closed', worker_commands: 'closed' } });
+    assert.deepEqual(await h.json(), { status: 'ok', workers: { total: 2, serving: 2 }, queue: 0, circuits: { pool_operations: 'closed', 'worker_commands:remember': 'closed', 'worker_commands:recall': 'closed' } });
     const m = await (await fetch(`${url}/metrics`)).text();
     assert.match(m, /pyfleet_calls_total\{pool="\d+",command="remember",outcome="ok"\} 1/);
     assert.match(m, /process_cpu_user_seconds_total/);

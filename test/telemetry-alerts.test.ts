@@ -158,8 +158,10 @@ describe('alerts', () => {
       workers: 1,
       logger: quiet,
       restart: { baseDelayMs: 50, maxDelayMs: 100 },
-      // Starts that keep failing are given up on instead of opening the circuit.
+      // Starts that keep failing are given up on instead of opening the circuit (neither the
+      // recovery's circuit_break nor the count of failed starts on pool_operations).
       recovery: { strategies: { initialization_error: { critical: { type: 'abandon' } } } },
+      circuitBreaker: { failureThreshold: 1_000 },
     });
     pools.push(pool);
     const logger = memoryLogger();

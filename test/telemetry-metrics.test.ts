@@ -66,20 +66,23 @@ describe('Prometheus metrics', () => {
     for (let i = 0; i < 3; i++) assert.equal(await pool.execute('add', { a: i, b: 1 }), i + 1);
     // 2. two Python exceptions
     for (let i = 0; i < 2; i++) await assert.rejects(pool.execute('fail', {}), { code: 'PYFLEET_PYTHON_ERROR' });
-    // 3. an idle worker SIGKILLed: restarted, recovered by replace_worker
-    const recovered = () => pool.stats().recoveries.succeeded;
+    // 3. an idle worker SIGKILLed: the supervisor starts another
+    const ready = () => pool.stats().workers.filter((w) => w.state === 'ready').length === 2;
     process.kill(pool.stats().workers[0].pid!, 'SIGKILL');
-    await until(() => recovered() === 1 && pool.stats().workers.filter((w) => w.state === 'ready').length === 2);
-    // 4. a busy worker SIGKILLed during an idempotent call: retried once on the other worker
+    await until(() => pool.stats().restarts.total === 1 && ready());
+    // (a success between two deaths: they are not consecutive failures of pool_operations)
+    assert.equal(await pool.execute('add', { a: 5, b: 5 }), 10);
+    // 4. a busy worker SIGKILLed during an idempotent call: re-sent at once to the other worker
     const call = pool.execute('sleep', { ms: 300 }, { detailed: true });
     await until(() => pool.stats().workers.some((w) => w.state === 'busy'));
     process.kill(pool.stats().workers.find((w) => w.state === 'busy')!.pid!, 'SIGKILL');
     assert.equal((await call).attempts, 2);
-    await until(() => recovered() === 2 && pool.stats().workers.filter((w) => w.state === 'ready').length === 2);
-    // 5. two timeouts in a row: failureThreshold 2 opens both circuits
+    await until(() => pool.stats().restarts.total === 2 && ready());
+    // 5. two timeouts of one command in a row: failureThreshold 2 opens that command's circuit
     for (let i = 0; i < 2; i++) await assert.rejects(pool.execute('sleep', { ms: 400 }, { timeoutMs: 80 }), { code: 'PYFLEET_TIMEOUT' });
-    // 6. the next call is refused fast by the open circuit
-    await assert.rejects(pool.execute('add', { a: 1, b: 1 }), { code: 'PYFLEET_CIRCUIT_OPEN' });
+    // 6. the next call of that command is refused fast; other commands are served
+    await assert.rejects(pool.execute('sleep', { ms: 1 }), { code: 'PYFLEET_CIRCUIT_OPEN' });
+    assert.equal(await pool.execute('add', { a: 1, b: 1 }), 2);
     await until(() => pool.stats().workers.every((w) => w.rssMb !== null) && pool.stats().workers.filter((w) => w.state === 'ready' && w.health === 'healthy').length === 2);
 
     const res = await fetch(`${url}/metrics`);
@@ -89,17 +92,17 @@ describe('Prometheus metrics', () => {
     const v = (name: string, labels: Record<string, string> = {}) => value(m, `pyfleet_${name}`, { pool: 'main', ...labels });
 
     // calls by command and outcome
-    assert.equal(v('calls_total', { command: 'add', outcome: 'ok' }), 3);
-    assert.equal(v('calls_total', { command: 'add', outcome: 'error' }), 1);
+    assert.equal(v('calls_total', { command: 'add', outcome: 'ok' }), 5);
+    assert.equal(v('calls_total', { command: 'add', outcome: 'error' }), undefined);
     assert.equal(v('calls_total', { command: 'fail', outcome: 'error' }), 2);
     assert.equal(v('calls_total', { command: 'sleep', outcome: 'ok' }), 1);
-    assert.equal(v('calls_total', { command: 'sleep', outcome: 'error' }), 2);
+    assert.equal(v('calls_total', { command: 'sleep', outcome: 'error' }), 3);
     assert.equal(v('call_failures_total', { command: 'fail', code: 'PYFLEET_PYTHON_ERROR' }), 2);
     assert.equal(v('call_failures_total', { command: 'sleep', code: 'PYFLEET_TIMEOUT' }), 2);
-    assert.equal(v('call_failures_total', { command: 'add', code: 'PYFLEET_CIRCUIT_OPEN' }), 1);
+    assert.equal(v('call_failures_total', { command: 'sleep', code: 'PYFLEET_CIRCUIT_OPEN' }), 1);
     // latency histogram
-    assert.equal(v('call_duration_seconds_count', { command: 'add', outcome: 'ok' }), 3);
-    assert.equal(v('call_duration_seconds_bucket', { command: 'add', outcome: 'ok', le: '+Inf' }), 3);
+    assert.equal(v('call_duration_seconds_count', { command: 'add', outcome: 'ok' }), 5);
+    assert.equal(v('call_duration_seconds_bucket', { command: 'add', outcome: 'ok', le: '+Inf' }), 5);
     assert.equal(v('call_duration_seconds_bucket', { command: 'sleep', outcome: 'ok', le: '0.25' }), 0, 'the retried sleep took over 300 ms');
     assert.equal(v('call_duration_seconds_bucket', { command: 'sleep', outcome: 'ok', le: '5' }), 1);
     assert.ok(v('call_duration_seconds_sum', { command: 'sleep', outcome: 'ok' })! >= 0.3);
@@ -110,17 +113,16 @@ describe('Prometheus metrics', () => {
     assert.equal(v('errors_total', { category: 'resource_error', severity: 'critical' }), 1, 'the refusal of the open circuit');
     // retries
     assert.equal(v('retries_total'), 1);
-    // recoveries by strategy and result
-    assert.equal(v('recoveries_total', { strategy: 'replace_worker', result: 'ok' }), 2);
-    assert.equal(v('recoveries_total', { strategy: 'abandon', result: 'error' }), 2);
-    assert.equal(v('recoveries_total', { strategy: 'replace_worker', result: 'error' }), 0);
+    // recoveries: none had anything to do (the supervisor replaced the dead workers; timeouts are given up)
+    assert.equal(v('recoveries_total', { strategy: 'replace_worker', result: 'ok' }), 0);
     assert.equal(v('recoveries_active'), 0);
-    // circuit state per circuit
-    assert.equal(v('circuit_state', { circuit: 'pool_operations', state: 'open' }), 1);
-    assert.equal(v('circuit_state', { circuit: 'pool_operations', state: 'closed' }), 0);
-    assert.equal(v('circuit_state', { circuit: 'worker_commands', state: 'open' }), 1);
-    assert.equal(v('circuit_opened_total', { circuit: 'pool_operations' }), 1);
-    assert.equal(v('circuit_rejected_total', { circuit: 'pool_operations' }), 1);
+    // circuit state per circuit: the command's own opened, pool_operations did not
+    assert.equal(v('circuit_state', { circuit: 'worker_commands:sleep', state: 'open' }), 1);
+    assert.equal(v('circuit_state', { circuit: 'worker_commands:add', state: 'closed' }), 1);
+    assert.equal(v('circuit_state', { circuit: 'pool_operations', state: 'closed' }), 1);
+    assert.equal(v('circuit_opened_total', { circuit: 'worker_commands:sleep' }), 1);
+    assert.equal(v('circuit_opened_total', { circuit: 'pool_operations' }), 0);
+    assert.equal(v('circuit_rejected_total', { circuit: 'worker_commands:sleep' }), 1);
     // worker restarts by reason
     assert.equal(v('worker_restarts_total', { reason: 'crash' }), 2);
     // workers by state, queue
@@ -142,7 +144,7 @@ describe('Prometheus metrics', () => {
     // Node's default metrics are on the same registry only when the server made it; ours was passed in.
     assert.equal([...m.keys()].some((k) => k.startsWith('process_cpu')), false);
     // The registry is the caller's: the same text comes from it directly.
-    assert.match(await registry.metrics(), /pyfleet_calls_total\{pool="main",command="add",outcome="ok"\} 3/);
+    assert.match(await registry.metrics(), /pyfleet_calls_total\{pool="main",command="add",outcome="ok"\} 5/);
   });
 
   it('lives on a registry the caller passes, with a prefix; several pools share it by label; detach removes a pool', async () => {

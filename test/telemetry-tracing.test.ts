@@ -114,7 +114,7 @@ describe('OpenTelemetry spans', () => {
     );
     assert.equal(s.events[0].attributes?.['error.type'], 'PYFLEET_WORKER_CRASHED');
     assert.equal(s.events[0].attributes?.['pyfleet.worker_id'], busy.id);
-    assert.equal(s.events[1].attributes?.['pyfleet.retry.delay_ms'], 10);
+    assert.equal(s.events[1].attributes?.['pyfleet.retry.delay_ms'], 0, 'the first re-send after a death goes at once to the free worker');
     assert.equal(s.status.code, SpanStatusCode.UNSET);
     assert.equal(a.events.length, 0);
   });

@@ -1,9 +1,10 @@
+import { DEFAULTS } from '../defaults.js';
 import { PoolError } from '../errors/pool-error.js';
-import { DEFAULTS } from '../pool/options.js';
 import type { Attempt } from '../worker/attempt.js';
 import { encodeFrame } from '../protocol/frame.js';
+import { workerEnv } from '../worker/env.js';
 import { resolvePython } from '../worker/python-path.js';
-import { PYTHON_PACKAGE_DIR, Worker } from '../worker/worker.js';
+import { Worker } from '../worker/worker.js';
 import { defaultLogger, type Logger } from '../util/logger.js';
 import type { Adapter, AdapterCallOptions } from './adapter.js';
 
@@ -12,6 +13,7 @@ export interface SingleProcessOptions {
   python?: string;
   requestTimeoutMs?: number;
   startupTimeoutMs?: number;
+  cancelGraceMs?: number;
   env?: Record<string, string>;
   cwd?: string;
   /** pino-compatible; the process's stdout and stderr lines go here (default: pino to stderr). */
@@ -28,10 +30,12 @@ export class SingleProcessAdapter implements Adapter {
   private worker: Worker | null = null;
   private starting: Promise<Worker> | null = null;
   private chain: Promise<unknown> = Promise.resolve();
-  private rid = 0;
+  private seq = 0;
   private starts = 0;
   private readonly logger: Logger;
   private closed = false;
+  /** Resolves whoever waits for the worker to take work again (after a cancel was acknowledged). */
+  private waiters: Array<() => void> = [];
 
   constructor(private readonly options: SingleProcessOptions) {
     if (typeof options?.module !== 'string' || options.module === '') {
@@ -55,21 +59,25 @@ export class SingleProcessAdapter implements Adapter {
 
   private async run(command: string, args: unknown, options: AdapterCallOptions): Promise<unknown> {
     if (this.closed) throw new PoolError({ code: 'PYFLEET_POOL_CLOSED', command, message: `${this.name} is closed; the call was not run.` });
-    const w = await this.ready();
     const timeoutMs = options.timeoutMs ?? this.options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
-    const rid = ++this.rid;
+    const signal = options.signal;
+    if (signal?.aborted) throw aborted(command, false);
     let json: string | undefined;
     try {
       json = JSON.stringify(args ?? null);
     } catch (e) {
       throw new PoolError({ code: 'PYFLEET_INVALID_ARGS', command, cause: e, message: `The arguments of ${command} cannot be sent as JSON: ${(e as Error).message}.` });
     }
-    const frame = encodeFrame(`{"t":"call","id":${rid},"cmd":${JSON.stringify(command)},"a":${json},"dl":${Date.now() + timeoutMs}}`, DEFAULTS.maxFrameBytes);
+    const w = await this.ready();
+    if (signal?.aborted) throw aborted(command, false);
+    const id = ++this.seq;
+    const frame = encodeFrame(`{"t":"call","id":${id},"cid":${id},"at":1,"cmd":${JSON.stringify(command)},"a":${json},"dl":${Date.now() + timeoutMs}}`, DEFAULTS.maxFrameBytes);
     return new Promise((resolve, reject) => {
-      const signal = options.signal;
-      const onAbort = (): void => w.abandon(rid, new PoolError({ code: 'PYFLEET_ABORTED', command, taken: true, message: `${command} was aborted by its AbortSignal.` }));
+      const onAbort = (): void => w.abandon(id, aborted(command, true));
+      const done = () => signal?.removeEventListener('abort', onAbort);
       const attempt: Attempt = {
-        rid,
+        id,
+        callId: id,
         command,
         sessionId: null,
         idempotent: false,
@@ -77,58 +85,68 @@ export class SingleProcessAdapter implements Adapter {
         frame,
         deadline: Infinity,
         resolve: (v) => {
-          signal?.removeEventListener('abort', onAbort);
+          done();
           resolve(v);
         },
         reject: (e) => {
-          signal?.removeEventListener('abort', onAbort);
+          done();
           reject(e);
         },
       };
-      if (signal?.aborted) return onAbort();
       signal?.addEventListener('abort', onAbort, { once: true });
       w.send(attempt);
     });
   }
 
+  /** The worker once it can take a call: after a timeout or an abort it first acknowledges the cancel (or is killed and started again). */
   private async ready(): Promise<Worker> {
-    if (this.worker?.accepting) return this.worker;
-    if (this.worker !== null && this.worker.alive) await this.worker.exited();
-    this.starting ??= this.spawn().finally(() => {
-      this.starting = null;
-    });
-    return this.starting;
+    for (;;) {
+      const w = this.worker;
+      if (w !== null && w.canTake(false, 1)) return w;
+      if (w === null || !w.alive) {
+        this.starting ??= this.spawn().finally(() => {
+          this.starting = null;
+        });
+        return this.starting;
+      }
+      // Degraded (a cancel not yet acknowledged) or busy: wait until it is available again or gone.
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        void w.exited().then(r);
+      });
+    }
   }
 
   private async spawn(): Promise<Worker> {
     const python = await resolvePython(this.options.python ?? process.env.PYFLEET_PYTHON ?? DEFAULTS.python);
+    const id = ++this.starts;
+    const wake = () => {
+      for (const r of this.waiters.splice(0)) r();
+    };
     const w = new Worker(
       {
         poolId: 0,
-        id: ++this.starts,
+        id,
         restarts: 0,
         python,
         module: this.options.module,
         cwd: this.options.cwd,
-        env: {
-          ...(process.env as Record<string, string>),
-          ...this.options.env,
-          PYTHONPATH: process.env.PYTHONPATH ? `${PYTHON_PACKAGE_DIR}:${process.env.PYTHONPATH}` : PYTHON_PACKAGE_DIR,
-          PYFLEET_HEARTBEAT_MS: '0',
-          PYFLEET_MAX_FRAME: String(DEFAULTS.maxFrameBytes),
-          PYFLEET_PARENT_PID: String(process.pid),
-        },
+        // No heartbeats are sent (0) and none are checked here.
+        env: { ...workerEnv({ env: this.options.env, maxFrameBytes: DEFAULTS.maxFrameBytes, heartbeatMs: 0 }), PYFLEET_WORKER_ID: String(id) },
         maxFrameBytes: DEFAULTS.maxFrameBytes,
         startupTimeoutMs: this.options.startupTimeoutMs ?? DEFAULTS.startupTimeoutMs,
-        // No heartbeats are sent (PYFLEET_HEARTBEAT_MS=0) and none are checked here.
-        heartbeatMs: 1_000,
-        maxMissedHeartbeats: 3,
-        cancelGraceMs: DEFAULTS.cancelGraceMs,
+        heartbeatMs: DEFAULTS.healthCheck.intervalMs,
+        maxMissedHeartbeats: DEFAULTS.healthCheck.maxMissed,
+        cancelGraceMs: this.options.cancelGraceMs ?? DEFAULTS.cancelGraceMs,
       },
-      { onAvailable: () => {}, onExit: () => {}, onLog: (_w, stream, line) => this.logger.info({ adapter: this.name, pid: w.pid, stream }, line) },
+      { onAvailable: wake, onExit: wake, onLog: (_w, stream, line) => this.logger.info({ adapter: this.name, pid: w.pid, stream }, line) },
     );
     this.worker = w;
     await w.start();
     return w;
   }
+}
+
+function aborted(command: string, taken: boolean): PoolError {
+  return new PoolError({ code: 'PYFLEET_ABORTED', command, taken, message: `${command} was aborted by its AbortSignal${taken ? '; it was cancelled in the worker' : ''}.` });
 }

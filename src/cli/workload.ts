@@ -40,8 +40,6 @@ export interface WorkloadState {
 }
 
 export interface WorkloadResult extends WorkloadState {
-  /** Calls that settled a second time (a promise cannot, so this counts a broken guard or a double callback). */
-  answeredTwice: number;
   /** Calls not settled by the drain deadline. */
   lost: number;
   /** Labels of those calls, with how many. */
@@ -60,14 +58,12 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * Sends calls at `rate` per second, at most `concurrency` at once, for `durationMs`, then waits
- * up to `drainTimeoutMs` for the ones in flight. Each call's settlement goes through a guard
- * that counts a second settlement instead of applying it.
+ * up to `drainTimeoutMs` for the ones in flight.
  */
 export async function runWorkload(o: WorkloadOptions): Promise<WorkloadResult> {
   const latencies = new Latencies();
   const pending = new Map<number, PlannedCall>();
   const state: WorkloadState = { elapsedMs: 0, sent: 0, settled: 0, succeeded: 0, failed: 0, inFlight: 0, phase: 'sending' };
-  let answeredTwice = 0;
   let settledLate = 0;
   let drainDeadlinePassed = false;
   let wake: (() => void) | null = null;
@@ -79,13 +75,7 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadResult> {
     state.inFlight++;
     pending.set(id, call);
     const started = performance.now();
-    let settledOnce = false;
     const settle = (ok: boolean, payload: unknown): void => {
-      if (settledOnce) {
-        answeredTwice++;
-        return;
-      }
-      settledOnce = true;
       const ms = performance.now() - started;
       pending.delete(id);
       state.inFlight--;
@@ -171,9 +161,6 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadResult> {
   o.onTick?.({ ...state });
   return {
     ...state,
-    get answeredTwice() {
-      return answeredTwice;
-    },
     get settledLate() {
       return settledLate;
     },

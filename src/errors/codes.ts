@@ -1,33 +1,46 @@
 import type { ErrorCategory } from './categories.js';
 
-/**
- * Every `PoolError.code`, with the category it belongs to and whether trying again can help.
- * `retryable: false` means the same input will fail the same way (a caller bug or a decision
- * already taken), so no policy may retry it.
- */
-export const ERROR_CODES = {
-  PYFLEET_INVALID_OPTIONS: { category: 'initialization_error', retryable: false },
-  PYFLEET_SPAWN_FAILED: { category: 'initialization_error', retryable: true },
-  PYFLEET_INIT_FAILED: { category: 'initialization_error', retryable: false },
-  PYFLEET_STARTUP_TIMEOUT: { category: 'initialization_error', retryable: true },
-  PYFLEET_WORKER_CRASHED: { category: 'connection_error', retryable: true },
-  PYFLEET_PROTOCOL_ERROR: { category: 'communication_error', retryable: true },
-  PYFLEET_INVALID_ARGS: { category: 'communication_error', retryable: false },
-  PYFLEET_FRAME_TOO_LARGE: { category: 'communication_error', retryable: false },
-  PYFLEET_TIMEOUT: { category: 'timeout_error', retryable: true },
-  PYFLEET_QUEUE_TIMEOUT: { category: 'timeout_error', retryable: true },
-  PYFLEET_QUEUE_FULL: { category: 'resource_error', retryable: false },
-  PYFLEET_POOL_CLOSED: { category: 'resource_error', retryable: false },
-  PYFLEET_NO_WORKERS: { category: 'resource_error', retryable: true },
-  PYFLEET_MEMORY_LIMIT: { category: 'resource_error', retryable: true },
-  PYFLEET_CIRCUIT_OPEN: { category: 'resource_error', retryable: false },
-  PYFLEET_HEALTH_CHECK_FAILED: { category: 'health_check_error', retryable: true },
-  PYFLEET_SESSION_LOST: { category: 'session_error', retryable: false },
-  PYFLEET_PYTHON_ERROR: { category: 'python_error', retryable: true },
-  PYFLEET_UNKNOWN_COMMAND: { category: 'python_error', retryable: false },
-  PYFLEET_POISON_CALL: { category: 'system_error', retryable: false },
-  PYFLEET_ABORTED: { category: 'system_error', retryable: false },
-  PYFLEET_INTERNAL: { category: 'system_error', retryable: false },
-} as const satisfies Record<string, { category: ErrorCategory; retryable: boolean }>;
+/** What the pool knows about every `PoolError.code`, in one table. */
+export interface CodeFacts {
+  category: ErrorCategory;
+  /** Trying again can help; `false` means the same input fails the same way, so no policy retries it. */
+  retryable: boolean;
+  /**
+   * A failure of the workers themselves (a death, a failed start, a corrupt protocol): the only
+   * failures that count on the `pool_operations` circuit. Timeouts count on their command's
+   * circuit; load shedding (full or timed-out queue), the user's code and the caller's input on none.
+   */
+  infrastructure: boolean;
+  /** Logged at debug, not warn: it reaches its caller anyway and would flood the log at call rate. */
+  quiet: boolean;
+}
+
+const f = (category: ErrorCategory, retryable: boolean, infrastructure = false, quiet = false): CodeFacts =>
+  Object.freeze({ category, retryable, infrastructure, quiet });
+
+export const ERROR_CODES = Object.freeze({
+  PYFLEET_INVALID_OPTIONS: f('initialization_error', false),
+  PYFLEET_SPAWN_FAILED: f('initialization_error', true, true),
+  PYFLEET_INIT_FAILED: f('initialization_error', false, true),
+  PYFLEET_STARTUP_TIMEOUT: f('initialization_error', true, true),
+  PYFLEET_WORKER_CRASHED: f('connection_error', true, true),
+  PYFLEET_PROTOCOL_ERROR: f('communication_error', true, true),
+  PYFLEET_INVALID_ARGS: f('communication_error', false, false, true),
+  PYFLEET_FRAME_TOO_LARGE: f('communication_error', false, false, true),
+  PYFLEET_TIMEOUT: f('timeout_error', true),
+  PYFLEET_QUEUE_TIMEOUT: f('timeout_error', true),
+  PYFLEET_QUEUE_FULL: f('resource_error', false, false, true),
+  PYFLEET_POOL_CLOSED: f('resource_error', false, false, true),
+  PYFLEET_NO_WORKERS: f('resource_error', true),
+  PYFLEET_MEMORY_LIMIT: f('resource_error', true),
+  PYFLEET_CIRCUIT_OPEN: f('resource_error', false, false, true),
+  PYFLEET_HEALTH_CHECK_FAILED: f('health_check_error', true, true),
+  PYFLEET_SESSION_LOST: f('session_error', false),
+  PYFLEET_PYTHON_ERROR: f('python_error', true, false, true),
+  PYFLEET_UNKNOWN_COMMAND: f('python_error', false, false, true),
+  PYFLEET_POISON_CALL: f('system_error', false),
+  PYFLEET_ABORTED: f('system_error', false, false, true),
+  PYFLEET_INTERNAL: f('system_error', false),
+} satisfies Record<string, CodeFacts>);
 
 export type ErrorCode = keyof typeof ERROR_CODES;

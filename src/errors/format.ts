@@ -9,7 +9,7 @@ function contextOf(err: PoolError): Record<string, unknown> {
   const ctx: Record<string, unknown> = {
     code: err.code,
     command: err.command,
-    requestId: err.requestId,
+    callId: err.callId,
     retryable: err.retryable,
     taken: err.taken,
   };
@@ -76,7 +76,7 @@ export function logFields(err: PoolError): Record<string, LogValue> {
     workerId: err.workerId,
     sessionId: err.sessionId,
     command: err.command,
-    requestId: err.requestId,
+    callId: err.callId,
     taken: err.taken,
     timestamp: err.timestamp,
   };

@@ -10,7 +10,7 @@ export {
   type RecoveryStrategy,
   type Severity,
 } from './categories.js';
-export { ERROR_CODES, type ErrorCode } from './codes.js';
+export { ERROR_CODES, type CodeFacts, type ErrorCode } from './codes.js';
 export { DEFAULT_MATRIX, type DecisionMatrix, type MatrixRow } from './matrix.js';
 export { PoolError, isPoolError, type PoolErrorInit, type PythonException } from './pool-error.js';
 export {
@@ -31,15 +31,5 @@ export {
   type PolicyRow,
   type SeverityContext,
 } from './policy.js';
-export {
-  ERRNO_CATEGORIES,
-  FAILURE_KINDS,
-  KIND_CATEGORIES,
-  classify,
-  isFailureShape,
-  wrapError,
-  type FailureKind,
-  type FailureShape,
-  type WrapContext,
-} from './classify.js';
+export { ERRNO_CATEGORIES, classify } from './classify.js';
 export { formatForLogging, logFields, type LogValue } from './format.js';

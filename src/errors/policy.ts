@@ -17,8 +17,8 @@ import { PoolError } from './pool-error.js';
  * `determine_recovery_strategy`, `should_retry?`, `get_retry_delay`) driven by the decision
  * matrix as data (DESIGN.md, "The decision matrix").
  *
- * errors/ sits at the bottom of the import graph, so the delay schedules are kept here as
- * data rather than imported from resilience/ (they equal resilience/backoff's RETRY_SCHEDULES).
+ * The seed's delay lists live here, once: errors/ sits at the bottom of the import graph, and
+ * resilience/ (the recovery's backoff) reads them from here.
  */
 
 /** The seed's `@retry_delays`, verbatim. */
@@ -253,34 +253,6 @@ export class ErrorPolicy {
     else if (err.taken && ctx.idempotent !== true) reason = 'not_idempotent';
     const retry = reason === 'retry';
     return { severity, strategy, retry, delayMs: retry ? this.delay(category, strategy, attempt) : 0, reason };
-  }
-
-  /**
-   * The seed's `should_retry?`, per the error's stored strategy: immediate_retry and
-   * backoff_retry while `attempt <= maxRetries` of the error's row (the seed's constants 3 and
-   * 5 are the largest maxRetries of the rows using those strategies); failover once (attempt 1:
-   * one call to the fallback); circuit_break and abandon never. A non-retryable error never.
-   * It knows nothing of idempotency: the pool uses `decide`, which does.
-   */
-  shouldRetry(err: PoolError, attempt: number = err.attempt): boolean {
-    if (!err.retryable) return false;
-    switch (err.strategy) {
-      case 'immediate_retry':
-      case 'backoff_retry':
-        return attempt <= this.row(err.category).maxRetries;
-      case 'failover':
-        return attempt === 1;
-      case 'circuit_break':
-      case 'abandon':
-        return false;
-      default:
-        return false;
-    }
-  }
-
-  /** The seed's `get_retry_delay`: the delay after failed attempt `attempt` for the error's category and stored strategy. */
-  retryDelay(err: PoolError, attempt: number = err.attempt): number {
-    return this.delay(err.category, err.strategy, attempt);
   }
 }
 

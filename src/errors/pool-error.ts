@@ -20,7 +20,8 @@ export interface PoolErrorInit {
   workerId?: number | null;
   sessionId?: string | null;
   command?: string | null;
-  requestId?: number | null;
+  /** The call's id: the same on every attempt, and Python's `ctx.request_id`. */
+  callId?: number | null;
   /** True when a worker took the call before failing: it may have run. */
   taken?: boolean;
   python?: PythonException;
@@ -44,7 +45,7 @@ export class PoolError extends Error {
   workerId: number | null;
   sessionId: string | null;
   command: string | null;
-  requestId: number | null;
+  callId: number | null;
   taken: boolean;
   python: PythonException | undefined;
   details: Record<string, unknown> | undefined;
@@ -63,7 +64,7 @@ export class PoolError extends Error {
     this.workerId = init.workerId ?? null;
     this.sessionId = init.sessionId ?? null;
     this.command = init.command ?? null;
-    this.requestId = init.requestId ?? null;
+    this.callId = init.callId ?? null;
     this.taken = init.taken ?? false;
     this.python = init.python;
     this.details = init.details;
@@ -83,7 +84,7 @@ export class PoolError extends Error {
       workerId: this.workerId,
       sessionId: this.sessionId,
       command: this.command,
-      requestId: this.requestId,
+      callId: this.callId,
       taken: this.taken,
       python: this.python,
       details: this.details,

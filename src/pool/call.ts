@@ -1,48 +1,97 @@
 import type { PoolError } from '../errors/pool-error.js';
-import type { Attempt } from '../worker/attempt.js';
+import type { CommandInfo } from '../protocol/messages.js';
+import type { Backoff } from '../resilience/backoff.js';
+import type { Attempt as WorkerAttempt } from '../worker/attempt.js';
 import type { Worker } from '../worker/worker.js';
 import type { Waiting } from './queue.js';
 import type { SessionEntry } from './sessions.js';
 
-/** One `execute` call, across all its attempts. */
-export interface Job {
-  /** Names the call in `call:start` and `call:end`, across all its attempts. */
-  readonly callId: number;
+/** Where a value came from: a worker, a recovery's re-send with a larger timeout, or the fallback. */
+export type Via = 'pool' | 'recovery' | 'fallback';
+
+/**
+ * One `execute`, across all its attempts. It settles exactly once; a second settlement would be
+ * a pyfleet bug: it is counted (the chaos report's "answered twice" reads the count), never
+ * delivered.
+ */
+export class Call {
+  /** The call's id: the same on every attempt, sent to Python as `ctx.request_id`. */
+  readonly id: number;
   readonly command: string;
+  readonly info: CommandInfo;
   readonly args: unknown;
   readonly argsJson: string;
   readonly session: SessionEntry | null;
   readonly idempotent: boolean;
   readonly timeoutMs: number;
   readonly signal: AbortSignal | undefined;
-  readonly startedAt: number;
-  attempts: number;
-  /** The worker of the latest attempt. */
-  workerId: number | null;
-  /** Set when the call was quarantined as poison. */
-  poisoned: PoolError | null;
-  /** The caller wants a DetailedResult. */
   readonly detailed: boolean;
-  /** Settle the caller's promise (set by `execute`; no-ops for a recovery's re-send). */
-  resolve: (value: unknown) => void;
-  reject: (err: PoolError) => void;
+  readonly startedAt = performance.now();
+  /** Attempts made so far (the number of the latest one). */
+  attempts = 0;
+  /** The worker of the latest attempt. */
+  workerId: number | null = null;
+  /** Set when the call was quarantined as poison. */
+  poisoned: PoolError | null = null;
+  /** This call's own backoff sequence, made at its first retry (decorrelated jitter remembers its last delay in it). */
+  backoff: Backoff | null = null;
+  /** The one re-send made at once, without backoff, after a worker died under this call. */
+  resentAfterDeath = false;
+  /** The worker the next attempt should avoid (the previous one failed there). */
+  avoid: number | null = null;
+  private settlements = 0;
+
+  constructor(init: {
+    id: number;
+    command: string;
+    info: CommandInfo;
+    args: unknown;
+    argsJson: string;
+    session: SessionEntry | null;
+    idempotent: boolean;
+    timeoutMs: number;
+    signal: AbortSignal | undefined;
+    detailed: boolean;
+  }) {
+    this.id = init.id;
+    this.command = init.command;
+    this.info = init.info;
+    this.args = init.args;
+    this.argsJson = init.argsJson;
+    this.session = init.session;
+    this.idempotent = init.idempotent;
+    this.timeoutMs = init.timeoutMs;
+    this.signal = init.signal;
+    this.detailed = init.detailed;
+  }
+
+  /** Marks the call settled; false when it already was (the second settlement must not be delivered). */
+  markSettled(): boolean {
+    return ++this.settlements === 1;
+  }
+
+  get settled(): boolean {
+    return this.settlements > 0;
+  }
 }
 
-/** Called once with an attempt's outcome. */
-export type AttemptOk = (value: unknown, job: Job) => void;
-export type AttemptFailed = (err: PoolError, job: Job) => void;
+/** Told an attempt's outcome, once. */
+export type AttemptOk = (value: unknown, a: Attempt) => void;
+/** `a` is null when the attempt was refused before it existed (an open circuit, arguments over the limit). */
+export type AttemptFailed = (err: PoolError, a: Attempt | null) => void;
 
 /** Who placed an attempt: told its outcome first (the circuits it passed learn it there). */
 export interface AttemptOwner {
-  attemptSucceeded(a: CallAttempt, value: unknown): void;
-  attemptFailed(a: CallAttempt, err: PoolError): void;
+  attemptSucceeded(a: Attempt, value: unknown): void;
+  attemptFailed(a: Attempt, err: PoolError): void;
 }
 
 /**
- * One attempt of a job: a request id, its frame, and where it is (queued or on a worker).
- * Settles once; whatever happens later (a late answer, a second abort) is ignored.
+ * One attempt of a call on one worker: its wire id, its frame, the circuit tickets it holds, and
+ * where it is (queued or on a worker). Settles once; whatever happens later (a late answer, a
+ * second abort) is ignored.
  */
-export class CallAttempt implements Attempt, Waiting {
+export class Attempt implements WorkerAttempt, Waiting {
   done = false;
   worker: Worker | null = null;
   queueTimer: NodeJS.Timeout | null = null;
@@ -51,30 +100,39 @@ export class CallAttempt implements Attempt, Waiting {
   deadline = Infinity;
 
   constructor(
-    readonly job: Job,
-    readonly rid: number,
+    readonly call: Call,
+    /** The attempt's id on the wire. */
+    readonly id: number,
+    /** 1-based number of this attempt of the call. */
+    readonly number: number,
     readonly frame: Buffer,
     readonly timeoutMs: number,
-    /** Prefer another worker than this one (a retry after a timeout there). */
+    /** Prefer another worker than this one (the one the previous attempt failed on). */
     readonly avoid: number | null,
-    /** The tickets the circuits gave this attempt (CircuitBreaker.enter). */
+    /** The tickets the circuits gave this attempt (CircuitBreaker.enter): pool_operations, then the command's. */
     readonly poolTicket: number,
-    readonly workerTicket: number,
+    readonly commandTicket: number,
+    /** The chaos fault this attempt carries: a death it causes is the pool's doing, not the call's. */
+    readonly fault: string | null,
     private readonly owner: AttemptOwner,
     readonly onOk: AttemptOk,
     readonly onFailed: AttemptFailed,
   ) {}
 
+  get callId(): number {
+    return this.call.id;
+  }
+
   get command(): string {
-    return this.job.command;
+    return this.call.command;
   }
 
   get sessionId(): string | null {
-    return this.job.session === null ? null : this.job.session.id;
+    return this.call.session === null ? null : this.call.session.id;
   }
 
   get idempotent(): boolean {
-    return this.job.idempotent;
+    return this.call.idempotent;
   }
 
   resolve(value: unknown): void {
@@ -92,7 +150,7 @@ export class CallAttempt implements Attempt, Waiting {
   private finish(): void {
     this.settled = true;
     if (this.queueTimer !== null) clearTimeout(this.queueTimer);
-    if (this.onAbort !== null) this.job.signal?.removeEventListener('abort', this.onAbort);
-    if (this.worker !== null) this.job.workerId = this.worker.id;
+    if (this.onAbort !== null) this.call.signal?.removeEventListener('abort', this.onAbort);
+    if (this.worker !== null) this.call.workerId = this.worker.id;
   }
 }

@@ -1,4 +1,5 @@
 import os from 'node:os';
+import { DEFAULTS } from '../defaults.js';
 import { validatePolicyOverrides, type PolicyOverrides } from '../errors/policy.js';
 import { isBackoffStrategy, type BackoffStrategy } from '../resilience/backoff.js';
 import type { RecoveryTableOverrides, RecoveryTimeLimits } from '../resilience/recovery/types.js';
@@ -7,7 +8,9 @@ import type { Logger } from '../util/logger.js';
 import { invalidOption } from './invalid.js';
 import { validateChaos, type ChaosOptions, type ChaosConfig } from './chaos.js';
 
-/** What `createPool` accepts. Every default lives in `DEFAULTS` below and in the README's table. */
+export { DEFAULTS };
+
+/** What `createPool` accepts. Every default lives in `DEFAULTS` (src/defaults.ts) and in the README's table. */
 export interface PoolOptions {
   /** A `.py` file path or a dotted module name whose `@command` handlers the workers serve. Required. */
   module: string;
@@ -101,28 +104,6 @@ export interface ResolvedOptions {
   cwd: string | undefined;
   chaos: ChaosConfig | null;
 }
-
-/** Every default, in one place. */
-export const DEFAULTS = Object.freeze({
-  python: 'python3',
-  minWorkers: 1,
-  requestTimeoutMs: 30_000,
-  startupTimeoutMs: 10_000,
-  queueTimeoutMs: 5_000,
-  maxQueue: 1_000,
-  idleTimeoutMs: 30_000,
-  sessionTtlMs: 300_000,
-  pipelineDepth: 1,
-  maxFrameBytes: 64 * 1024 * 1024,
-  cancelGraceMs: 2_000,
-  healthCheck: Object.freeze({ intervalMs: 1_000, maxMissed: 3 }),
-  recycle: Object.freeze({ maxRequests: 0, maxMemoryMb: 0 }),
-  restart: Object.freeze({ baseDelayMs: 100, maxDelayMs: 10_000 }),
-  retry: Object.freeze({ maxAttempts: 3, baseDelayMs: 1_000, maxDelayMs: 30_000 }),
-  retryBudget: Object.freeze({ ratio: 0.2, minRetriesPerSecond: 10, windowMs: 10_000 }),
-  circuitBreaker: Object.freeze({ failureThreshold: 5, successThreshold: 3, openTimeoutMs: 60_000, halfOpenRequests: 3 }),
-  poison: Object.freeze({ maxDeaths: 2, coolDownMs: 60_000 }),
-});
 
 const KNOWN = new Set([
   'module', 'python', 'workers', 'requestTimeoutMs', 'startupTimeoutMs', 'queueTimeoutMs', 'maxQueue', 'idleTimeoutMs',

@@ -19,12 +19,16 @@ export class PoisonTracker {
     return `${command}:${createHash('sha1').update(argsJson).digest('base64url')}`;
   }
 
+  /** How long a death is remembered: one long ago does not make today's call poison. */
+  private get memoryMs(): number {
+    return Math.max(this.coolDownMs, 60_000);
+  }
+
   /** Records that this call was running when its worker died; true when it is now quarantined. */
   recordDeath(key: string): boolean {
     const t = this.now();
     const d = this.deaths.get(key);
-    // A death long ago does not make today's call poison.
-    const count = d !== undefined && t - d.at < Math.max(this.coolDownMs, 60_000) ? d.count + 1 : 1;
+    const count = d !== undefined && t - d.at < this.memoryMs ? d.count + 1 : 1;
     this.deaths.set(key, { count, at: t });
     if (count >= this.maxDeaths) {
       this.deaths.delete(key);
@@ -44,6 +48,18 @@ export class PoisonTracker {
       return 0;
     }
     return left;
+  }
+
+  /** Forgets deaths older than the memory and quarantines that ended (the pool calls it on its tick). */
+  purge(): void {
+    const t = this.now();
+    for (const [k, d] of this.deaths) if (t - d.at >= this.memoryMs) this.deaths.delete(k);
+    for (const [k, until] of this.quarantine) if (until <= t) this.quarantine.delete(k);
+  }
+
+  /** Deaths remembered (for tests of the expiry). */
+  get remembered(): number {
+    return this.deaths.size;
   }
 
   get active(): boolean {

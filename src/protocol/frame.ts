@@ -1,3 +1,5 @@
+import { isUtf8 } from 'node:buffer';
+
 /**
  * Framing: a 4-byte big-endian length, then that many bytes of UTF-8 JSON. The decoder
  * never allocates more than `maxFrameBytes` for a frame and never throws: bad input
@@ -88,6 +90,8 @@ export class FrameDecoder {
       }
       const start = off + HEADER_BYTES;
       off = start + len;
+      // toString would turn bytes that are not UTF-8 into U+FFFD and hand on a changed value.
+      if (!isUtf8(buf.subarray(start, off))) return this.fail('bad_json', 'worker sent a frame that is not valid UTF-8');
       let msg: unknown;
       try {
         msg = JSON.parse(buf.toString('utf8', start, off));

@@ -1,3 +1,6 @@
+import { DEFAULTS } from '../defaults.js';
+import { delayAt } from '../errors/policy.js';
+
 /**
  * How long to wait before the next attempt. Pure arithmetic, no timers: `retry` owns the waiting.
  *
@@ -34,25 +37,8 @@ export interface BackoffOptions {
   random?: () => number;
 }
 
-export const DEFAULT_BASE_DELAY_MS = 1_000;
-export const DEFAULT_MAX_DELAY_MS = 30_000;
-
-/** The seed's fixed delay lists (its `immediate_retry`, `backoff_retry` and `exponential` schedules), as data. */
-export const RETRY_SCHEDULES = Object.freeze({
-  immediate_retry: Object.freeze([0, 100, 200]),
-  backoff_retry: Object.freeze([1000, 2000, 4000, 8000, 16000]),
-  exponential: Object.freeze([1000, 3000, 9000, 27000]),
-}) satisfies Readonly<Record<string, readonly number[]>>;
-
-export type RetryScheduleName = keyof typeof RETRY_SCHEDULES;
-
-/** Delay from a fixed list: element `attempt - 1`, or the last one once past the end (0 for an empty list). */
-export function scheduleDelay(list: readonly number[], attempt: number): number {
-  const n = list.length;
-  if (n === 0) return 0;
-  const i = attempt < 1 ? 0 : attempt > n ? n - 1 : attempt - 1;
-  return list[i | 0];
-}
+const DEFAULT_BASE_DELAY_MS = DEFAULTS.retry.baseDelayMs;
+const DEFAULT_MAX_DELAY_MS = DEFAULTS.retry.maxDelayMs;
 
 /** The n-th Fibonacci number with fib(1) = fib(2) = 1 (iterative; fib(0) = 0). */
 export function fibonacci(n: number): number {
@@ -148,14 +134,14 @@ export class DecorrelatedJitterBackoff implements Backoff {
   }
 }
 
-/** Delays from a fixed list (see `scheduleDelay`), capped at `maxDelayMs` when given. */
+/** Delays from a fixed list (see `delayAt`), capped at `maxDelayMs` when given. */
 export class ScheduleBackoff implements Backoff {
   constructor(
     private readonly delays: readonly number[],
     private readonly maxDelayMs: number = Infinity,
   ) {}
   next(attempt: number): number {
-    return capDelay(scheduleDelay(this.delays, attempt), this.maxDelayMs);
+    return capDelay(delayAt(this.delays, attempt), this.maxDelayMs);
   }
 }
 

@@ -1,3 +1,4 @@
+import { DEFAULTS } from '../defaults.js';
 import { realClock, type Clock } from '../util/clock.js';
 
 export interface RetryBudgetOptions {
@@ -52,10 +53,11 @@ export class RetryBudget {
   private deniedCount = 0;
 
   constructor(options: RetryBudgetOptions = {}) {
-    const ratio = options.ratio ?? 0.2;
-    const windowMs = options.windowMs ?? 10_000;
-    const minPerSec = options.minRetriesPerSecond ?? 10;
-    const buckets = options.buckets ?? 10;
+    const d = DEFAULTS.retryBudget;
+    const ratio = options.ratio ?? d.ratio;
+    const windowMs = options.windowMs ?? d.windowMs;
+    const minPerSec = options.minRetriesPerSecond ?? d.minRetriesPerSecond;
+    const buckets = options.buckets ?? d.buckets;
     if (!(ratio >= 0) || !Number.isFinite(ratio)) throw new RangeError(`RetryBudget ratio must be a finite number >= 0, got ${ratio}`);
     if (!(windowMs > 0) || !Number.isFinite(windowMs)) throw new RangeError(`RetryBudget windowMs must be a finite number > 0, got ${windowMs}`);
     if (!(minPerSec >= 0) || !Number.isFinite(minPerSec)) throw new RangeError(`RetryBudget minRetriesPerSecond must be a finite number >= 0, got ${minPerSec}`);

@@ -1,3 +1,4 @@
+import { DEFAULTS } from '../defaults.js';
 import { PoolError } from '../errors/pool-error.js';
 import { channels } from '../telemetry/channels.js';
 import { realClock, type Clock } from '../util/clock.js';
@@ -100,10 +101,11 @@ export class CircuitBreaker {
       throw invalid('name must be a non-empty string');
     }
     this.name = options.name;
-    this.failureThreshold = positiveInt(options.failureThreshold, 5, 'failureThreshold');
-    this.successThreshold = positiveInt(options.successThreshold, 3, 'successThreshold');
-    this.halfOpenRequests = positiveInt(options.halfOpenRequests, 3, 'halfOpenRequests');
-    const t = options.openTimeoutMs ?? 60_000;
+    const d = DEFAULTS.circuitBreaker;
+    this.failureThreshold = positiveInt(options.failureThreshold, d.failureThreshold, 'failureThreshold');
+    this.successThreshold = positiveInt(options.successThreshold, d.successThreshold, 'successThreshold');
+    this.halfOpenRequests = positiveInt(options.halfOpenRequests, d.halfOpenRequests, 'halfOpenRequests');
+    const t = options.openTimeoutMs ?? d.openTimeoutMs;
     if (!(t >= 0) || !Number.isFinite(t)) throw invalid(`openTimeoutMs must be a finite number >= 0, got ${String(t)}`);
     this.openTimeoutMs = t;
     this.clock = options.clock ?? realClock;

@@ -1,8 +1,17 @@
 import { CircuitBreaker, type CircuitBreakerOptions, type CircuitListener, type CircuitSnapshot } from './circuit-breaker.js';
 
-/** The seed's two named circuits: around whole pool operations, and around commands on workers. */
+/**
+ * The seed's named circuits: `pool_operations` around the workers themselves (deaths, failed
+ * starts, corrupt protocol), and `worker_commands` around commands, one circuit per command
+ * (`worker_commands:<command>`), so one command's timeouts never refuse another command.
+ */
 export const POOL_OPERATIONS = 'pool_operations';
 export const WORKER_COMMANDS = 'worker_commands';
+
+/** The name of `command`'s own circuit. */
+export function commandCircuitName(command: string): string {
+  return `${WORKER_COMMANDS}:${command}`;
+}
 
 export type CircuitDefaults = Omit<CircuitBreakerOptions, 'name'>;
 

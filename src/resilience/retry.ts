@@ -1,9 +1,8 @@
 import { PoolError } from '../errors/pool-error.js';
 import { channels } from '../telemetry/channels.js';
 import { realClock, type Clock } from '../util/clock.js';
+import { DEFAULTS } from '../defaults.js';
 import {
-  DEFAULT_BASE_DELAY_MS,
-  DEFAULT_MAX_DELAY_MS,
   ScheduleBackoff,
   createBackoff,
   isBackoffStrategy,
@@ -12,11 +11,15 @@ import {
 } from './backoff.js';
 import type { RetryBudget } from './budget.js';
 
-/** What `shouldRetry` may answer: retry or not, or retry after exactly `delayMs` (not capped by `maxDelayMs`). */
-export type RetryDecision = boolean | { delayMs: number };
+/**
+ * What `shouldRetry` may answer: retry or not, retry after exactly `delayMs` (not capped by
+ * `maxDelayMs`), or stop for a named reason (a caller that applies its own budget or attempt limit
+ * says so in the `retry:exhausted` event).
+ */
+export type RetryDecision = boolean | { delayMs: number } | { stop: RetryStopReason };
 
 /** Why a retry loop gave up (the `reason` of the `retry:exhausted` event). */
-export type RetryStopReason = 'max_attempts' | 'not_retryable' | 'deadline' | 'budget' | 'aborted';
+export type RetryStopReason = 'max_attempts' | 'max_retries' | 'not_retryable' | 'strategy' | 'not_idempotent' | 'poison' | 'session_lost' | 'closing' | 'deadline' | 'budget' | 'aborted';
 
 export interface RetryOptions {
   /** Attempts in all, the first included (default 3). */
@@ -107,15 +110,15 @@ export function validateRetryOptions(options: RetryOptions): void {
 /** The retry loop proper, entered only after attempt 1 failed. */
 async function retryAfterFailure<T>(fn: RetryFn<T>, o: RetryOptions, firstError: unknown, start: number): Promise<T> {
   validateRetryOptions(o);
-  const maxAttempts = o.maxAttempts ?? 3;
+  const maxAttempts = o.maxAttempts ?? DEFAULTS.retry.maxAttempts;
   const clock = o.clock ?? realClock;
   const signal = o.signal;
   const shouldRetry = o.shouldRetry ?? defaultShouldRetry;
-  const maxDelayMs = o.maxDelayMs ?? DEFAULT_MAX_DELAY_MS;
+  const maxDelayMs = o.maxDelayMs ?? DEFAULTS.retry.maxDelayMs;
   const backoff: Backoff =
     o.delays !== undefined
       ? new ScheduleBackoff(o.delays, maxDelayMs)
-      : createBackoff(o.backoff ?? 'exponential', { baseDelayMs: o.baseDelayMs ?? DEFAULT_BASE_DELAY_MS, maxDelayMs, random: o.random });
+      : createBackoff(o.backoff ?? DEFAULTS.retry.backoff, { baseDelayMs: o.baseDelayMs ?? DEFAULTS.retry.baseDelayMs, maxDelayMs, random: o.random });
 
   let err = firstError;
   for (let attempt = 1; ; attempt++) {
@@ -123,6 +126,7 @@ async function retryAfterFailure<T>(fn: RetryFn<T>, o: RetryOptions, firstError:
     if (attempt >= maxAttempts) throw exhausted(err, attempt, 'max_attempts', o.poolId);
     const decision = shouldRetry(err, attempt);
     if (decision === false) throw exhausted(err, attempt, 'not_retryable', o.poolId);
+    if (typeof decision === 'object' && 'stop' in decision) throw exhausted(err, attempt, decision.stop, o.poolId);
     let delayMs: number;
     if (typeof decision === 'object' && decision !== null) {
       const d = Math.round(decision.delayMs);

@@ -1,12 +1,14 @@
 import type { PoolError } from '../errors/pool-error.js';
 
 /**
- * One attempt of a call on one worker. The pool creates it; the worker owns it from the
- * moment its frame is written until it settles, which happens exactly once.
+ * One attempt of a call on one worker, as the worker sees it. The pool creates it; the worker
+ * owns it from the moment its frame is written until it settles, which happens exactly once.
  */
 export interface Attempt {
-  /** Request id, unique in the pool; the worker answers with it. */
-  readonly rid: number;
+  /** The attempt's id on the wire (the frame's `id`), unique in the pool; the worker answers with it. */
+  readonly id: number;
+  /** The call's id, the same on every attempt (Python's `ctx.request_id`). */
+  readonly callId: number;
   readonly command: string;
   readonly sessionId: string | null;
   readonly idempotent: boolean;

@@ -19,6 +19,24 @@ export function canTransition(from: WorkerState, to: WorkerState): boolean {
   return TRANSITIONS[from].includes(to);
 }
 
+/**
+ * Strict mode (the tests turn it on with PYFLEET_STRICT=1): an illegal transition throws, so a
+ * bug in the lifecycle fails the test that caused it. In production it is logged and ignored:
+ * the worker keeps its state rather than crashing the host.
+ */
+export const STRICT_TRANSITIONS = process.env.PYFLEET_STRICT === '1';
+
+export class IllegalTransitionError extends Error {
+  constructor(
+    readonly from: WorkerState,
+    readonly to: WorkerState,
+    readonly reason: string,
+  ) {
+    super(`illegal worker state transition ${from} -> ${to} (${reason}); this is a pyfleet bug, please report it`);
+    this.name = 'IllegalTransitionError';
+  }
+}
+
 export interface Transition {
   from: WorkerState;
   to: WorkerState;

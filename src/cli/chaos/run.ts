@@ -393,7 +393,7 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
   const zero = (name: string, value: number): Invariant => ({ name, ok: value === 0, value, expected: '0' });
   const invariants: Invariant[] = [
     zero('lost', result.lost),
-    zero('answeredTwice', result.answeredTwice),
+    zero('answeredTwice', stats.calls.settledTwice),
     zero('duplicateSideEffects', duplicateSideEffects),
     zero('missingSideEffects', missingSideEffects),
     zero('ranButReportedNotTaken', ranButReportedNotTaken),
@@ -429,7 +429,7 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
     lost: result.lost,
     lostByCommand: result.lostByLabel,
     settledLate: result.settledLate,
-    answeredTwice: result.answeredTwice,
+    answeredTwice: stats.calls.settledTwice,
     duplicateSideEffects,
     missingSideEffects,
     ranButReportedNotTaken,

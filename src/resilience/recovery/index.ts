@@ -2,7 +2,6 @@
 export { RecoveryOrchestrator, nextRecoveryId, type RecoveryOrchestratorOptions } from './orchestrator.js';
 export {
   DEFAULT_RECOVERY_STRATEGIES,
-  DEFAULT_TIME_LIMITS,
   loadRecoveryStrategies,
   loadTimeLimits,
   maxRecoveryTime,
@@ -15,7 +14,7 @@ export {
   type ActiveRecovery,
   type RecoveryActionName,
   type RecoveryActions,
-  type RecoveryCall,
+  type RecoveryAttempt,
   type RecoveryContext,
   type RecoveryCounts,
   type RecoveryEntry,

@@ -1,16 +1,17 @@
-import { wrapError } from '../../errors/classify.js';
 import type { MatrixBackoff } from '../../errors/categories.js';
+import { DEFAULTS } from '../../defaults.js';
 import { PoolError } from '../../errors/pool-error.js';
 import { RETRY_DELAYS, delayAt } from '../../errors/policy.js';
 import { publish } from '../../telemetry/channels.js';
 import { realClock, type Clock } from '../../util/clock.js';
+import { abandonReason, errorText, limitText, reasonText, RecoveryFailure, untilAborted, type Done, type Run } from './run.js';
 import { loadRecoveryStrategies, loadTimeLimits, planRecovery } from './strategies.js';
 import {
   RECOVERY_TYPES,
   type ActiveRecovery,
   type RecoveryActionName,
   type RecoveryActions,
-  type RecoveryCall,
+  type RecoveryAttempt,
   type RecoveryContext,
   type RecoveryCounts,
   type RecoveryMetrics,
@@ -22,20 +23,25 @@ import {
   type RecoveryType,
 } from './types.js';
 
-export interface RecoveryOrchestratorOptions {
+export interface RecoveryOrchestratorOptions<C = unknown> {
   /** The real actions; the pool implements them. */
-  actions: RecoveryActions;
+  actions: RecoveryActions<C>;
   clock?: Clock;
   /** Per category and severity overrides of `DEFAULT_RECOVERY_STRATEGIES`. */
   strategies?: RecoveryTableOverrides;
   /** Per severity overrides of `DEFAULT_TIME_LIMITS` (ms). */
   timeLimits?: Partial<RecoveryTimeLimits>;
-  /** Timeout of the failed call when the context does not say (default 30_000, the pool's requestTimeoutMs default). */
+  /** Timeout of the failed call when the context does not say (default: the pool's requestTimeoutMs default). */
   baseTimeoutMs?: number;
   /** Circuit opened by `circuit_break` when the context names none (default 'pool'). */
   circuitName?: string;
   /** The pool the orchestrator works for, carried by `recovery:complete` (pools set it). */
   poolId?: number;
+  /**
+   * Told of every failed re-send of retry_with_backoff, and whether the recovery will try again:
+   * the pool reports each failed attempt once, saying what it does next.
+   */
+  onResendFailed?: (err: unknown, willRetry: boolean, attempt: RecoveryAttempt<C>) => void;
 }
 
 /** Delays between retry_with_backoff attempts, from the policy's schedules (seed `@retry_delays`). */
@@ -62,34 +68,6 @@ export function nextRecoveryId(): string {
   return `recovery_${sequence}_${Date.now()}`;
 }
 
-/** How a recovery's action ended when it did not fail. */
-interface Done {
-  outcome: 'recovered' | 'mitigated';
-  reason: string;
-  value?: unknown;
-}
-
-/** A recovery that failed, with the sentence that says why. */
-class RecoveryFailure extends Error {
-  constructor(
-    readonly reason: string,
-    readonly error?: unknown,
-  ) {
-    super(reason);
-  }
-}
-
-/** Mutable per-recovery state shared between `handle` and the running action. */
-interface Run {
-  id: string;
-  plan: RecoveryPlan;
-  err: PoolError;
-  ctx: RecoveryContext;
-  signal: AbortSignal;
-  deadline: number;
-  attempts: number;
-}
-
 /**
  * The seed's `ErrorRecoveryOrchestrator`, with real actions: for each error it picks a
  * recovery from the strategy table (category x severity), runs the pool's action for it under
@@ -97,21 +75,22 @@ interface Run {
  * succeeded; abandon, a failed or timed-out action, and an abort are failures with a reason.
  * `handle` never rejects.
  */
-export class RecoveryOrchestrator {
-  private readonly actions: RecoveryActions;
+export class RecoveryOrchestrator<C = unknown> {
+  private readonly actions: RecoveryActions<C>;
   private readonly clock: Clock;
   private readonly table: Readonly<RecoveryTable>;
   private readonly limits: Readonly<RecoveryTimeLimits>;
   private readonly baseTimeoutMs: number;
   private readonly circuitName: string;
   private readonly poolId: number | undefined;
+  private readonly onResendFailed: RecoveryOrchestratorOptions<C>['onResendFailed'];
   private readonly active = new Map<string, { info: ActiveRecovery; controller: AbortController }>();
   private readonly counts: RecoveryCounts = { initiated: 0, succeeded: 0, failed: 0 };
   private timedOut = 0;
   private readonly byStrategy: Record<RecoveryType, RecoveryCounts>;
 
-  constructor(options: RecoveryOrchestratorOptions) {
-    const a = options?.actions as Partial<RecoveryActions> | undefined;
+  constructor(options: RecoveryOrchestratorOptions<C>) {
+    const a = options?.actions as Partial<RecoveryActions<C>> | undefined;
     for (const m of ['replaceWorker', 'recycleWorker', 'retryWithLargerTimeout', 'openCircuit', 'failover'] as const) {
       if (typeof a?.[m] !== 'function') {
         throw new PoolError({ code: 'PYFLEET_INVALID_OPTIONS', message: `Invalid options: recovery actions.${m} must be a function.` });
@@ -124,9 +103,10 @@ export class RecoveryOrchestrator {
     this.clock = options.clock ?? realClock;
     this.table = loadRecoveryStrategies(options.strategies);
     this.limits = loadTimeLimits(options.timeLimits);
-    this.baseTimeoutMs = options.baseTimeoutMs ?? 30_000;
+    this.baseTimeoutMs = options.baseTimeoutMs ?? DEFAULTS.requestTimeoutMs;
     this.circuitName = options.circuitName ?? 'pool';
     this.poolId = options.poolId;
+    this.onResendFailed = options.onResendFailed;
     this.byStrategy = Object.fromEntries(RECOVERY_TYPES.map((t) => [t, { initiated: 0, succeeded: 0, failed: 0 }])) as Record<
       RecoveryType,
       RecoveryCounts
@@ -139,7 +119,7 @@ export class RecoveryOrchestrator {
   }
 
   /** The recovery `handle` would run for this error and context (nothing is run). */
-  plan(err: PoolError, ctx: RecoveryContext = {}): RecoveryPlan {
+  plan(err: PoolError, ctx: RecoveryContext<C> = {}): RecoveryPlan {
     return planRecovery(this.table, this.limits, err, ctx);
   }
 
@@ -165,8 +145,7 @@ export class RecoveryOrchestrator {
    * error (command, session, worker). Resolves with the result once the action finished,
    * failed, or ran out of time; never rejects.
    */
-  async handle(err: PoolError, ctx: RecoveryContext = {}): Promise<RecoveryResult> {
-    if (!(err instanceof PoolError)) err = wrapError(err, { workerId: ctx.workerId, sessionId: ctx.sessionId, command: ctx.command });
+  async handle(err: PoolError, ctx: RecoveryContext<C> = {}): Promise<RecoveryResult> {
     const id = nextRecoveryId();
     const plan = this.plan(err, ctx);
     const clock = this.clock;
@@ -183,16 +162,16 @@ export class RecoveryOrchestrator {
     this.byStrategy[plan.type].initiated += 1;
 
     // The time limit and the caller's signal both abort the run; the action sees the same signal.
-    let didTimeOut = false;
-    const timer = clock.setTimeout(() => {
-      didTimeOut = true;
-      controller.abort(
-        new RecoveryFailure(
-          `Recovery ${plan.type} for ${plan.category} did not finish within ${plan.maxRecoveryTimeMs} ms ` +
-            `(the time limit for ${plan.severity} errors${ctx.userFacing === true ? ', halved because a caller is waiting' : ''}).`,
-        ),
-      );
-    }, plan.maxRecoveryTimeMs);
+    // retry_with_backoff is the exception: its limit bounds when a re-send may start, never a
+    // re-send in flight, whose own timeout (larger than the one that expired) must be allowed to run.
+    const run: Run<C> = { id, plan, err, ctx, signal: controller.signal, deadline, attempts: 0, timedOut: false };
+    const timer =
+      plan.type === 'retry_with_backoff'
+        ? undefined
+        : clock.setTimeout(() => {
+            run.timedOut = true;
+            controller.abort(new RecoveryFailure(`Recovery ${plan.type} for ${plan.category} did not finish within ${limitText(plan, ctx)}.`));
+          }, plan.maxRecoveryTimeMs);
     const outer = ctx.signal;
     const onOuterAbort = () => controller.abort(new RecoveryFailure(`Recovery aborted by the caller's signal${reasonText(outer?.reason)}.`));
     if (outer !== undefined) {
@@ -200,7 +179,6 @@ export class RecoveryOrchestrator {
       else outer.addEventListener('abort', onOuterAbort, { once: true });
     }
 
-    const run: Run = { id, plan, err, ctx, signal: controller.signal, deadline, attempts: 0 };
     let done: Done | undefined;
     let failure: RecoveryFailure | undefined;
     try {
@@ -208,7 +186,7 @@ export class RecoveryOrchestrator {
     } catch (e) {
       failure = e instanceof RecoveryFailure ? e : new RecoveryFailure(`Recovery ${plan.type} failed: ${errorText(e)}`, e);
     } finally {
-      clock.clearTimeout(timer);
+      if (timer !== undefined) clock.clearTimeout(timer);
       outer?.removeEventListener('abort', onOuterAbort);
       this.active.delete(id);
     }
@@ -221,7 +199,7 @@ export class RecoveryOrchestrator {
     } else {
       this.counts.failed += 1;
       this.byStrategy[plan.type].failed += 1;
-      if (didTimeOut) this.timedOut += 1;
+      if (run.timedOut) this.timedOut += 1;
     }
     const action = ACTION_OF[plan.type];
     const event = { id, category: plan.category, strategy: plan.type, result: ok ? ('ok' as const) : ('error' as const), durationMs, action };
@@ -238,7 +216,7 @@ export class RecoveryOrchestrator {
       reason: done?.reason ?? failure!.reason,
       durationMs,
       attempts: run.attempts,
-      timedOut: !ok && didTimeOut,
+      timedOut: !ok && run.timedOut,
       plan,
     };
     if (done !== undefined && done.outcome === 'recovered') result.value = done.value;
@@ -247,7 +225,7 @@ export class RecoveryOrchestrator {
   }
 
   /** Runs the plan's action. Resolves when it succeeded, rejects with a RecoveryFailure when not. */
-  private async execute(run: Run): Promise<Done> {
+  private async execute(run: Run<C>): Promise<Done> {
     const { plan, err, ctx } = run;
     const why = `${plan.category} (${plan.severity}): ${err.message}`;
     switch (plan.type) {
@@ -285,7 +263,7 @@ export class RecoveryOrchestrator {
       case 'failover': {
         run.attempts += 1;
         try {
-          const value = await this.actions.failover(this.call(run, 1, ctx.timeoutMs ?? this.baseTimeoutMs));
+          const value = await this.actions.failover(this.attempt(run, 1, ctx.timeoutMs ?? this.baseTimeoutMs));
           return { outcome: 'recovered', reason: 'The call succeeded on the fallback.', value };
         } catch (e) {
           if (e instanceof RecoveryFailure) throw e;
@@ -301,23 +279,37 @@ export class RecoveryOrchestrator {
     }
   }
 
-  /** retry_with_backoff: up to maxAttempts re-sends, each with a larger timeout, with the backoff schedule between them. */
-  private async retryWithBackoff(run: Run): Promise<Done> {
+  /**
+   * retry_with_backoff: up to maxAttempts re-sends, each with the expired timeout times
+   * `timeoutFactor` per attempt (x2, x4, ...: never smaller than the one that expired), with the
+   * backoff schedule between them. No re-send starts after the recovery's time limit.
+   */
+  private async retryWithBackoff(run: Run<C>): Promise<Done> {
     const { plan, ctx, signal } = run;
     const base = ctx.timeoutMs ?? this.baseTimeoutMs;
     const delays = BACKOFF_DELAYS[plan.backoff];
     let last: unknown;
     for (let attempt = 1; attempt <= plan.maxAttempts; attempt++) {
-      if (attempt > 1) await this.sleep(delayAt(delays, attempt - 1), signal);
+      if (attempt > 1) {
+        const delay = delayAt(delays, attempt - 1);
+        if (this.clock.now() + delay > run.deadline) {
+          run.timedOut = true;
+          throw new RecoveryFailure(`Recovery retry_with_backoff stopped after ${attempt - 1} re-send(s): the next one would start after ${limitText(plan, ctx)}; the last error: ${errorText(last)}`, last);
+        }
+        await this.sleep(delay, signal);
+      }
       if (signal.aborted) throw signal.reason;
       run.attempts += 1;
+      const resend = this.attempt(run, attempt, base * plan.timeoutFactor ** attempt);
       try {
-        const value = await this.actions.retryWithLargerTimeout(this.call(run, attempt, base * plan.timeoutFactor ** attempt));
+        const value = await this.actions.retryWithLargerTimeout(resend);
         return { outcome: 'recovered', reason: `The call succeeded when retried (attempt ${attempt} of ${plan.maxAttempts}).`, value };
       } catch (e) {
         if (e instanceof RecoveryFailure) throw e;
         last = e;
-        if (e instanceof PoolError && !e.retryable) {
+        const fixable = !(e instanceof PoolError && !e.retryable) && !signal.aborted;
+        this.onResendFailed?.(e, fixable && attempt < plan.maxAttempts, resend);
+        if (!fixable) {
           throw new RecoveryFailure(`Retry ${attempt} of ${plan.maxAttempts} failed with an error that retrying cannot fix: ${errorText(e)}`, e);
         }
       }
@@ -325,24 +317,23 @@ export class RecoveryOrchestrator {
     throw new RecoveryFailure(`All ${plan.maxAttempts} retries with a larger timeout failed; the last error: ${errorText(last)}`, last);
   }
 
-  /** The call to re-send; its timeout never runs past the recovery's deadline. */
-  private call(run: Run, attempt: number, timeoutMs: number): RecoveryCall {
+  /** One re-send (or the fallback's call) as the action receives it. */
+  private attempt(run: Run<C>, attempt: number, timeoutMs: number): RecoveryAttempt<C> {
     const { ctx, err } = run;
     const command = ctx.command ?? err.command;
     if (command === null || command === undefined) {
       throw new RecoveryFailure(`Cannot ${run.plan.type === 'failover' ? 'fail over' : 'retry'}: the context does not say which command to send.`);
     }
-    const remaining = run.deadline - this.clock.now();
     return {
       recoveryId: run.id,
+      call: ctx.call,
       command,
       args: ctx.args,
       sessionId: ctx.sessionId ?? err.sessionId,
       workerId: ctx.workerId ?? err.workerId,
-      timeoutMs: Math.max(1, Math.round(Math.min(timeoutMs, remaining))),
+      timeoutMs: Math.max(1, Math.round(timeoutMs)),
       idempotent: ctx.idempotent === true,
       attempt,
-      circuitBreaker: run.plan.circuitBreaker,
       signal: run.signal,
       error: err,
     };
@@ -363,53 +354,4 @@ export class RecoveryOrchestrator {
       signal.addEventListener('abort', onAbort, { once: true });
     });
   }
-}
-
-function abandonReason(run: Run): string {
-  const { plan, err, ctx } = run;
-  if (plan.insteadOf !== undefined) {
-    const what = plan.insteadOf === 'failover' ? 'sent to the fallback' : 're-sent';
-    const who = err.workerId !== null ? `worker ${err.workerId}` : 'a worker';
-    return (
-      `Recovery abandoned: call ${JSON.stringify(ctx.command ?? err.command ?? '?')} was not ${what} because ${who} already took it ` +
-      `and it is not idempotent, so it may have run; declare the command idempotent if running it twice is safe.`
-    );
-  }
-  if (plan.category === 'session_error') {
-    return 'Recovery abandoned: the session\'s state is gone and nothing on the pool can bring it back; open the session again.';
-  }
-  return `Recovery abandoned: the strategy for ${plan.category} at severity ${plan.severity} is abandon; no automatic action is safe.`;
-}
-
-/** Settles like `p`, or rejects with the signal's reason as soon as it aborts. No listener is left behind. */
-function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    p.catch(() => {});
-    return Promise.reject(signal.reason);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}
-
-function errorText(e: unknown): string {
-  if (e instanceof Error) return e.message || e.name;
-  return String(e);
-}
-
-function reasonText(r: unknown): string {
-  if (r === undefined) return '';
-  if (r instanceof Error) return `: ${r.message}`;
-  return `: ${String(r)}`;
 }

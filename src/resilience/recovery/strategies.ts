@@ -1,4 +1,5 @@
 import { BACKOFFS, ERROR_CATEGORIES, SEVERITIES, isErrorCategory, type ErrorCategory, type Severity } from '../../errors/categories.js';
+import { DEFAULTS } from '../../defaults.js';
 import { PoolError } from '../../errors/pool-error.js';
 import {
   RECOVERY_TYPES,
@@ -11,8 +12,8 @@ import {
   type RecoveryTimeLimits,
 } from './types.js';
 
-const retry = (maxAttempts: number, backoff: RecoveryEntry['backoff'], ifNotIdempotent: RecoveryEntry['type']): RecoveryEntry =>
-  Object.freeze({ type: 'retry_with_backoff', maxAttempts, backoff, timeoutFactor: 2, ifNotIdempotent });
+const retry = (maxAttempts: number, backoff: RecoveryEntry['backoff']): RecoveryEntry =>
+  Object.freeze({ type: 'retry_with_backoff', maxAttempts, backoff, timeoutFactor: DEFAULTS.recoveryTimeoutFactor, ifNotIdempotent: 'abandon' });
 const only = (type: RecoveryEntry['type'], ifNotIdempotent?: RecoveryEntry['type']): RecoveryEntry =>
   Object.freeze(ifNotIdempotent === undefined ? { type } : { type, ifNotIdempotent });
 
@@ -42,9 +43,9 @@ export const DEFAULT_RECOVERY_STRATEGIES: Readonly<RecoveryTable> = Object.freez
     critical: only('circuit_break'), // every worker talks garbage: something systemic, stop sending
   }),
   timeout_error: Object.freeze({
-    warning: retry(3, 'linear', 'replace_worker'), // seed minor: 3 attempts, linear; each with a larger timeout
-    minor: retry(3, 'linear', 'replace_worker'), //   when the call may be re-sent, else the hung worker is replaced
-    major: retry(2, 'exponential', 'replace_worker'), // seed major (base severity): 2 attempts, exponential; not idempotent -> replace the hung worker
+    warning: retry(3, 'linear'), // seed minor: 3 attempts, linear; each with a larger timeout when the call may be
+    minor: retry(3, 'linear'), //   re-sent. Not idempotent: nothing to do here; the worker that holds the call was
+    major: retry(2, 'exponential'), //   sent a cancel, and is replaced by itself only if it does not acknowledge it (seed major: 2, exponential)
     critical: only('abandon'), // seed: timeouts past attempt 3 or on every worker: more waiting will not help
   }),
   resource_error: Object.freeze({
@@ -77,14 +78,6 @@ export const DEFAULT_RECOVERY_STRATEGIES: Readonly<RecoveryTable> = Object.freez
     major: only('abandon'),
     critical: only('abandon'),
   }),
-});
-
-/** The seed's `calculate_max_recovery_time` base times (its `_ -> 10_000` is warning). */
-export const DEFAULT_TIME_LIMITS: Readonly<RecoveryTimeLimits> = Object.freeze({
-  critical: 5_000,
-  major: 30_000,
-  minor: 60_000,
-  warning: 10_000,
 });
 
 const ENTRY_KEYS = ['type', 'maxAttempts', 'backoff', 'timeoutFactor', 'ifNotIdempotent'] as const;
@@ -148,7 +141,7 @@ export function loadRecoveryStrategies(overrides?: RecoveryTableOverrides | null
 
 /** Default time limits with overrides merged in; each must be a positive finite number of ms. */
 export function loadTimeLimits(overrides?: Partial<RecoveryTimeLimits> | null): Readonly<RecoveryTimeLimits> {
-  const out: RecoveryTimeLimits = { ...DEFAULT_TIME_LIMITS };
+  const out: RecoveryTimeLimits = { ...DEFAULTS.recoveryTimeLimits };
   if (overrides !== undefined && overrides !== null) {
     if (!isObject(overrides)) invalid(`timeLimits must be an object keyed by severity, got ${show(overrides)}`);
     for (const [s, v] of Object.entries(overrides)) {
@@ -163,7 +156,7 @@ export function loadTimeLimits(overrides?: Partial<RecoveryTimeLimits> | null): 
 
 /** Seed `calculate_max_recovery_time`: the severity's limit, halved when a caller is waiting. */
 export function maxRecoveryTime(limits: Readonly<RecoveryTimeLimits>, severity: Severity, userFacing: boolean | undefined): number {
-  const base = limits[severity] ?? DEFAULT_TIME_LIMITS.warning;
+  const base = limits[severity] ?? DEFAULTS.recoveryTimeLimits.warning;
   return userFacing === true ? base / 2 : base;
 }
 
@@ -175,8 +168,8 @@ export function resendForbidden(err: PoolError, ctx: RecoveryContext): boolean {
 /**
  * Seed `determine_recovery_strategy` + `enhance_strategy`: the table's cell for the error's
  * category and severity; a re-sending type swapped for its `ifNotIdempotent` when the call
- * may not be re-sent; the circuit-breaker flag (critical or all workers affected); the time
- * limit. (The seed's `fallback_adapter` is the pool's configured fallback, reached through
+ * may not be re-sent; the time limit. (The seed's circuit-breaker flag has no use here: every
+ * re-send is an attempt of the pool, and every attempt passes the pool's circuits.) (The seed's `fallback_adapter` is the pool's configured fallback, reached through
  * `actions.failover`.)
  */
 export function planRecovery(
@@ -198,8 +191,7 @@ export function planRecovery(
     type,
     maxAttempts: entry.maxAttempts ?? 1,
     backoff: entry.backoff ?? 'none',
-    timeoutFactor: entry.timeoutFactor ?? 2,
-    circuitBreaker: severity === 'critical' || ctx.affectingAllWorkers === true,
+    timeoutFactor: entry.timeoutFactor ?? DEFAULTS.recoveryTimeoutFactor,
     maxRecoveryTimeMs: maxRecoveryTime(limits, severity, ctx.userFacing),
     category,
     severity,

@@ -48,8 +48,6 @@ export interface RecoveryPlan {
   maxAttempts: number;
   backoff: MatrixBackoff;
   timeoutFactor: number;
-  /** Seed `should_use_circuit_breaker?`: critical, or all workers affected. Re-sent calls should go through the breaker. */
-  circuitBreaker: boolean;
   /** Seed `calculate_max_recovery_time`. */
   maxRecoveryTimeMs: number;
   category: ErrorCategory;
@@ -57,7 +55,9 @@ export interface RecoveryPlan {
 }
 
 /** What the pool knows about the failed call. Missing fields are taken from the error. */
-export interface RecoveryContext {
+export interface RecoveryContext<C = unknown> {
+  /** The pool's own handle on the call, handed back to the actions (a re-send is another attempt of the same call). */
+  call?: C;
   command?: string | null;
   args?: unknown;
   sessionId?: string | null;
@@ -75,9 +75,11 @@ export interface RecoveryContext {
   signal?: AbortSignal;
 }
 
-/** The call as given to `retryWithLargerTimeout` and `failover`. */
-export interface RecoveryCall {
+/** One re-send of the call (or its run on the fallback), as given to `retryWithLargerTimeout` and `failover`. */
+export interface RecoveryAttempt<C = unknown> {
   recoveryId: string;
+  /** `RecoveryContext.call`, unchanged. */
+  call: C | undefined;
   command: string;
   args: unknown;
   sessionId: string | null;
@@ -88,8 +90,6 @@ export interface RecoveryCall {
   idempotent: boolean;
   /** 1-based attempt within this recovery. */
   attempt: number;
-  /** Route the call through the circuit breaker (plan.circuitBreaker). */
-  circuitBreaker: boolean;
   /** Aborted when the recovery's time limit expires or the context's signal aborts: stop the work. */
   signal: AbortSignal;
   /** The error being recovered from. */
@@ -100,17 +100,17 @@ export interface RecoveryCall {
  * The real recovery actions, implemented by the pool. Each resolves only when the action is
  * done and rejects when it failed; the orchestrator reports exactly that.
  */
-export interface RecoveryActions {
-  /** Kill worker `workerId` (if still alive) and start a new one in its place. */
+export interface RecoveryActions<C = unknown> {
+  /** Kill worker `workerId`, which is alive, and start a new one in its place; rejects when it is already gone (the supervisor replaces dead workers). */
   replaceWorker(workerId: number, reason: string): Promise<void>;
   /** Let worker `workerId` finish its work, then restart it (frees its memory). */
   recycleWorker(workerId: number, reason: string): Promise<void>;
   /** Run the call again with `call.timeoutMs`; resolve with its result. */
-  retryWithLargerTimeout(call: RecoveryCall): Promise<unknown>;
+  retryWithLargerTimeout(attempt: RecoveryAttempt<C>): Promise<unknown>;
   /** Open circuit `name` now. Throws if it cannot. */
   openCircuit(name: string, reason: string): void;
   /** Run the call on the configured fallback; resolve with its result, reject if there is none or it failed. */
-  failover(call: RecoveryCall): Promise<unknown>;
+  failover(attempt: RecoveryAttempt<C>): Promise<unknown>;
 }
 
 /** The action method a recovery ran (`none` for abandon, or when it could not start). */

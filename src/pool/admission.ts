@@ -1,0 +1,124 @@
+import { PoolError } from '../errors/pool-error.js';
+import type { CommandInfo } from '../protocol/messages.js';
+import { Call } from './call.js';
+import { abortedError, badCall, closedError, quarantinedError, sessionLostError } from './errors.js';
+import type { ResolvedOptions } from './options.js';
+import { PoisonTracker } from './poison.js';
+import type { SessionTable } from './sessions.js';
+
+export interface ExecuteOptions {
+  /** Run on the worker that holds this session's state. */
+  sessionId?: string;
+  /** Time for one attempt (default: the pool's requestTimeoutMs). */
+  timeoutMs?: number;
+  /** Cancels the call: a queued call leaves the queue, a running one is cancelled in the worker. */
+  signal?: AbortSignal;
+  /** May the call be sent again after a worker took it (default: what the command declared in Python)? */
+  idempotent?: boolean;
+  /** Resolve with `{ value, via, attempts, workerId, durationMs }` instead of the value. */
+  detailed?: boolean;
+}
+
+export interface AdmissionDeps {
+  options: ResolvedOptions;
+  sessions: SessionTable;
+  poison: PoisonTracker;
+  commands(): Readonly<Record<string, CommandInfo>>;
+  closing(): boolean;
+  /** A call was refused because it is quarantined. */
+  refusedAsPoison(): void;
+}
+
+/**
+ * Checks a call at the call site and makes it a `Call`, or throws a PoolError for bad input
+ * without touching a worker: a closed pool, an unknown command, bad options, arguments that
+ * cannot be sent, arguments over `maxFrameBytes`, a quarantined call, a lost session.
+ */
+export class Admission {
+  private seq = 0;
+
+  constructor(private readonly deps: AdmissionDeps) {}
+
+  admit(command: string, args: unknown, options: ExecuteOptions): Call {
+    const d = this.deps;
+    if (d.closing()) throw closedError(null, command);
+    if (typeof command !== 'string' || command === '') throw badCall(`command must be a non-empty string, got ${typeof command}`);
+    if (typeof options !== 'object' || options === null) throw badCall('options must be an object');
+    const info = d.commands()[command];
+    if (info === undefined) {
+      throw new PoolError({
+        code: 'PYFLEET_UNKNOWN_COMMAND',
+        command,
+        message: `No command named ${JSON.stringify(command)} in ${d.options.module}; registered: ${Object.keys(d.commands()).join(', ') || 'none'}. Decorate the handler with @command.`,
+      });
+    }
+    const timeoutMs = options.timeoutMs ?? d.options.requestTimeoutMs;
+    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !Number.isFinite(timeoutMs)) throw badCall(`timeoutMs must be a number of ms > 0, got ${String(timeoutMs)}`, command);
+    if (options.idempotent !== undefined && typeof options.idempotent !== 'boolean') throw badCall('idempotent must be a boolean', command);
+    const sessionId = options.sessionId;
+    if (sessionId !== undefined && (typeof sessionId !== 'string' || sessionId === '')) throw badCall('sessionId must be a non-empty string', command);
+    const argsJson = serializeArgs(args, command);
+    this.checkSize(argsJson, command);
+    if (d.poison.active) {
+      const left = d.poison.quarantinedFor(PoisonTracker.key(command, argsJson));
+      if (left > 0) {
+        d.refusedAsPoison();
+        throw quarantinedError(command, d.options.poison.maxDeaths, left);
+      }
+    }
+    let session = null;
+    if (sessionId !== undefined) {
+      session = d.sessions.open(sessionId, performance.now());
+      if (session.lost !== null) throw sessionLostError(session, command);
+    }
+    const call = new Call({
+      id: ++this.seq,
+      command,
+      info,
+      args,
+      argsJson,
+      session,
+      idempotent: options.idempotent ?? info.idempotent,
+      timeoutMs,
+      signal: options.signal,
+      detailed: options.detailed === true,
+    });
+    // Checked last: an aborted signal refuses the call like any bad input, with its own code.
+    if (options.signal?.aborted) throw abortedError(call, options.signal);
+    if (session !== null) d.sessions.enqueue(session, call);
+    return call;
+  }
+
+  private checkSize(argsJson: string, command: string): void {
+    const max = this.deps.options.maxFrameBytes;
+    // A UTF-8 byte takes at most 3 bytes per UTF-16 unit: most calls skip the exact count.
+    if (argsJson.length * 3 + 256 <= max) return;
+    const bytes = Buffer.byteLength(argsJson) + 256 + command.length;
+    if (bytes > max) {
+      throw new PoolError({
+        code: 'PYFLEET_FRAME_TOO_LARGE',
+        command,
+        message: `The arguments of ${command} take ${bytes} bytes, over maxFrameBytes (${max}). Pass a path or a reference instead, or raise maxFrameBytes.`,
+      });
+    }
+  }
+}
+
+/** Serializes call arguments once, at the call site: bad input is the caller's error, not a worker's. */
+function serializeArgs(args: unknown, command: string): string {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(args === undefined ? null : args);
+  } catch (e) {
+    throw new PoolError({
+      code: 'PYFLEET_INVALID_ARGS',
+      command,
+      cause: e,
+      message: `The arguments of ${command} cannot be sent as JSON: ${(e as Error).message}. Convert BigInt to string or number and remove circular references.`,
+    });
+  }
+  if (json === undefined) {
+    throw new PoolError({ code: 'PYFLEET_INVALID_ARGS', command, message: `The arguments of ${command} (${typeof args}) cannot be sent as JSON. Pass an object, array, string, number, boolean or null.` });
+  }
+  return json;
+}

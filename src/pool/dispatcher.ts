@@ -1,0 +1,222 @@
+import type { PoolError } from '../errors/pool-error.js';
+import { encodeFrame, FrameError } from '../protocol/frame.js';
+import { PoolError as PoolErrorClass } from '../errors/pool-error.js';
+import type { CircuitBreaker } from '../resilience/circuit-breaker.js';
+import type { Worker } from '../worker/worker.js';
+import { Attempt, type AttemptFailed, type AttemptOk, type AttemptOwner, type Call } from './call.js';
+import type { ChaosMonkey } from './chaos.js';
+import { abortedError, queueFullError, queueTimeoutError } from './errors.js';
+import type { ResolvedOptions } from './options.js';
+import { WaitQueue } from './queue.js';
+import type { SessionEntry, SessionTable } from './sessions.js';
+
+/** What the dispatcher needs from the rest of the pool. */
+export interface DispatcherDeps {
+  options: ResolvedOptions;
+  sessions: SessionTable;
+  /** The live workers, in start order. */
+  workers(): readonly Worker[];
+  worker(id: number): Worker | undefined;
+  poolOperations: CircuitBreaker;
+  commandCircuit(command: string): CircuitBreaker;
+  chaos: ChaosMonkey | null;
+  /** Calls are waiting: start another worker if the pool may grow. */
+  grow(): void;
+  /** A worker has nothing in flight any more (the supervisor recycles it if it served enough). */
+  idle(w: Worker): void;
+}
+
+export interface AttemptOptions {
+  timeoutMs: number;
+  /** Prefer a worker other than this one. */
+  avoid: number | null;
+}
+
+/**
+ * Puts attempts on workers: through the circuits (`pool_operations`, then the command's own),
+ * onto the least loaded worker that can take it now (the session's own worker for a session
+ * call, and only when it is that call's turn in its session), or into the wait queue until one
+ * can. It settles nothing itself except refusals (open circuit, full queue, queue timeout,
+ * abort): the worker settles what it was given.
+ */
+export class Dispatcher {
+  readonly queue = new WaitQueue<Attempt>();
+  private seq = 0;
+  private readonly owner: AttemptOwner;
+
+  constructor(private readonly deps: DispatcherDeps) {
+    this.owner = {
+      attemptSucceeded: (a, value) => {
+        deps.commandCircuit(a.command).leaveOk(a.commandTicket);
+        deps.poolOperations.leaveOk(a.poolTicket);
+        a.onOk(value, a);
+      },
+      attemptFailed: (a, err) => {
+        deps.commandCircuit(a.command).leaveFailed(a.commandTicket, err);
+        deps.poolOperations.leaveFailed(a.poolTicket, err);
+        a.onFailed(err, a);
+      },
+    };
+  }
+
+  /** Places one attempt of `call`. Reports to `onOk` or `onFailed` exactly once, after the circuits counted it. */
+  attempt(call: Call, o: AttemptOptions, onOk: AttemptOk, onFailed: AttemptFailed): void {
+    const number = ++call.attempts;
+    const commandCircuit = this.deps.commandCircuit(call.command);
+    let poolTicket: number;
+    let commandTicket: number;
+    try {
+      poolTicket = this.deps.poolOperations.enter();
+    } catch (e) {
+      return this.refused(call, number, e as PoolError, onFailed);
+    }
+    try {
+      commandTicket = commandCircuit.enter();
+    } catch (e) {
+      this.deps.poolOperations.leaveFailed(poolTicket, e);
+      return this.refused(call, number, e as PoolError, onFailed);
+    }
+    const id = ++this.seq;
+    const fault = this.deps.chaos?.forCall();
+    let a: Attempt;
+    try {
+      a = new Attempt(call, id, number, this.frame(call, id, number, o.timeoutMs, fault), o.timeoutMs, o.avoid, poolTicket, commandTicket, fault?.kind ?? null, this.owner, onOk, onFailed);
+    } catch (e) {
+      commandCircuit.leaveFailed(commandTicket, e);
+      this.deps.poolOperations.leaveFailed(poolTicket, e);
+      return this.refused(call, number, e as PoolError, onFailed);
+    }
+    const signal = call.signal;
+    if (signal?.aborted) return a.reject(abortedError(call, signal));
+    const w = this.turn(call) ? this.pick(call, o.avoid) : null;
+    if (w !== null) this.sendTo(w, a);
+    else this.enqueue(a);
+    if (signal !== undefined && !a.settled) {
+      a.onAbort = () => {
+        const err = abortedError(call, signal);
+        if (a.worker === null) {
+          this.queue.remove(a);
+          a.reject(err);
+        } else {
+          err.taken = true;
+          a.worker.abandon(a.id, err);
+        }
+      };
+      signal.addEventListener('abort', a.onAbort, { once: true });
+    }
+  }
+
+  /** A worker can take work: hand it queued attempts, oldest first. */
+  onAvailable(w: Worker): void {
+    if (this.queue.length > 0) {
+      const depth = this.deps.options.pipelineDepth;
+      this.queue.takeWhile(
+        (a) => {
+          const bound = a.call.session?.workerId ?? null;
+          if ((bound !== null && bound !== w.id) || !this.turn(a.call) || !w.canTake(a.idempotent, depth)) return false;
+          this.sendTo(w, a);
+          return true;
+        },
+        () => !w.canTake(true, depth),
+      );
+    }
+    if (w.load === 0) this.deps.idle(w);
+  }
+
+  /** A session's first call changed: if it waits in the queue, send it now when a worker can take it. */
+  sessionAdvanced(e: SessionEntry): void {
+    if (this.queue.length === 0) return;
+    const head = e.ops[0];
+    let done = false;
+    this.queue.takeWhile(
+      (a) => {
+        if (a.call !== head) return false;
+        done = true;
+        const w = this.pick(a.call, a.avoid);
+        if (w === null) return false;
+        this.sendTo(w, a);
+        return true;
+      },
+      () => done,
+    );
+  }
+
+  /** Rejects the queued attempts `pred` selects with the error `errorFor` makes. */
+  rejectQueued(pred: (a: Attempt) => boolean, errorFor: (a: Attempt) => PoolError): void {
+    for (const a of this.queue.drain(pred)) a.reject(errorFor(a));
+  }
+
+  /** A worker that could take an ordinary call now, other than `except`. */
+  hasFreeWorker(except: number | null): boolean {
+    for (const w of this.deps.workers()) if (w.id !== except && w.canTake(true, 1)) return true;
+    return false;
+  }
+
+  private turn(call: Call): boolean {
+    return call.session === null || this.deps.sessions.isTurn(call.session, call);
+  }
+
+  private pick(call: Call, avoid: number | null): Worker | null {
+    const depth = this.deps.options.pipelineDepth;
+    const bound = call.session?.workerId ?? null;
+    if (bound !== null) {
+      const w = this.deps.worker(bound);
+      return w !== undefined && w.canTake(call.idempotent, depth) ? w : null;
+    }
+    let best: Worker | null = null;
+    let avoided: Worker | null = null;
+    for (const w of this.deps.workers()) {
+      if (!w.canTake(call.idempotent, depth)) continue;
+      if (w.id === avoid) {
+        avoided = w;
+        continue;
+      }
+      if (best === null || w.load < best.load) {
+        best = w;
+        if (w.load === 0) break;
+      }
+    }
+    return best ?? avoided;
+  }
+
+  private sendTo(w: Worker, a: Attempt): void {
+    a.worker = w;
+    const s = a.call.session;
+    if (s !== null && s.workerId === null) this.deps.sessions.bind(s, w.id);
+    w.send(a);
+  }
+
+  private enqueue(a: Attempt): void {
+    const { maxQueue, queueTimeoutMs } = this.deps.options;
+    if (this.queue.length >= maxQueue) return a.reject(queueFullError(a.call, this.queue.length, maxQueue));
+    this.queue.push(a);
+    a.queueTimer = setTimeout(() => {
+      this.queue.remove(a);
+      a.reject(queueTimeoutError(a.call, queueTimeoutMs, this.deps.workers().length === 0, !this.turn(a.call)));
+    }, queueTimeoutMs);
+    this.deps.grow();
+  }
+
+  /** An attempt refused before it had a frame (open circuit, arguments over the limit). */
+  private refused(call: Call, number: number, err: PoolError, onFailed: AttemptFailed): void {
+    err.attempt = number;
+    err.command ??= call.command;
+    err.callId ??= call.id;
+    err.sessionId ??= call.session?.id ?? null;
+    onFailed(err, null);
+  }
+
+  private frame(call: Call, id: number, number: number, timeoutMs: number, fault: object | undefined): Buffer {
+    let json = `{"t":"call","id":${id},"cid":${call.id},"at":${number},"cmd":${JSON.stringify(call.command)},"a":${call.argsJson},"dl":${Date.now() + timeoutMs}`;
+    if (call.session !== null) json += `,"sid":${JSON.stringify(call.session.id)}`;
+    if (fault !== undefined) json += `,"x":${JSON.stringify(fault)}`;
+    try {
+      return encodeFrame(`${json}}`, this.deps.options.maxFrameBytes);
+    } catch (e) {
+      if (e instanceof FrameError) {
+        throw new PoolErrorClass({ code: 'PYFLEET_FRAME_TOO_LARGE', command: call.command, message: `The call to ${call.command} is over maxFrameBytes (${this.deps.options.maxFrameBytes}). Pass smaller arguments or raise maxFrameBytes.` });
+      }
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,63 @@
+import { PoolError } from '../errors/pool-error.js';
+import type { ErrMessage } from '../protocol/messages.js';
+import type { Attempt } from './attempt.js';
+
+/** The errors a worker settles its attempts with, in one place. */
+
+function base(workerId: number, a: Attempt) {
+  return { workerId, sessionId: a.sessionId, command: a.command, callId: a.callId };
+}
+
+/** The worker answered `err`. */
+export function answerError(workerId: number, a: Attempt, m: ErrMessage): PoolError {
+  const b = { ...base(workerId, a), taken: true, python: m.e };
+  switch (m.k) {
+    case 'python':
+      return new PoolError({ ...b, code: 'PYFLEET_PYTHON_ERROR', message: `${a.command} raised ${m.e.type}: ${m.e.message}` });
+    case 'unknown_command':
+      return new PoolError({ ...b, taken: false, code: 'PYFLEET_UNKNOWN_COMMAND', message: `No command named ${JSON.stringify(a.command)} is registered in the worker. Register it with @command.` });
+    case 'cancelled':
+      return new PoolError({ ...b, code: 'PYFLEET_ABORTED', message: `${a.command} was cancelled in the worker.` });
+    default:
+      return new PoolError({ ...b, code: 'PYFLEET_INTERNAL', message: `The worker refused request ${a.id}: ${m.e.message}. This is a pyfleet bug; please report it.` });
+  }
+}
+
+export function timeoutError(workerId: number, a: Attempt): PoolError {
+  return new PoolError({
+    ...base(workerId, a),
+    code: 'PYFLEET_TIMEOUT',
+    taken: true,
+    message: `${a.command} did not answer within ${a.timeoutMs} ms on worker ${workerId}; it was cancelled. Raise timeoutMs (or requestTimeoutMs) if the work is expected to take longer.`,
+    details: { timeoutMs: a.timeoutMs },
+  });
+}
+
+export interface DeathFacts {
+  pid: number | null;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  reason: string;
+  /** The worker was killed or stopped by the pool, not by its call. */
+  byPool: boolean;
+  /** The fault that ended the worker, when it was one (protocol error, missed heartbeats). */
+  fault: PoolError | null;
+}
+
+/**
+ * An attempt the worker held when it died. `running`: it is the one the worker was running (the
+ * others waited behind it): only that one is evidence against the call.
+ */
+export function deathError(workerId: number, a: Attempt, d: DeathFacts, running: boolean): PoolError {
+  const protocol = d.fault?.code === 'PYFLEET_PROTOCOL_ERROR';
+  const how = d.signal ? `was killed by ${d.signal}` : `exited with code ${d.code}`;
+  return new PoolError({
+    ...base(workerId, a),
+    code: protocol ? 'PYFLEET_PROTOCOL_ERROR' : 'PYFLEET_WORKER_CRASHED',
+    taken: true,
+    message: protocol
+      ? `${a.command} was lost: ${d.fault!.message} The call may have run.`
+      : `Worker ${workerId} (pid ${d.pid}) ${how} while ${running ? 'running' : 'holding'} ${a.command} (${d.reason}); the call may have run.`,
+    details: { exitCode: d.code, signal: d.signal, running, byPool: d.byPool },
+  });
+}

@@ -1,0 +1,140 @@
+import type { Attempt } from './attempt.js';
+
+interface Cancelling {
+  attempt: Attempt;
+  /** The kill after cancelGraceMs; null once it fired (a late answer is then simply ignored). */
+  timer: NodeJS.Timeout | null;
+}
+
+/** What a worker held when it died, and which attempt was running. */
+export interface HeldAtDeath {
+  /** Attempts still owed an answer: the worker settles each with its death. */
+  attempts: Attempt[];
+  /** Wire id of the attempt the worker was running (sync calls run in the order they came). */
+  running: number;
+  /** The running attempt, when the pool had already given up on it (timed out or aborted). */
+  abandonedRunning: Attempt | null;
+}
+
+/**
+ * One worker's table of attempts (piscina's per-worker task table): those written and not yet
+ * answered, and those given up on whose cancel the worker has not acknowledged yet. Owns the
+ * single deadline timer of the worker and the grace timers of pending cancels.
+ */
+export class InFlight {
+  private readonly attempts = new Map<number, Attempt>();
+  private readonly cancelling = new Map<number, Cancelling>();
+  /** Non-idempotent attempts in flight: while one runs, nothing else is sent to the worker. */
+  exclusive = 0;
+  private deadlineTimer: NodeJS.Timeout | null = null;
+  private deadlineAt = Infinity;
+
+  constructor(
+    /** Called with the attempts whose deadline passed. */
+    private readonly onExpired: (due: Attempt[]) => void,
+  ) {}
+
+  get size(): number {
+    return this.attempts.size;
+  }
+
+  /** A cancel was sent and not acknowledged yet. */
+  get cancelPending(): boolean {
+    return this.cancelling.size > 0;
+  }
+
+  add(a: Attempt, now: number): void {
+    this.attempts.set(a.id, a);
+    if (!a.idempotent) this.exclusive++;
+    const deadline = (a.deadline = now + a.timeoutMs);
+    if (deadline < this.deadlineAt) this.armDeadline(deadline);
+  }
+
+  /** Removes and returns the attempt `id` if it is in flight. */
+  take(id: number): Attempt | undefined {
+    const a = this.attempts.get(id);
+    if (a === undefined) return undefined;
+    this.attempts.delete(id);
+    if (!a.idempotent) this.exclusive--;
+    return a;
+  }
+
+  values(): IterableIterator<Attempt> {
+    return this.attempts.values();
+  }
+
+  /** `a` was given up on; `onGraceExpired` runs if its cancel is not acknowledged within `graceMs`. */
+  cancel(a: Attempt, graceMs: number, onGraceExpired: () => void): void {
+    const entry: Cancelling = { attempt: a, timer: null };
+    entry.timer = setTimeout(() => {
+      entry.timer = null;
+      onGraceExpired();
+    }, graceMs);
+    this.cancelling.set(a.id, entry);
+  }
+
+  /**
+   * The worker answered `id`. Returns 'acknowledged' when it was a cancelled attempt (its cancel
+   * is now done), 'late' when its grace had already expired (the answer is ignored), or
+   * undefined when `id` was not being cancelled.
+   */
+  answerToCancel(id: number): 'acknowledged' | 'late' | undefined {
+    if (this.cancelling.size === 0) return undefined;
+    const c = this.cancelling.get(id);
+    if (c === undefined) return undefined;
+    if (c.timer === null) return 'late';
+    clearTimeout(c.timer);
+    this.cancelling.delete(id);
+    return 'acknowledged';
+  }
+
+  /** Empties the table at the worker's death and says which attempt was running. */
+  atDeath(): HeldAtDeath {
+    if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = null;
+    // Python runs sync calls in the order it got them, so the oldest attempt it had not answered,
+    // given up on or not, is the one that was running.
+    let running = Infinity;
+    for (const id of this.attempts.keys()) if (id < running) running = id;
+    let abandonedRunning: Attempt | null = null;
+    for (const [id, c] of this.cancelling) {
+      if (c.timer !== null) clearTimeout(c.timer);
+      if (id < running) {
+        running = id;
+        abandonedRunning = c.attempt;
+      }
+    }
+    this.cancelling.clear();
+    const attempts = [...this.attempts.values()];
+    for (const a of attempts) this.take(a.id);
+    return { attempts, running, abandonedRunning };
+  }
+
+  /**
+   * One timer per worker, at the earliest deadline in flight, instead of one per call: creating
+   * and clearing a timer per call was a measurable share of a round trip. Calls with the usual
+   * timeout end before the timer is due, so it is re-armed only when it fires.
+   */
+  private armDeadline(at: number): void {
+    if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
+    this.deadlineAt = at;
+    this.deadlineTimer = setTimeout(() => this.onDeadline(), Math.max(1, Math.ceil(at - performance.now())));
+    // In-flight calls keep the process alive through the worker's pipes; this timer need not.
+    this.deadlineTimer.unref();
+  }
+
+  private onDeadline(): void {
+    this.deadlineTimer = null;
+    this.deadlineAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    const due: Attempt[] = [];
+    for (const a of this.attempts.values()) {
+      // Timers may fire a fraction of a millisecond early.
+      if (a.deadline - now < 1) due.push(a);
+      else if (a.deadline < next) next = a.deadline;
+    }
+    if (due.length > 0) this.onExpired(due);
+    if (next < Infinity && next < this.deadlineAt) this.armDeadline(next);
+  }
+}

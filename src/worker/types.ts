@@ -1,0 +1,45 @@
+import type { PoolError } from '../errors/pool-error.js';
+import type { Attempt } from './attempt.js';
+import type { ProcessSpec } from './process.js';
+import type { Worker } from './worker.js';
+
+export interface WorkerConfig extends ProcessSpec {
+  poolId: number;
+  id: number;
+  /** How many workers this one replaces in its slot (shown as `restarts`). */
+  restarts: number;
+  maxFrameBytes: number;
+  startupTimeoutMs: number;
+  heartbeatMs: number;
+  maxMissedHeartbeats: number;
+  cancelGraceMs: number;
+}
+
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Why the worker stopped, as the pool or the worker saw it. */
+  reason: string;
+  /** True when the pool asked it to stop (recycle, shrink, close), false when it died or was killed for a fault. */
+  expected: boolean;
+  /** The pool ended it (a stop, or a kill for a fault or a cancel not acknowledged): not a death its calls caused. */
+  byPool: boolean;
+  /** The error that ended it, when it was a fault. */
+  error: PoolError | null;
+}
+
+export interface WorkerHooks {
+  /** The worker can take more work (after hello, an answer, a cancel acknowledged, a drained pipe). */
+  onAvailable(w: Worker): void;
+  /** The process is gone and every attempt it held has been settled. */
+  onExit(w: Worker, info: ExitInfo): void;
+  onLog(w: Worker, stream: 'stdout' | 'stderr', line: string): void;
+  /**
+   * The worker died while running an attempt the pool had already given up on (timed out or
+   * aborted, cancel not yet acknowledged): that attempt, not an innocent one queued behind it,
+   * is the one to blame.
+   */
+  onAbandonedDied?(w: Worker, a: Attempt, info: ExitInfo): void;
+  /** Something that should not happen (an illegal state transition outside strict mode). */
+  onBug?(w: Worker, err: Error): void;
+}

@@ -26,6 +26,7 @@ import { resolveOptions, type PoolOptions, type ResolvedOptions } from './option
 import { PoisonTracker } from './poison.js';
 import { WaitQueue } from './queue.js';
 import { SessionTable, type SessionEntry } from './sessions.js';
+import type { CommandMap, TypedPool } from '../typing/typed-pool.js';
 
 export interface ExecuteOptions {
   /** Run on the worker that holds this session's state. */
@@ -118,7 +119,11 @@ function installExitHook(): void {
 }
 
 /** Creates a pool and resolves once its `min` workers said hello (started concurrently). */
-export async function createPool(options: PoolOptions): Promise<Pool> {
+export function createPool(options: PoolOptions): Promise<Pool>;
+/** The same pool, typed by a commands map (`pyfleet types` writes one): names, args and results are checked at compile time. */
+export function createPool<C extends CommandMap<C>>(options: PoolOptions): Promise<TypedPool<C>>;
+// Both overloads return this same Pool; a TypedPool is only a narrower compile-time view of it.
+export async function createPool(options: PoolOptions): Promise<Pool | TypedPool<never>> {
   const resolved = resolveOptions(options);
   let python: string;
   try {

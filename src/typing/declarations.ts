@@ -1,4 +1,5 @@
-import { BINARY_KEYWORD, refName, type CommandSchemas, type JsonSchema, type ModuleSchemas } from './schema.js';
+import { DefNamer } from './def-names.js';
+import { BINARY_KEYWORD, type CommandSchemas, type JsonSchema, type ModuleSchemas } from './schema.js';
 import { FLOAT_NOTE, mentionsFloat, namedType, propertyKey, tsdoc, typeOf, type Role, type TypeContext } from './to-typescript.js';
 
 export interface DeclarationOptions {
@@ -20,77 +21,35 @@ export function pascalCase(name: string): string {
   return /^[A-Za-z_$]/.test(p) ? p : `Command${p}`;
 }
 
-function refsOf(schema: JsonSchema, out: Set<string>): void {
-  if (typeof schema !== 'object' || schema === null) return;
-  if (typeof schema.$ref === 'string') out.add(refName(schema.$ref));
-  for (const [k, v] of Object.entries(schema)) {
-    if (k === '$defs') continue;
-    if (Array.isArray(v)) for (const x of v) refsOf(x as JsonSchema, out);
-    else if (typeof v === 'object' && v !== null) refsOf(v as JsonSchema, out);
-  }
-}
-
-/** The defs reachable from `name`, as a canonical string: equal strings mean the same TypeScript type. */
-function closureKey(name: string, defs: Record<string, JsonSchema>, role: Role): string {
-  const seen = new Set<string>([name]);
-  const queue = [name];
-  while (queue.length > 0) {
-    const refs = new Set<string>();
-    refsOf(defs[queue.shift() as string], refs);
-    for (const r of refs) {
-      if (seen.has(r)) continue;
-      seen.add(r);
-      queue.push(r);
-    }
-  }
-  const body = JSON.stringify([...seen].sort().map((n) => [n, defs[n]]));
-  // A binary value is typed by the side of the call it is on, so such a def is per role.
-  return body.includes(BINARY_KEYWORD) ? `${role}:${body}` : body;
-}
-
 /**
  * The `.d.ts` text for a module's commands: an interface per named Python type (TypedDict,
  * dataclass), an interface per command with its `args` and its `result` (or, for a generator,
  * its `item`), and the `Commands` map that `createPool<Commands>()` takes.
  */
 export function declarations(mod: ModuleSchemas, options: DeclarationOptions): string {
-  const taken = new Map<string, string>(); // TypeScript name -> closure key ('' for generated names)
+  const namer = new DefNamer();
   const names = Object.keys(mod.commands).sort();
   const commandType = new Map<string, string>();
+  namer.reserve('Commands');
   for (const n of names) {
     let t = `${pascalCase(n)}Command`;
-    for (let i = 2; taken.has(t); i++) t = `${pascalCase(n)}Command${i}`;
-    taken.set(t, '');
+    for (let i = 2; namer.isTaken(t); i++) t = `${pascalCase(n)}Command${i}`;
+    namer.reserve(t);
     commandType.set(n, t);
   }
-  taken.set('Commands', '');
 
   const blocks: string[] = [];
   for (const name of names) {
     const info: CommandSchemas = mod.commands[name];
-    const emitted: string[] = [];
     const fields: string[] = [];
     const stream = info.result === null || info.result === undefined ? info.item !== null && info.item !== undefined : false;
     const roles: Array<[Role, JsonSchema | null | undefined]> = stream ? [['args', info.args], ['item', info.item]] : [['args', info.args], ['result', info.result]];
     for (const [role, schema] of roles) {
       const defs = (typeof schema === 'object' && schema !== null ? schema.$defs : undefined) ?? {};
-      const local = new Map<string, string>();
-      for (const d of Object.keys(defs).sort()) {
-        const key = closureKey(d, defs, role);
-        const candidates = [d, `${d}${ROLE_SUFFIX[role]}`];
-        let chosen: string | undefined;
-        for (let i = 0; chosen === undefined; i++) {
-          const c = i < candidates.length ? candidates[i] : `${d}${i}`;
-          if (!taken.has(c) || taken.get(c) === key) chosen = c;
-        }
-        local.set(d, chosen);
-        if (!taken.has(chosen)) {
-          taken.set(chosen, key);
-          emitted.push(d);
-        }
-      }
+      // A binary value is typed by the side of the call it is on, so such a type is named per role.
+      const { names: local, fresh } = namer.assign(defs, ROLE_SUFFIX[role], (text) => (text.includes(BINARY_KEYWORD) ? role : ''));
       const ctx: TypeContext = { role, refName: (l) => local.get(l) ?? 'unknown' };
-      for (const d of emitted.splice(0)) blocks.push(namedType(local.get(d) as string, defs[d], ctx));
+      for (const d of fresh) blocks.push(namedType(local.get(d) as string, defs[d], ctx));
       const note = mentionsFloat(schema) && role !== 'args' ? FLOAT_NOTE : null;
       fields.push(`${tsdoc([note], '  ')}  ${role}: ${typeOf(schema, ctx, '  ')};\n`);
     }

@@ -45,7 +45,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     const metrics = new PyfleetMetrics();
     reporter = new ErrorReporter(pool, { metrics, alerts: options.alerts, logger: options.pool.logger });
     const schemas = await schemasFor(pool, options.pool);
-    server = await createServer({ pool, metrics, token: options.token, live: options.live, ...(schemas !== undefined ? { schemas } : {}) });
+    server = await createServer({ pool, metrics, token: options.token, live: options.live, openapi: { title: `pyfleet: ${options.pool.module}` }, ...(schemas !== undefined ? { schemas } : {}) });
     collectDefaultMetrics({ register: metrics.registry });
     const url = await server.listen({ port: options.port, host });
     let closing: Promise<void> | null = null;

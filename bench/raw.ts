@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
-import { PYTHON_PACKAGE_DIR } from '../dist/worker/worker.js';
+import { PYTHON_PACKAGE_DIR } from '../dist/worker/env.js';
 
 const BOOT = 'from pyfleet._worker import main; main()';
 const MAX_FRAME = 64 * 1024 * 1024;

@@ -29,7 +29,7 @@ import { resolvePython } from '../dist/worker/python-path.js';
 import { benchResilience } from './resilience.js';
 import { benchTelemetry } from './telemetry.js';
 import { RawWorker, workerEnv } from './raw.js';
-import { PYTHON_PACKAGE_DIR } from '../dist/worker/worker.js';
+import { PYTHON_PACKAGE_DIR } from '../dist/worker/env.js';
 
 const MODULE = fileURLToPath(new URL('../examples/handlers.py', import.meta.url));
 const SHELL_SCRIPT = fileURLToPath(new URL('./shell_echo.py', import.meta.url));

@@ -21,3 +21,5 @@ export { FunctionAdapter } from './adapters/function-adapter.js';
 export type { Logger } from './util/logger.js';
 export { WORKER_STATES, WORKER_HEALTH, type WorkerState, type WorkerHealth } from './worker/states.js';
 export { SingleProcessAdapter, type SingleProcessOptions } from './adapters/single-process.js';
+export type { ArgsOf, CommandMap, CommandName, CommandSpec, ExecutableName, ItemOf, ResultOf, StreamOptions, TypedPool, TypedSession } from './typing/typed-pool.js';
+export type { CommandSchemas, JsonSchema, ModuleSchemas } from './typing/schema.js';

@@ -27,6 +27,7 @@ import { SessionTable } from './sessions.js';
 import { PoolSession } from './session-handle.js';
 import { budgetStats, workerStats, type PoolStats } from './stats.js';
 import { forgetAtExit, keepUntilExit } from './exit-hook.js';
+import type { CommandMap, TypedPool } from '../typing/typed-pool.js';
 import { Supervisor } from './supervisor.js';
 
 export type { ExecuteOptions } from './admission.js';
@@ -44,7 +45,11 @@ const never = (): boolean => false;
 let poolSeq = 0;
 
 /** Creates a pool and resolves once its `min` workers said hello (started concurrently). */
-export async function createPool(options: PoolOptions): Promise<Pool> {
+export function createPool(options: PoolOptions): Promise<Pool>;
+/** The same pool, typed by a commands map (`pyfleet types` writes one): names, args and results are checked at compile time. */
+export function createPool<C extends CommandMap<C>>(options: PoolOptions): Promise<TypedPool<C>>;
+// Both overloads return this same Pool; a TypedPool is only a narrower compile-time view of it.
+export async function createPool(options: PoolOptions): Promise<Pool | TypedPool<never>> {
   const resolved = resolveOptions(options);
   let python: string;
   try {

@@ -7,9 +7,15 @@ import { isServing, onPoolClosing, type ObservedPool } from '../telemetry/source
 import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard.js';
 import { errorBody } from './http-errors.js';
 import { LiveState, type LiveOptions } from './live.js';
+import { openApiDocument, type OpenApiOptions } from './openapi.js';
+import { hasSchemas, type CommandSchemas } from '../typing/schema.js';
+import { ArgsValidator } from '../validate/args-validator.js';
+import { toHttpJson } from './http-json.js';
 
 /** What the server needs from a pool (`Pool` fits). */
 export interface ServedPool extends ObservedPool {
+  /** The commands the workers registered; with schemas once the runtime sends them in its hello. */
+  readonly registeredCommands?: Readonly<Record<string, { idempotent: boolean } & Partial<CommandSchemas>>>;
   execute(command: string, args: unknown, options: { sessionId?: string; timeoutMs?: number; idempotent?: boolean; signal?: AbortSignal; detailed: true }): Promise<{ value: unknown; via: string; attempts: number; workerId: number | null; durationMs: number }>;
 }
 
@@ -25,6 +31,14 @@ export interface ServerOptions {
   live?: LiveOptions;
   /** fastify's logger option (default: off; pyfleet logs through the pool's logger). */
   logger?: boolean | object;
+  /**
+   * Where the commands' schemas come from (default: the pool's `registeredCommands`, which
+   * carry them once the runtime sends them in its hello). They type `/openapi.json` and
+   * validate every request body. Called per request: return the same object while it holds.
+   */
+  schemas?: () => Readonly<Record<string, CommandSchemas>> | undefined;
+  /** Title and version of `/openapi.json`. */
+  openapi?: Omit<OpenApiOptions, 'token'>;
 }
 
 export interface PyfleetServer {
@@ -51,9 +65,26 @@ function sameToken(given: string, expected: Buffer): boolean {
   return g.length === expected.length && timingSafeEqual(g, expected);
 }
 
+const openSchemas = new WeakMap<object, Record<string, CommandSchemas>>();
+
+/** The pool's commands as schemas: those that came without any (an older runtime) are open. */
+function poolSchemas(pool: ServedPool): Readonly<Record<string, CommandSchemas>> | undefined {
+  const cmds = pool.registeredCommands;
+  if (cmds === undefined) return undefined;
+  let out = openSchemas.get(cmds);
+  if (out === undefined) {
+    out = {};
+    for (const [name, info] of Object.entries(cmds)) out[name] = hasSchemas(info) ? info : { args: {}, result: {}, item: null, doc: null, idempotent: info.idempotent };
+    openSchemas.set(cmds, out);
+  }
+  return out;
+}
+
 /**
- * The HTTP face of a pool (fastify): `POST /v1/call/:command`, `GET /v1/stats`, `GET /metrics`,
- * `GET /healthz`, the dashboard at `/` and its live stream at `/events`.
+ * The HTTP face of a pool (fastify): `POST /v1/call/:command`, `GET /openapi.json`,
+ * `GET /v1/stats`, `GET /metrics`, `GET /healthz`, the dashboard at `/` and its live stream at
+ * `/events`. Request bodies are always checked against the command's args schema (callers are
+ * remote); binary values travel as base64 strings both ways.
  */
 export async function createServer(options: ServerOptions): Promise<PyfleetServer> {
   const pool = options.pool;
@@ -72,6 +103,10 @@ export async function createServer(options: ServerOptions): Promise<PyfleetServe
     draining = true;
     live.draining = true;
   });
+
+  const schemas = options.schemas ?? (() => poolSchemas(pool));
+  const validator = new ArgsValidator({ schemas: (c) => schemas()?.[c]?.args, mode: 'http' });
+  let openapi: { from: object; doc: object } | null = null;
 
   const app = fastify({ logger: options.logger ?? false, bodyLimit: options.bodyLimit ?? 16 * 1024 * 1024, forceCloseConnections: 'idle', return503OnClosing: true });
 
@@ -123,11 +158,18 @@ export async function createServer(options: ServerOptions): Promise<PyfleetServe
     };
     reply.raw.once('close', onClose);
     opts.signal = ac.signal;
+    const holder = { args: req.body === undefined ? null : (req.body as unknown) };
+    const invalid = validator.check(req.params.command, holder.args, holder);
+    if (invalid !== null) {
+      reply.raw.off('close', onClose);
+      reply.code(400);
+      return errorBody(invalid).body;
+    }
     try {
-      const r = await pool.execute(req.params.command, req.body === undefined ? null : req.body, opts);
+      const r = await pool.execute(req.params.command, holder.args, opts);
       reply.header('x-pyfleet-via', r.via).header('x-pyfleet-attempts', String(r.attempts)).header('x-pyfleet-duration-ms', r.durationMs.toFixed(2));
       if (r.workerId !== null) reply.header('x-pyfleet-worker', String(r.workerId));
-      return { result: r.value };
+      return { result: toHttpJson(r.value) };
     } catch (e) {
       const { status, body, retryAfterS } = errorBody(e);
       if (retryAfterS !== null) reply.header('retry-after', String(retryAfterS));
@@ -136,6 +178,12 @@ export async function createServer(options: ServerOptions): Promise<PyfleetServe
     } finally {
       reply.raw.off('close', onClose);
     }
+  });
+
+  app.get('/openapi.json', async () => {
+    const cmds = schemas() ?? {};
+    if (openapi === null || openapi.from !== cmds) openapi = { from: cmds, doc: openApiDocument(cmds, { ...options.openapi, token: token !== null }) };
+    return openapi.doc;
   });
 
   app.get('/v1/stats', async () => pool.stats());

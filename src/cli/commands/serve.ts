@@ -48,6 +48,9 @@ Routes:
   POST /v1/call/<command>   body: the arguments as JSON; answers {"result": ...} or
                             {"error": {code, category, message, ...}} with a 4xx/5xx status.
                             Headers: x-pyfleet-session, x-pyfleet-timeout-ms, x-pyfleet-idempotent
+                            Bodies are checked against the handler's type hints (400 naming
+                            the field); binary values are base64 strings both ways.
+  GET  /openapi.json        OpenAPI 3.1 document of the commands, from their type hints
   GET  /                    live dashboard (workers, circuits, errors, recoveries, queue)
   GET  /metrics             Prometheus metrics
   GET  /healthz             200 when a worker can serve, 503 otherwise (no token needed)

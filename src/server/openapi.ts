@@ -1,0 +1,143 @@
+import { DefNamer } from '../typing/def-names.js';
+import { BINARY_KEYWORD, refName, type CommandSchemas, type JsonSchema } from '../typing/schema.js';
+
+export interface OpenApiOptions {
+  title?: string;
+  /** The document's `info.version` (default: pyfleet's version, when given, or "1"). */
+  version?: string;
+  /** Document the bearer token the server requires. */
+  token?: boolean;
+}
+
+type Json = Record<string, unknown>;
+type Side = 'request' | 'response';
+
+const FLOAT_NULL = 'A Python float: NaN and ±Infinity arrive as null.';
+
+/**
+ * A pyfleet schema as an OpenAPI 3.1 schema object: references into `components/schemas`,
+ * binary values as base64 strings (as the server takes and gives them), and in responses a
+ * float as `number | null` (JSON has no NaN: Python's NaN and ±Infinity arrive as null).
+ */
+function convert(schema: JsonSchema | null | undefined, side: Side, names: Map<string, string>): JsonSchema {
+  if (schema === undefined || schema === null) return {};
+  if (typeof schema === 'boolean') return schema;
+  const out: Json = {};
+  for (const [k, v] of Object.entries(schema)) {
+    if (k === '$defs') continue;
+    if (k === '$ref') out.$ref = `#/components/schemas/${names.get(refName(v as string)) ?? 'unknown'}`;
+    else if (k === 'items' || k === 'additionalProperties') out[k] = typeof v === 'object' ? convert(v as JsonSchema, side, names) : v;
+    else if (k === 'properties') out[k] = Object.fromEntries(Object.entries(v as Record<string, JsonSchema>).map(([p, s]) => [p, convert(s, side, names)]));
+    else if (k === 'anyOf' || k === 'oneOf' || k === 'prefixItems') out[k] = (v as JsonSchema[]).map((s) => convert(s, side, names));
+    else out[k] = v;
+  }
+  if (schema[BINARY_KEYWORD] !== undefined) {
+    out.type = 'string';
+    out.contentEncoding = 'base64';
+    out.description ??= 'Binary data, base64-encoded (Python bytes).';
+  }
+  if (side === 'response' && out.type === 'number') {
+    out.type = ['number', 'null'];
+    out.description ??= FLOAT_NULL;
+  }
+  return out as JsonSchema;
+}
+
+const ERROR_SCHEMA: JsonSchema = {
+  type: 'object',
+  description: 'A failed call: what went wrong and what the pool did about it.',
+  properties: {
+    error: {
+      type: 'object',
+      properties: {
+        code: { type: 'string', description: 'e.g. PYFLEET_INVALID_ARGS, PYFLEET_TIMEOUT, PYFLEET_PYTHON_ERROR' },
+        category: { type: 'string' },
+        message: { type: 'string' },
+        details: { type: 'object', description: 'For PYFLEET_INVALID_ARGS: field, expected, keyword.' },
+        python: { type: 'object', properties: { type: { type: 'string' }, message: { type: 'string' }, traceback: { type: 'string' } } },
+      },
+      required: ['code', 'message'],
+    },
+  },
+  required: ['error'],
+};
+
+const HEADERS = [
+  { name: 'x-pyfleet-session', in: 'header', required: false, description: 'Run the call in this session (its state lives in one worker).', schema: { type: 'string' } },
+  { name: 'x-pyfleet-timeout-ms', in: 'header', required: false, description: 'Time for one attempt, in milliseconds.', schema: { type: 'integer', minimum: 1 } },
+  { name: 'x-pyfleet-idempotent', in: 'header', required: false, description: 'May the call be sent again after a worker took it?', schema: { type: 'string', enum: ['true', 'false'] } },
+];
+
+function errorResponse(description: string): Json {
+  return { description, content: { 'application/json': { schema: { $ref: '#/components/schemas/PyfleetError' } } } };
+}
+
+function operationId(name: string): string {
+  const id = name.replace(/[^A-Za-z0-9_]/g, '_');
+  return /^[A-Za-z_]/.test(id) ? id : `call_${id}`;
+}
+
+/** Does a call with no body (null) fit? Only an args schema that admits null does. */
+function bodyRequired(args: JsonSchema | null | undefined): boolean {
+  if (args === undefined || args === null || args === true) return false;
+  if (args === false) return true;
+  return Object.keys(args).some((k) => k !== 'description' && k !== '$defs');
+}
+
+/**
+ * The OpenAPI 3.1 document of `pyfleet serve`: one `POST /v1/call/<command>` per command (its
+ * body is the args schema, its 200 answer `{ "result": <result schema> }`), the named Python
+ * types under `components/schemas`. Generators are left out: HTTP calls cannot stream yet.
+ */
+export function openApiDocument(commands: Readonly<Record<string, CommandSchemas>>, options: OpenApiOptions = {}): Json {
+  const namer = new DefNamer();
+  namer.reserve('PyfleetError');
+  const components: Record<string, JsonSchema> = { PyfleetError: ERROR_SCHEMA };
+  const paths: Record<string, Json> = {};
+
+  const place = (schema: JsonSchema | null | undefined, side: Side, suffix: string): JsonSchema => {
+    const defs = (typeof schema === 'object' && schema !== null ? schema.$defs : undefined) ?? {};
+    // Floats differ by side (nullable in responses), so a type with one is named per side.
+    const { names, fresh } = namer.assign(defs, suffix, (text) => (side === 'response' && text.includes('"number"') ? 'response:' : ''));
+    for (const d of fresh) components[names.get(d) as string] = convert(defs[d], side, names);
+    return convert(schema, side, names);
+  };
+
+  for (const name of Object.keys(commands).sort()) {
+    const info = commands[name];
+    if ((info.result === null || info.result === undefined) && info.item !== null && info.item !== undefined) continue;
+    const args = place(info.args, 'request', 'Args');
+    const result = place(info.result, 'response', 'Result');
+    const doc = info.doc ?? undefined;
+    paths[`/v1/call/${encodeURIComponent(name)}`] = {
+      post: {
+        operationId: operationId(name),
+        summary: doc?.split('\n', 1)[0] ?? `Call ${name}`,
+        ...(doc !== undefined ? { description: doc } : {}),
+        ...(info.idempotent !== undefined ? { 'x-pyfleet-idempotent': info.idempotent } : {}),
+        parameters: HEADERS,
+        requestBody: { required: bodyRequired(info.args), description: 'The arguments, as JSON.', content: { 'application/json': { schema: args } } },
+        responses: {
+          '200': { description: "The handler's result.", content: { 'application/json': { schema: { type: 'object', properties: { result: result }, required: ['result'] } } } },
+          '400': errorResponse('The body is not JSON, or the arguments do not fit the schema (PYFLEET_INVALID_ARGS names the field).'),
+          ...(options.token ? { '401': errorResponse('A token is required.') } : {}),
+          '404': errorResponse('No such command (PYFLEET_UNKNOWN_COMMAND).'),
+          '500': errorResponse('The Python handler raised (PYFLEET_PYTHON_ERROR, with the traceback).'),
+          default: errorResponse('The pool could not answer (worker crashed, timeout, open circuit, ...).'),
+        },
+      },
+    };
+  }
+
+  const doc: Json = {
+    openapi: '3.1.0',
+    info: { title: options.title ?? 'pyfleet', version: options.version ?? '1', description: 'Python commands served by pyfleet. Binary values are base64 strings.' },
+    paths,
+    components: { schemas: components },
+  };
+  if (options.token) {
+    (doc.components as Json).securitySchemes = { bearer: { type: 'http', scheme: 'bearer' } };
+    doc.security = [{ bearer: [] }];
+  }
+  return doc;
+}

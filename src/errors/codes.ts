@@ -28,6 +28,17 @@ export const ERROR_CODES = {
   PYFLEET_POISON_CALL: { category: 'system_error', retryable: false },
   PYFLEET_ABORTED: { category: 'system_error', retryable: false },
   PYFLEET_INTERNAL: { category: 'system_error', retryable: false },
+  // A fleet on NATS (src/fleet/).
+  /** NATS cannot be reached: at start-up, or for longer than queueTimeoutMs during an outage. */
+  PYFLEET_NATS_UNAVAILABLE: { category: 'connection_error', retryable: true },
+  /** The NATS server refused the credentials (token or user/password). */
+  PYFLEET_NATS_AUTH_FAILED: { category: 'initialization_error', retryable: false },
+  /** No live host serves the command within queueTimeoutMs. */
+  PYFLEET_NO_HOSTS: { category: 'resource_error', retryable: true },
+  /** The host that took the call died or stopped answering: the call may have run. */
+  PYFLEET_HOST_LOST: { category: 'connection_error', retryable: true },
+  /** A stream's source died after its first chunk; streams are never re-sent then. */
+  PYFLEET_STREAM_BROKEN: { category: 'connection_error', retryable: false },
 } as const satisfies Record<string, { category: ErrorCategory; retryable: boolean }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -301,10 +301,21 @@ export class Fleet implements Adapter {
     let attempt = 0;
     for (;;) {
       attempt++;
-      const { host, ticket, epoch } = call.sessionId === null ? await this.acquire(call, tried) : await this.acquireSession(call);
+      // A session's calls from this client are routed and sent in the order they were made.
+      const release = call.sessionId === null ? null : await this.routeTurn(call.sessionId);
+      let got: { host: HostEntry; ticket: number; epoch: number };
+      try {
+        got = call.sessionId === null ? await this.acquire(call, tried) : await this.acquireSession(call);
+      } catch (e) {
+        release?.();
+        throw e;
+      }
+      const { host, ticket, epoch } = got;
       const idempotent = call.idempotentOpt ?? host.hb.commands[call.command]?.idempotent ?? false;
       try {
-        const value = await this.send(host, call, attempt, epoch);
+        const sent = this.send(host, call, attempt, epoch);
+        release?.();
+        const value = await sent;
         host.breaker.leaveOk(ticket);
         return { value, attempts: attempt, hostId: host.id };
       } catch (e) {
@@ -328,6 +339,21 @@ export class Fleet implements Adapter {
         if (channels['retry:attempt'].hasSubscribers) channels['retry:attempt'].publish({ command: call.command, attempt: attempt + 1, delayMs: 0, category: err.category, code: err.code });
       }
     }
+  }
+
+  private readonly routeTails = new Map<string, Promise<void>>();
+
+  /** Waits for this session's earlier calls to be sent; resolves with the function that lets the next one go. */
+  private routeTurn(sid: string): Promise<() => void> {
+    const prev = this.routeTails.get(sid) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const tail = prev.then(() => mine);
+    this.routeTails.set(sid, tail);
+    void tail.then(() => {
+      if (this.routeTails.get(sid) === tail) this.routeTails.delete(sid);
+    });
+    return prev.then(() => release);
   }
 
   /** A host for a session-less call: the least loaded live one that has the command. Waits within queueTimeoutMs. */

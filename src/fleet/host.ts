@@ -210,7 +210,10 @@ export class FleetHost {
       this.respond(m, { status: 'err', payload: encodeError(new PoolError({ code: 'PYFLEET_INVALID_ARGS', command: meta.command, message: `The arguments of ${meta.command} that reached host ${this.id} are not JSON.` }), this.id) });
       return;
     }
-    void this.replies.run(meta.id, () => this.runCall(meta, args)).then((r) => this.respond(m, r));
+    void this.replies.run(meta.id, () => this.runCall(meta, args)).then((r) => {
+      this.respond(m, r);
+      this.checkIdle();
+    });
   }
 
   /** Not taken: the client may send the call elsewhere, whatever its idempotency. */
@@ -262,7 +265,6 @@ export class FleetHost {
       return { status: 'err', payload: encodeError(e, this.id) };
     } finally {
       this.aborts.delete(meta.id);
-      this.checkIdle();
     }
   }
 

@@ -279,10 +279,10 @@ export class StreamReceiver implements AsyncIterableIterator<unknown> {
     this.fail(e);
   }
 
+  /** Items that arrived before the failure are still delivered, then the failure. */
   private fail(e: PoolError): void {
     this.failure = e;
     this.finish();
-    this.buf.length = 0;
     if (this.waiter !== null) {
       const w = this.waiter;
       this.waiter = null;

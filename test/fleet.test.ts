@@ -232,8 +232,13 @@ describe('a fleet of two hosts', () => {
     const left = nextEvent(fleet, 'host:left', (p) => p.hostId === extra.id);
     // Enough calls that the least-loaded pick gives the new host some.
     const inflight = Array.from({ length: 9 }, (_, i) => fleet.execute('sleep', { ms: 700, tag: i }, { detailed: true }));
-    await new Promise((r) => setImmediate(r));
-    assert.ok((fleet.stats().hosts.find((h) => h.id === extra.id)?.inFlight ?? 0) > 0, 'the draining host has calls');
+    // Wait until the host reports (in its heartbeat) that it took calls: SIGTERM before that
+    // would rightly have them refused as not taken and sent elsewhere.
+    const deadline = performance.now() + 5_000;
+    while ((fleet.stats().hosts.find((h) => h.id === extra.id)?.load.inFlight ?? 0) === 0) {
+      assert.ok(performance.now() < deadline, 'the new host took some of the calls');
+      await new Promise((r) => setTimeout(r, 10));
+    }
     extra.kill('SIGTERM');
     const during = await Promise.all(Array.from({ length: 6 }, () => fleet.execute('add', { a: 1, b: 1 }, { detailed: true })));
     const rs = await Promise.all(inflight);

@@ -35,7 +35,11 @@ export interface FleetOptions extends NatsAuthOptions {
   circuitBreaker?: { failureThreshold?: number; successThreshold?: number; openTimeoutMs?: number; halfOpenRequests?: number };
   /** Silence, in the host's heartbeat intervals, before it is suspected (default 2) and dead (default 4). */
   heartbeat?: { suspectAfter?: number; deadAfter?: number };
-  /** Session-to-host entries unused this long are dropped from the map (default 3 600 000 ms; hosts refresh the ones in use). */
+  /**
+   * Max age of the session map's entries, set when the bucket is first created (default 0: none;
+   * entries go when a session is closed). An entry older than this is dropped even if the session
+   * is in use, and its next call places it afresh: set it only above your longest session.
+   */
   sessionMapTtlMs?: number;
   /** Connection name (default pyfleet-client:<fleet>). */
   name?: string;
@@ -182,7 +186,7 @@ export class Fleet implements Adapter {
     this.requestTimeoutMs = positive(options.requestTimeoutMs, 30_000, 'requestTimeoutMs');
     this.queueTimeoutMs = positive(options.queueTimeoutMs, 5_000, 'queueTimeoutMs');
     this.maxAttempts = positive(options.retry?.maxAttempts, 3, 'retry.maxAttempts');
-    this.sessionMapTtlMs = positive(options.sessionMapTtlMs, 3_600_000, 'sessionMapTtlMs');
+    this.sessionMapTtlMs = options.sessionMapTtlMs === 0 || options.sessionMapTtlMs === undefined ? 0 : positive(options.sessionMapTtlMs, 0, 'sessionMapTtlMs');
     const b = options.retry?.budget;
     this.budget = b === false ? undefined : new RetryBudget(b ?? {});
     this.inbox = createInbox();

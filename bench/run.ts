@@ -8,6 +8,7 @@
  *   c. CPU-bound (~2 ms of Python) on 2 workers vs 1, and the machine's own 2-vs-1 ceiling
  *   d. time to ready: createPool({ workers: 8 }) vs 8 bare interpreters; the pyenv shim's cost
  *   e. the resilience layer's per-call overhead (bench/resilience.ts)
+ *   g. a fleet on NATS against raw NATS request-reply and the local pool (bench/fleet.ts)
  *
  * The machines are 2-core, shared and noisy. Every benchmark runs its variants interleaved,
  * in a rotated order, round after round; a ratio is the median of the per-round ratios (the
@@ -28,6 +29,7 @@ import type { Logger } from '../dist/util/logger.js';
 import { resolvePython } from '../dist/worker/python-path.js';
 import { benchResilience } from './resilience.js';
 import { benchTelemetry } from './telemetry.js';
+import { benchFleet } from './fleet.js';
 import { RawWorker, workerEnv } from './raw.js';
 import { PYTHON_PACKAGE_DIR } from '../dist/worker/env.js';
 
@@ -692,6 +694,13 @@ async function main(): Promise<void> {
       ok: telemetry.includes('**met**'),
     });
     sections.push(telemetry);
+  }
+  if (wanted('g')) {
+    log('g. a fleet on NATS');
+    const fleet = await section(() => benchFleet());
+    targets.push({ name: 'g. fleet.execute p50 <= pool p50 + 1.5 x raw NATS p50', value: 'see g', target: 'met', ok: /Latency target:[^\n]*: met\./.test(fleet) });
+    targets.push({ name: 'g. fleet 64 in flight >= 0.5 x raw NATS 64 in flight', value: 'see g', target: 'met', ok: /Throughput target:[^\n]*: met\./.test(fleet) });
+    sections.push(fleet);
   }
   const left = pythonChildren();
   const seconds = (performance.now() - started) / 1000;

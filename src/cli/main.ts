@@ -10,6 +10,7 @@ import { register as registerDemo } from './commands/demo.js';
 import { register as registerChaos } from './commands/chaos.js';
 import { register as registerServe } from './commands/serve.js';
 import { register as registerTypes } from './commands/types.js';
+import { register as registerHost } from './commands/host.js';
 // A new subcommand: import its register function above and add it to SUBCOMMANDS below. Its
 // action must resolve only when the command is done (a server: after it has shut down).
 
@@ -19,6 +20,7 @@ const SUBCOMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerChaos,
   registerServe,
   registerTypes,
+  registerHost,
 ];
 
 function buildProgram(): Command {

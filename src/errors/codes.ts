@@ -41,6 +41,17 @@ export const ERROR_CODES = Object.freeze({
   PYFLEET_POISON_CALL: f('system_error', false),
   PYFLEET_ABORTED: f('system_error', false, false, true),
   PYFLEET_INTERNAL: f('system_error', false),
+  /** A stream's source died after its first item; a stream is never re-sent then. */
+  PYFLEET_STREAM_BROKEN: f('connection_error', false, true),
+  // A fleet on NATS (src/fleet/).
+  /** NATS cannot be reached: at start-up, or for longer than queueTimeoutMs during an outage. */
+  PYFLEET_NATS_UNAVAILABLE: f('connection_error', true),
+  /** The NATS server refused the credentials (token or user/password). */
+  PYFLEET_NATS_AUTH_FAILED: f('initialization_error', false),
+  /** No live host serves the command within queueTimeoutMs. */
+  PYFLEET_NO_HOSTS: f('resource_error', true),
+  /** The host that took the call died or stopped answering: the call may have run. */
+  PYFLEET_HOST_LOST: f('connection_error', true),
 } satisfies Record<string, CodeFacts>);
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -32,6 +32,15 @@ export interface EventPayloads {
   'call:end': { poolId: number; callId: number; command: string; sessionId: string | null; ok: boolean; durationMs: number; attempts: number; code: string | null; via: 'pool' | 'fallback' };
   /** `pool.close()` was called: the pool stops taking calls and drains (workers going down now are a shutdown, not an outage). */
   'pool:closing': { poolId: number };
+  // A fleet on NATS: a client's view of the hosts (from their heartbeats). `fleetId` is the client's.
+  /** A host's first heartbeat (or its first after it was dead). */
+  'host:joined': { fleetId: number; fleet: string; hostId: string; version: string; moduleVersion: string };
+  /** A host announced that it is leaving (SIGTERM drain done, or its close()). */
+  'host:left': { fleetId: number; fleet: string; hostId: string; reason: string };
+  /** A host missed heartbeats: no new calls go to it. */
+  'host:suspected': { fleetId: number; fleet: string; hostId: string; silentMs: number };
+  /** A host is taken for dead (heartbeats missed too long, or its subjects have no responder); its calls in flight fail or move. */
+  'host:dead': { fleetId: number; fleet: string; hostId: string; silentMs: number; reason: string };
 }
 
 export type EventName = keyof EventPayloads;
@@ -50,6 +59,10 @@ export const EVENT_NAMES = [
   'call:start',
   'call:end',
   'pool:closing',
+  'host:joined',
+  'host:left',
+  'host:suspected',
+  'host:dead',
 ] as const satisfies readonly EventName[];
 
 type Channels = { [K in EventName]: diagnostics_channel.Channel };

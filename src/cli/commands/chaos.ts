@@ -26,6 +26,9 @@ interface ChaosCliOptions {
   quiet?: boolean;
   keepLedger?: boolean;
   logLevel: LogLevel;
+  fleet?: boolean;
+  hosts: number;
+  killEvery: number;
 }
 
 const faultHelp = FAULTS.map((f) => `  ${f.name.padEnd(19)} ${String(f.defaultValue).padEnd(6)} ${f.what}`).join('\n');
@@ -62,8 +65,12 @@ Invariants (the exit code is 1 when one breaks, 0 when all hold, 2 on a usage er
                            given an injected Python exception (which fail with python_error);
                            checked when the infrastructure fault rate per call is <= ${SLO_MAX_INFRA_RATE}
 
+Across hosts (--fleet): injected faults are host SIGKILLs instead (Python-level --faults
+do not apply); the same workload and invariants, the orphan check covering every host's workers.
+
 Examples:
   pyfleet chaos --duration 60 --workers 2
+  pyfleet chaos --fleet --hosts 3 --kill-every 4 --duration 60
   pyfleet chaos --faults kill,hang --fault-rates kill=0.05 --seed 42 --json`;
 
 /** `pyfleet chaos`: a workload against a pool with faults injected, and a report of the invariants. */
@@ -91,8 +98,38 @@ export function register(program: Command): void {
     .option('-q, --quiet', 'no progress display')
     .option('--keep-ledger', 'keep the side-effect ledger file (its path is in the report)')
     .option('--log-level <level>', 'pool log level on stderr', logLevelArg, (process.env.PYFLEET_LOG_LEVEL ?? 'silent') as LogLevel)
+    .option('--fleet', 'chaos across hosts: a nats-server and --hosts `pyfleet host` processes, one SIGKILLed and replaced every --kill-every seconds (needs nats-server)')
+    .option('--hosts <n>', 'with --fleet: hosts', intArg(2, 16), 3)
+    .option('--kill-every <seconds>', 'with --fleet: seconds between host kills', numberArg(0.5), 4)
     .addHelpText('after', HELP)
     .action(async (opts: ChaosCliOptions) => {
+      if (opts.fleet === true) {
+        const { runFleetChaos, renderFleetReport } = await import('../../fleet/chaos.js');
+        const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 31);
+        try {
+          const report = await runFleetChaos({
+            durationS: opts.duration,
+            hosts: opts.hosts,
+            workers: opts.workers,
+            killEveryS: opts.killEvery,
+            seed,
+            rate: opts.rate,
+            concurrency: opts.concurrency,
+            idempotentShare: opts.idempotentShare,
+            sessions: opts.sessions,
+            sessionShare: opts.sessionShare,
+            minSuccessRate: opts.minSuccessRate,
+            drainTimeoutMs: opts.drainTimeout,
+            ...(opts.quiet === true ? {} : { onLine: (l: string) => process.stderr.write(`pyfleet chaos --fleet: ${l}\n`) }),
+          });
+          process.stdout.write(opts.json === true ? `${JSON.stringify(report)}\n` : `${renderFleetReport(report)}\n`);
+          process.exitCode = report.ok ? 0 : 1;
+        } catch (e) {
+          printError(e, 'pyfleet chaos --fleet');
+          process.exitCode = 1;
+        }
+        return;
+      }
       const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 31);
       const chaos = chaosOptions(opts.faults, opts.faultRates, seed);
       const totalRate = FAULTS.filter((f) => f.perCall).reduce((s, f) => s + ((chaos[f.key] as number | undefined) ?? 0), 0);

@@ -571,7 +571,8 @@ export class Fleet implements Adapter {
         setTimeout(() => this.pending.get(token) === p && this.publish(this.subjects.call(p.host.id), p), 200).unref();
         return;
       }
-      this.table.markGone(p.host.id, performance.now());
+      // This call first, with what is known of it (never delivered, if sent once); then the host
+      // is marked gone, which settles its other calls as lost.
       p.settle(
         false,
         new PoolError({
@@ -583,6 +584,7 @@ export class Fleet implements Adapter {
           details: { hostId: p.host.id, gone: true },
         }),
       );
+      this.table.markGone(p.host.id, performance.now());
       return;
     }
     const st = h?.get(H.status) ?? '';

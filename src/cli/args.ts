@@ -21,6 +21,15 @@ export function numberArg(min: number, max = Number.POSITIVE_INFINITY): (value: 
   };
 }
 
+/** `4` (min = max) or `2-8`. */
+export function workersArg(value: string): { min: number; max: number } {
+  const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(value);
+  const min = m ? Number(m[1]) : NaN;
+  const max = m?.[2] !== undefined ? Number(m[2]) : min;
+  if (!m || min < 0 || max < 1 || max < min) throw new InvalidArgumentError(`expected a count (4) or a range (2-8), got ${JSON.stringify(value)}`);
+  return { min, max };
+}
+
 export const LOG_LEVELS = ['silent', 'fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 

@@ -1,9 +1,11 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createPool, isPoolError, subscribe, type ChaosOptions, type Logger, type Pool, type PoolOptions, type PoolStats } from '../../index.js';
+import { createPool, subscribe, type ChaosOptions, type Logger, type Pool, type PoolOptions, type PoolStats } from '../../index.js';
 import { exampleFile } from '../paths.js';
-import { runWorkload, type Outcome, type PlannedCall, type WorkloadState } from '../workload.js';
+import { auditLedger, reap } from './ledger.js';
+import { ChaosMix } from './mix.js';
+import { runWorkload, type WorkloadState } from '../workload.js';
 import { infraFaultRate } from './faults.js';
 import { findOrphans } from './processes.js';
 import { seededRandom } from '../../pool/chaos.js';
@@ -27,7 +29,7 @@ export const CHAOS_POOL_OPTIONS = Object.freeze({
 export const SLO_MAX_INFRA_RATE = 0.1;
 
 /** What the injected Python exception looks like in `err.python`. */
-export const INJECTED_EXCEPTION = { type: 'RuntimeError', message: 'chaos: injected exception' } as const;
+export { INJECTED_EXCEPTION } from './mix.js';
 
 export interface ChaosRunOptions {
   durationS: number;
@@ -122,24 +124,6 @@ export interface ChaosReport {
 }
 
 
-const sumOfSquaresBelow = (n: number): number => ((n - 1) * n * (2 * n - 1)) / 6;
-
-function isInjectedException(e: unknown): boolean {
-  return isPoolError(e) && e.category === 'python_error' && e.python?.type === INJECTED_EXCEPTION.type && e.python.message === INJECTED_EXCEPTION.message;
-}
-
-function bump(o: Record<string, number>, k: string, by = 1): void {
-  o[k] = (o[k] ?? 0) + by;
-}
-
-interface SessionState {
-  id: string;
-  busy: boolean;
-  lost: boolean;
-  /** Values session_get may legitimately return now (null: fresh or never set). */
-  allowed: Set<number | null>;
-}
-
 /** Runs the chaos workload against a pool with faults injected, and checks the invariants. */
 export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
   // Salted: the workload's choices must not mirror the pool's chaos stream of the same seed.
@@ -178,132 +162,8 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
   };
   samplePids();
 
-  const failedByCategory: Record<string, number> = {};
-  const failedByCode: Record<string, number> = {};
-  const idem = { calls: 0, succeeded: 0, injectedExceptions: 0, failedByCode: {} as Record<string, number> };
-  const nonIdem = { calls: 0, succeeded: 0, failed: 0 };
-  const sess = { calls: 0, succeeded: 0, lost: 0, reopened: 0 };
-  let wrongAnswers = 0;
-  let sessionStateErrors = 0;
-  let nonPoolErrors = 0;
-  const nonPoolErrorSamples: string[] = [];
-  let injectedExceptionsSeen = 0;
-  const tokensSent = new Set<string>();
-  const tokensSucceeded = new Set<string>();
-  /** Token -> whether its failure said the call was taken by a worker. */
-  const tokensFailed = new Map<string, boolean>();
-  let seq = 0;
-
-  const sessions: SessionState[] = Array.from({ length: o.sessions }, (_, i) => ({ id: `chaos-${runId}-s${i}`, busy: false, lost: false, allowed: new Set([null]) }));
-
-  const failure = (e: unknown): void => {
-    if (!isPoolError(e)) {
-      nonPoolErrors++;
-      if (nonPoolErrorSamples.length < 5) nonPoolErrorSamples.push((e as Error)?.stack ?? String(e));
-      bump(failedByCategory, 'not_a_pool_error');
-      return;
-    }
-    bump(failedByCategory, e.category);
-    bump(failedByCode, e.code);
-    if (isInjectedException(e)) injectedExceptionsSeen++;
-  };
-
-  const computeCall = (): PlannedCall => {
-    const i = seq++;
-    const n = 50 + Math.floor(rnd() * 450);
-    idem.calls++;
-    return {
-      label: 'compute',
-      start: () => pool.execute('compute', { n, salt: i }),
-      done: (r: Outcome) => {
-        if (r.ok) {
-          idem.succeeded++;
-          const v = r.value as { n?: unknown; salt?: unknown; value?: unknown } | null;
-          if (v === null || typeof v !== 'object' || v.n !== n || v.salt !== i || v.value !== sumOfSquaresBelow(n)) wrongAnswers++;
-          return;
-        }
-        failure(r.error);
-        if (isInjectedException(r.error)) idem.injectedExceptions++;
-        else bump(idem.failedByCode, isPoolError(r.error) ? r.error.code : 'not_a_pool_error');
-      },
-    };
-  };
-
-  const recordCall = (): PlannedCall => {
-    const token = `${runId}-${seq++}`;
-    tokensSent.add(token);
-    nonIdem.calls++;
-    return {
-      label: 'record',
-      start: () => pool.execute('record', { token }),
-      done: (r: Outcome) => {
-        if (r.ok) {
-          nonIdem.succeeded++;
-          tokensSucceeded.add(token);
-          if (r.value !== token) wrongAnswers++;
-          return;
-        }
-        nonIdem.failed++;
-        failure(r.error);
-        tokensFailed.set(token, isPoolError(r.error) ? r.error.taken : true);
-      },
-    };
-  };
-
-  const sessionCall = (s: SessionState): PlannedCall => {
-    if (s.lost) {
-      // As a client should: the session's state is gone; close it and start it again, empty.
-      pool.closeSession(s.id);
-      s.lost = false;
-      s.allowed = new Set([null]);
-      sess.reopened++;
-    }
-    s.busy = true;
-    sess.calls++;
-    const put = rnd() < 0.5;
-    const v = seq++;
-    const lostOr = (e: unknown): boolean => {
-      if (isPoolError(e) && e.category === 'session_error') {
-        s.lost = true;
-        sess.lost++;
-        return true;
-      }
-      return false;
-    };
-    return {
-      label: put ? 'session_put' : 'session_get',
-      // Unique arguments: identical ones would share one poison-quarantine key (command + args),
-      // so two chance deaths under chaos would get every later session_get refused for the cool-down.
-      start: () => (put ? pool.execute('session_put', { v }, { sessionId: s.id }) : pool.execute('session_get', { nonce: v }, { sessionId: s.id })),
-      done: (r: Outcome) => {
-        s.busy = false;
-        if (r.ok) {
-          sess.succeeded++;
-          if (put) {
-            if (r.value !== v) wrongAnswers++;
-            s.allowed = new Set([v]);
-          } else {
-            const got = r.value as number | null;
-            if (!s.allowed.has(got)) sessionStateErrors++;
-            s.allowed = new Set([got]);
-          }
-          return;
-        }
-        failure(r.error);
-        if (lostOr(r.error)) return;
-        // A put that failed after a worker took it may have run.
-        if (put && !isInjectedException(r.error)) s.allowed.add(v);
-      },
-    };
-  };
-
-  const next = (): PlannedCall | null => {
-    if (sessions.length > 0 && rnd() < o.sessionShare) {
-      const free = sessions.filter((s) => !s.busy);
-      if (free.length > 0) return sessionCall(free[Math.floor(rnd() * free.length)]);
-    }
-    return rnd() < o.idempotentShare ? computeCall() : recordCall();
-  };
+  const mix = new ChaosMix({ target: pool, runId, sessions: o.sessions, sessionShare: o.sessionShare, idempotentShare: o.idempotentShare, rnd });
+  const { failedByCategory, failedByCode, idem, nonIdem, sess } = mix;
 
   let result;
   try {
@@ -312,7 +172,7 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
       rate: o.rate,
       concurrency: o.concurrency,
       drainTimeoutMs: o.drainTimeoutMs,
-      next,
+      next: mix.next,
       ...(o.signal !== undefined ? { signal: o.signal } : {}),
       onTick: (st) => {
         samplePids();
@@ -349,39 +209,14 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
     orphanPids = findOrphans(pids);
   }
   // Do not leave them behind: they are counted, now reap them.
-  for (const pid of orphanPids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
+  reap(orphanPids);
 
   // Side effects of non-idempotent calls.
-  const seen = new Map<string, number>();
-  let ledgerCorruptLines = 0;
-  let ledgerText = '';
-  try {
-    ledgerText = readFileSync(ledger, 'utf8');
-  } catch {
-    // no record call ran
-  }
-  for (const line of ledgerText.split('\n')) {
-    if (line === '') continue;
-    if (!tokensSent.has(line)) ledgerCorruptLines++;
-    else seen.set(line, (seen.get(line) ?? 0) + 1);
-  }
-  let duplicateSideEffects = 0;
-  for (const n of seen.values()) if (n > 1) duplicateSideEffects++;
-  let missingSideEffects = 0;
-  for (const t of tokensSucceeded) if (!seen.has(t)) missingSideEffects++;
-  let failedButRan = 0;
-  let ranButReportedNotTaken = 0;
-  for (const [t, taken] of tokensFailed) {
-    if (!seen.has(t)) continue;
-    failedButRan++;
-    if (!taken) ranButReportedNotTaken++;
-  }
+  const { duplicateSideEffects, missingSideEffects, failedButRan, ranButReportedNotTaken, ledgerCorruptLines } = auditLedger(ledger, {
+    sent: mix.tokensSent,
+    succeeded: mix.tokensSucceeded,
+    failed: mix.tokensFailed,
+  });
   if (o.keepLedger !== true) rmSync(ledgerDir, { recursive: true, force: true });
 
   const stats = pool.stats();
@@ -398,9 +233,9 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
     zero('missingSideEffects', missingSideEffects),
     zero('ranButReportedNotTaken', ranButReportedNotTaken),
     zero('ledgerCorruptLines', ledgerCorruptLines),
-    zero('wrongAnswers', wrongAnswers),
-    zero('sessionStateErrors', sessionStateErrors),
-    zero('nonPoolErrors', nonPoolErrors),
+    zero('wrongAnswers', mix.wrongAnswers),
+    zero('sessionStateErrors', mix.sessionStateErrors),
+    zero('nonPoolErrors', mix.nonPoolErrors),
     zero('orphans', orphanPids.length),
     zero('closeTimedOut', closeTimedOut ? 1 : 0),
   ];
@@ -435,16 +270,16 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
     ranButReportedNotTaken,
     failedButRan,
     ledgerCorruptLines,
-    wrongAnswers,
-    sessionStateErrors,
-    nonPoolErrors,
-    nonPoolErrorSamples,
+    wrongAnswers: mix.wrongAnswers,
+    sessionStateErrors: mix.sessionStateErrors,
+    nonPoolErrors: mix.nonPoolErrors,
+    nonPoolErrorSamples: mix.nonPoolErrorSamples,
     idempotent: idem,
     // Rounded down, so a rate that failed the check never prints as passing.
     idempotentSuccessRate: Math.floor(idempotentSuccessRate * 10_000) / 10_000,
     nonIdempotent: nonIdem,
     session: sess,
-    injectedExceptionsSeen,
+    injectedExceptionsSeen: mix.injectedExceptionsSeen,
     retries: stats.calls.retries,
     recoveries: {
       initiated: stats.recoveries.initiated,

@@ -104,7 +104,7 @@ export function register(program: Command): void {
     .addHelpText('after', HELP)
     .action(async (opts: ChaosCliOptions) => {
       if (opts.fleet === true) {
-        const { runFleetChaos, renderFleetReport } = await import('../../fleet/chaos.js');
+        const { runFleetChaos, renderFleetReport } = await import('../chaos/fleet-run.js');
         const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 31);
         try {
           const report = await runFleetChaos({

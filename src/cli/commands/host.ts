@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { intArg, logLevelArg, type LogLevel } from '../args.js';
+import { intArg, logLevelArg, workersArg, type LogLevel } from '../args.js';
 import { printError } from '../errors.js';
 import { cliLogger } from '../log.js';
 import type { PoolOptions } from '../../pool/options.js';
@@ -24,14 +24,6 @@ interface HostCliOptions {
   sessionStore: 'memory' | 'nats' | 'none';
   sessionKey?: string;
   logLevel: LogLevel;
-}
-
-function workersArg(value: string): { min: number; max: number } {
-  const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(value);
-  const min = m ? Number(m[1]) : NaN;
-  const max = m?.[2] !== undefined ? Number(m[2]) : min;
-  if (!m || min < 0 || max < 1 || max < min) throw new InvalidArgumentError(`expected a count (4) or a range (2-8), got ${JSON.stringify(value)}`);
-  return { min, max };
 }
 
 function sessionStoreArg(value: string): HostCliOptions['sessionStore'] {

@@ -1,6 +1,6 @@
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { serve, type Serving } from '../../server/serve.js';
-import { intArg, logLevelArg, type LogLevel } from '../args.js';
+import { intArg, logLevelArg, workersArg, type LogLevel } from '../args.js';
 import { printError } from '../errors.js';
 import { cliLogger } from '../log.js';
 
@@ -15,15 +15,6 @@ interface ServeCliOptions {
   alertWebhook?: string;
   alertInterval?: number;
   logLevel: LogLevel;
-}
-
-/** `4` (min = max) or `2-8`. */
-function workersArg(value: string): { min: number; max: number } {
-  const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(value);
-  const min = m ? Number(m[1]) : NaN;
-  const max = m?.[2] !== undefined ? Number(m[2]) : min;
-  if (!m || min < 0 || max < 1 || max < min) throw new InvalidArgumentError(`expected a count (4) or a range (2-8), got ${JSON.stringify(value)}`);
-  return { min, max };
 }
 
 /** `pyfleet serve --module FILE`: the pool over HTTP, with /metrics, /healthz and a live dashboard at /. */

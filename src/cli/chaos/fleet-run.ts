@@ -5,18 +5,19 @@
  * single-pool chaos: nothing lost, nothing answered twice, no duplicate side effect, no orphan.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { isPoolError } from '../errors/pool-error.js';
-import { seededRandom } from '../pool/chaos.js';
-import { exampleFile } from '../cli/paths.js';
-import { isAlive, scanWorkersOf } from '../cli/chaos/processes.js';
-import type { Invariant } from '../cli/chaos/run.js';
-import { runWorkload, type Outcome, type PlannedCall } from '../cli/workload.js';
-import { table } from '../cli/stats.js';
-import { connectFleet, type Fleet } from './client.js';
+import { auditLedger, reap } from './ledger.js';
+import { ChaosMix } from './mix.js';
+import { seededRandom } from '../../pool/chaos.js';
+import { exampleFile } from '../paths.js';
+import { isAlive, scanWorkersOf } from './processes.js';
+import type { Invariant } from './run.js';
+import { runWorkload } from '../workload.js';
+import { table } from '../stats.js';
+import { connectFleet, type Fleet } from '../../fleet/client.js';
 
 export interface FleetChaosOptions {
   durationS: number;
@@ -70,7 +71,6 @@ export interface FleetChaosReport {
   invariants: Invariant[];
 }
 
-const sumOfSquaresBelow = (n: number): number => ((n - 1) * n * (2 * n - 1)) / 6;
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -141,103 +141,9 @@ export async function runFleetChaos(o: FleetChaosOptions): Promise<FleetChaosRep
     await fleet.ready({ hosts: o.hosts, timeoutMs: 10_000 });
     const f = fleet;
 
-    const failedByCode: Record<string, number> = {};
-    const idem = { calls: 0, succeeded: 0 };
-    const nonIdem = { calls: 0, succeeded: 0, failed: 0, failedButRan: 0 };
-    const sess = { calls: 0, succeeded: 0, lost: 0, reopened: 0 };
-    let wrongAnswers = 0;
-    let sessionStateErrors = 0;
-    let nonPoolErrors = 0;
-    const tokensSent = new Set<string>();
-    const tokensOk = new Set<string>();
-    const tokensFailed = new Map<string, boolean>();
-    let seq = 0;
     const runId = `${process.pid.toString(36)}${Date.now().toString(36)}`;
-    const sessions = Array.from({ length: o.sessions }, (_, i) => ({ id: `fc-${runId}-${i}`, busy: false, lost: false, allowed: new Set<number | null>([null]) }));
-    const failure = (e: unknown): void => {
-      if (!isPoolError(e)) {
-        nonPoolErrors++;
-        return;
-      }
-      failedByCode[e.code] = (failedByCode[e.code] ?? 0) + 1;
-    };
-    const next = (): PlannedCall | null => {
-      if (sessions.length > 0 && rnd() < o.sessionShare) {
-        const free = sessions.filter((s) => !s.busy);
-        if (free.length > 0) {
-          const s = free[Math.floor(rnd() * free.length)];
-          s.busy = true;
-          sess.calls++;
-          const put = rnd() < 0.5;
-          const v = seq++;
-          return {
-            label: put ? 'session_put' : 'session_get',
-            start: async () => {
-              if (s.lost) {
-                await f.closeSession(s.id);
-                s.lost = false;
-                s.allowed = new Set([null]);
-                sess.reopened++;
-              }
-              return put ? f.execute('session_put', { v }, { sessionId: s.id }) : f.execute('session_get', { nonce: v }, { sessionId: s.id });
-            },
-            done: (r: Outcome) => {
-              s.busy = false;
-              if (r.ok) {
-                sess.succeeded++;
-                if (put) {
-                  if (r.value !== v) wrongAnswers++;
-                  s.allowed = new Set([v]);
-                } else {
-                  const got = r.value as number | null;
-                  if (!s.allowed.has(got)) sessionStateErrors++;
-                  s.allowed = new Set([got]);
-                }
-                return;
-              }
-              failure(r.error);
-              if (isPoolError(r.error) && r.error.category === 'session_error') {
-                s.lost = true;
-                sess.lost++;
-              } else if (put) s.allowed.add(v);
-            },
-          };
-        }
-      }
-      if (rnd() < o.idempotentShare) {
-        const i = seq++;
-        const n = 50 + Math.floor(rnd() * 450);
-        idem.calls++;
-        return {
-          label: 'compute',
-          start: () => f.execute('compute', { n, salt: i }),
-          done: (r) => {
-            if (!r.ok) return failure(r.error);
-            idem.succeeded++;
-            const v = r.value as { n?: unknown; salt?: unknown; value?: unknown } | null;
-            if (v === null || v.n !== n || v.salt !== i || v.value !== sumOfSquaresBelow(n)) wrongAnswers++;
-          },
-        };
-      }
-      const token = `${runId}-${seq++}`;
-      tokensSent.add(token);
-      nonIdem.calls++;
-      return {
-        label: 'record',
-        start: () => f.execute('record', { token }),
-        done: (r) => {
-          if (r.ok) {
-            nonIdem.succeeded++;
-            tokensOk.add(token);
-            if (r.value !== token) wrongAnswers++;
-            return;
-          }
-          nonIdem.failed++;
-          failure(r.error);
-          tokensFailed.set(token, isPoolError(r.error) ? r.error.taken : true);
-        },
-      };
-    };
+    const mix = new ChaosMix({ target: f, runId, sessions: o.sessions, sessionShare: o.sessionShare, idempotentShare: o.idempotentShare, rnd });
+    const { failedByCode, idem, nonIdem, sess } = mix;
 
     // The killer: every killEveryS, SIGKILL a random host and start a new one.
     let killing = true;
@@ -260,7 +166,7 @@ export async function runFleetChaos(o: FleetChaosOptions): Promise<FleetChaosRep
       rate: o.rate,
       concurrency: o.concurrency,
       drainTimeoutMs: o.drainTimeoutMs,
-      next,
+      next: mix.next,
       ...(o.signal !== undefined ? { signal: o.signal } : {}),
       onTick: (st) => {
         if (Math.floor(st.elapsedMs / 5000) !== Math.floor((st.elapsedMs - 100) / 5000)) o.onLine?.(`${(st.elapsedMs / 1000).toFixed(0)} s: sent ${st.sent}, ok ${st.succeeded}, failed ${st.failed}, in flight ${st.inFlight}, hosts killed ${hostsKilled}`);
@@ -282,37 +188,9 @@ export async function runFleetChaos(o: FleetChaosOptions): Promise<FleetChaosRep
       if (orphanPids.length === 0) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    for (const p of orphanPids) {
-      try {
-        process.kill(p, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
+    reap(orphanPids);
 
-    const seen = new Map<string, number>();
-    let ledgerCorruptLines = 0;
-    let text = '';
-    try {
-      text = readFileSync(ledger, 'utf8');
-    } catch {
-      // no record call ran
-    }
-    for (const line of text.split('\n')) {
-      if (line === '') continue;
-      if (!tokensSent.has(line)) ledgerCorruptLines++;
-      else seen.set(line, (seen.get(line) ?? 0) + 1);
-    }
-    let duplicateSideEffects = 0;
-    for (const n of seen.values()) if (n > 1) duplicateSideEffects++;
-    let missingSideEffects = 0;
-    for (const t of tokensOk) if (!seen.has(t)) missingSideEffects++;
-    let ranButReportedNotTaken = 0;
-    for (const [t, taken] of tokensFailed) {
-      if (!seen.has(t)) continue;
-      nonIdem.failedButRan++;
-      if (!taken) ranButReportedNotTaken++;
-    }
+    const { duplicateSideEffects, missingSideEffects, failedButRan, ranButReportedNotTaken, ledgerCorruptLines } = auditLedger(ledger, { sent: mix.tokensSent, succeeded: mix.tokensSucceeded, failed: mix.tokensFailed });
     const rate = idem.calls === 0 ? 1 : idem.succeeded / idem.calls;
     const zero = (name: string, value: number): Invariant => ({ name, ok: value === 0, value, expected: '0' });
     const invariants: Invariant[] = [
@@ -322,9 +200,9 @@ export async function runFleetChaos(o: FleetChaosOptions): Promise<FleetChaosRep
       zero('missingSideEffects', missingSideEffects),
       zero('ranButReportedNotTaken', ranButReportedNotTaken),
       zero('ledgerCorruptLines', ledgerCorruptLines),
-      zero('wrongAnswers', wrongAnswers),
-      zero('sessionStateErrors', sessionStateErrors),
-      zero('nonPoolErrors', nonPoolErrors),
+      zero('wrongAnswers', mix.wrongAnswers),
+      zero('sessionStateErrors', mix.sessionStateErrors),
+      zero('nonPoolErrors', mix.nonPoolErrors),
       zero('orphans', orphanPids.length),
       { name: 'idempotentSuccessRate', ok: rate >= o.minSuccessRate, value: Math.floor(rate * 10_000) / 10_000, expected: `>= ${o.minSuccessRate}` },
     ];
@@ -345,7 +223,7 @@ export async function runFleetChaos(o: FleetChaosOptions): Promise<FleetChaosRep
       hostsStarted,
       idempotent: idem,
       idempotentSuccessRate: Math.floor(rate * 10_000) / 10_000,
-      nonIdempotent: nonIdem,
+      nonIdempotent: { ...nonIdem, failedButRan },
       session: sess,
       lost: result.lost,
       answeredTwice,
@@ -353,9 +231,9 @@ export async function runFleetChaos(o: FleetChaosOptions): Promise<FleetChaosRep
       missingSideEffects,
       ranButReportedNotTaken,
       ledgerCorruptLines,
-      wrongAnswers,
-      sessionStateErrors,
-      nonPoolErrors,
+      wrongAnswers: mix.wrongAnswers,
+      sessionStateErrors: mix.sessionStateErrors,
+      nonPoolErrors: mix.nonPoolErrors,
       orphans: orphanPids.length,
       orphanPids,
       retries,

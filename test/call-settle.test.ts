@@ -16,7 +16,7 @@ describe('a call settles once', () => {
     const deps = { poolId: 4242, counters, logger, sessions, settled() {} } as unknown as CallPolicyDeps;
     const policy = new CallPolicy(deps);
     const session = sessions.open('s', 0);
-    const call = new Call({ id: 7, command: 'add', info: { idempotent: true }, args: {}, argsJson: '{}', session, idempotent: true, timeoutMs: 1000, signal: undefined, detailed: false });
+    const call = new Call({ id: 7, command: 'add', info: { idempotent: true, kind: 'sync', stream: false, timeout: null, maxConcurrency: null, session: 'rw' }, args: {}, argsJson: '{}', session, idempotent: true, timeoutMs: 1000, signal: undefined, detailed: false });
     sessions.enqueue(session, call);
     counters.started();
     const ends: unknown[] = [];

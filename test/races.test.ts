@@ -150,7 +150,7 @@ describe('per-call backoff state', () => {
     const { nextRetryDelay } = await import('../src/pool/call-policy.js');
     const { Call } = await import('../src/pool/call.js');
     const mk = (id: number) =>
-      new Call({ id, command: 'c', info: { idempotent: true }, args: null, argsJson: 'null', session: null, idempotent: true, timeoutMs: 1_000, signal: undefined, detailed: false });
+      new Call({ id, command: 'c', info: { idempotent: true, kind: 'sync', stream: false, timeout: null, maxConcurrency: null, session: 'rw' }, args: null, argsJson: 'null', session: null, idempotent: true, timeoutMs: 1_000, signal: undefined, detailed: false });
     const retry = { backoff: 'decorrelated_jitter' as const, baseDelayMs: 10, maxDelayMs: 100_000 };
     const top = () => 0.999_999;
     const a = mk(1);

@@ -8,7 +8,7 @@
 
 Standard library only. The worker loop lives in pyfleet._worker; the host starts it.
 """
-from ._registry import Cancelled, Context, command, commands
+from ._registry import Cancelled, Context, WorkerInfo, command, commands, on_start, on_stop
 
-__all__ = ["command", "commands", "Cancelled", "Context"]
+__all__ = ["command", "commands", "on_start", "on_stop", "Cancelled", "Context", "WorkerInfo"]
 __version__ = "0.1.0"

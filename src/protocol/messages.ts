@@ -1,14 +1,28 @@
 /**
- * Protocol messages. Host to worker (fd 3): call, cancel, drop_session, chaos.
- * Worker to host (fd 4): hello, init_error, ok, err, hb.
+ * Protocol messages (docs/protocol.md, version 2).
+ * Host to worker (fd 3): call, cancel, credit, drop_session, restore.
+ * Worker to host (fd 4): hello, init_error, ok, err, item, end, hb, snap.
  * Field names are short because every call pays for them twice.
  */
 import type { PythonException } from '../errors/pool-error.js';
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
+export type CommandKind = 'sync' | 'async' | 'thread';
+
+/** What the worker says about each command in hello ("Command info in hello"). */
 export interface CommandInfo {
   idempotent: boolean;
+  /** sync: a plain def, runs alone; async: an asyncio task; thread: a def on a worker thread. */
+  kind: CommandKind;
+  /** A generator: it must be called as a stream. */
+  stream: boolean;
+  /** @command(timeout=S), in seconds: the call's default timeout. */
+  timeout: number | null;
+  /** @command(max_concurrency=N): calls of it one worker runs at once. */
+  maxConcurrency: number | null;
+  /** rw, or read for @command(session="read") (no snapshot after its calls). */
+  session: 'rw' | 'read';
 }
 
 export interface HelloMessage {
@@ -30,8 +44,12 @@ export interface OkMessage {
   v: unknown;
 }
 
-/** `k`: python (handler raised), cancelled (acknowledges a cancel), unknown_command, bad_request. */
-export type ErrKind = 'python' | 'cancelled' | 'unknown_command' | 'bad_request';
+/**
+ * `k`: python (handler raised, or its result cannot be encoded), cancelled (acknowledges a
+ * cancel), unknown_command, bad_request (the call frame was malformed), session (a snapshot was
+ * refused, or the call's session was refused earlier).
+ */
+export type ErrKind = 'python' | 'cancelled' | 'unknown_command' | 'bad_request' | 'session';
 
 export interface ErrMessage {
   t: 'err';
@@ -40,13 +58,44 @@ export interface ErrMessage {
   e: PythonException;
 }
 
+export interface ItemMessage {
+  t: 'item';
+  id: number;
+  v: unknown;
+}
+
+export interface EndMessage {
+  t: 'end';
+  id: number;
+  /** Items the generator yielded. */
+  n: number;
+}
+
 export interface HeartbeatMessage {
   t: 'hb';
 }
 
-export type WorkerMessage = HelloMessage | InitErrorMessage | OkMessage | ErrMessage | HeartbeatMessage;
+/** The session's state after request `id`, pickled (`v`), or why it is not durable (`err`). */
+export type SnapMessage = { t: 'snap'; id: number; sid: string; v: Buffer; err?: undefined } | { t: 'snap'; id: number; sid: string; err: string; v?: undefined };
 
-const ERR_KINDS = new Set<string>(['python', 'cancelled', 'unknown_command', 'bad_request']);
+export type WorkerMessage = HelloMessage | InitErrorMessage | OkMessage | ErrMessage | ItemMessage | EndMessage | HeartbeatMessage | SnapMessage;
+
+/** A call (host to worker). `a` may hold binary parts (see encodeArgs). */
+export interface CallMessage {
+  t: 'call';
+  id: number;
+  cid?: number | string;
+  at?: number;
+  cmd: string;
+  a: unknown;
+  dl: number;
+  sid?: string;
+  cr?: number;
+  x?: unknown;
+}
+
+export const ERR_KINDS: ReadonlySet<string> = new Set<string>(['python', 'cancelled', 'unknown_command', 'bad_request', 'session']);
+const KINDS = new Set<string>(['sync', 'async', 'thread']);
 
 function isException(e: unknown): e is PythonException {
   if (typeof e !== 'object' || e === null) return false;
@@ -54,29 +103,53 @@ function isException(e: unknown): e is PythonException {
   return typeof x.type === 'string' && typeof x.message === 'string' && typeof x.traceback === 'string';
 }
 
+const isCount = (n: unknown): boolean => Number.isSafeInteger(n) && (n as number) >= 0;
+
+/** The problem with one command's info in hello, or null. Fields it does not know are ignored. */
+export function commandInfoProblem(info: unknown): string | null {
+  if (typeof info !== 'object' || info === null || Array.isArray(info)) return 'is not an object';
+  const c = info as Record<string, unknown>;
+  if (typeof c.idempotent !== 'boolean') return 'has no boolean idempotent';
+  if (typeof c.kind !== 'string' || !KINDS.has(c.kind)) return `has kind ${JSON.stringify(c.kind)}, not sync, async or thread`;
+  if (typeof c.stream !== 'boolean') return 'has no boolean stream';
+  if (c.timeout !== null && !(typeof c.timeout === 'number' && c.timeout > 0 && Number.isFinite(c.timeout))) return 'has a timeout that is neither null nor a positive number of seconds';
+  if (c.maxConcurrency !== null && !(Number.isSafeInteger(c.maxConcurrency) && (c.maxConcurrency as number) >= 1)) return 'has a maxConcurrency that is neither null nor a positive integer';
+  if (c.session !== 'rw' && c.session !== 'read') return 'has a session that is neither "rw" nor "read"';
+  return null;
+}
+
 /**
  * Checks a decoded frame's shape. Returns an error string, or null when the message is valid.
- * `ok` and `hb` are checked with a couple of property reads: they are the hot path.
+ * `ok`, `item` and `hb` are checked with a couple of property reads: they are the hot path.
  */
 export function validateWorkerMessage(m: { t: string } & Record<string, unknown>): string | null {
   switch (m.t) {
     case 'ok':
       return Number.isInteger(m.id) ? null : 'result without an integer id';
+    case 'item':
+      return Number.isInteger(m.id) ? null : 'stream item without an integer id';
     case 'hb':
       return null;
     case 'err':
       if (!Number.isInteger(m.id)) return 'error without an integer id';
       if (typeof m.k !== 'string' || !ERR_KINDS.has(m.k)) return `error with unknown kind ${JSON.stringify(m.k)}`;
       return isException(m.e) ? null : 'error without {type, message, traceback}';
+    case 'end':
+      if (!Number.isInteger(m.id)) return 'stream end without an integer id';
+      return isCount(m.n) ? null : 'stream end without an item count';
+    case 'snap':
+      if (!Number.isInteger(m.id)) return 'snapshot without an integer id';
+      if (typeof m.sid !== 'string') return 'snapshot without a session id';
+      if (m.err !== undefined) return typeof m.err === 'string' && m.v == null ? null : 'snapshot with an err that is not a string, or with both err and data';
+      return m.v instanceof Uint8Array ? null : 'snapshot without its data (one bytes part at v) or an err';
     case 'hello': {
       if (!Number.isInteger(m.pid) || typeof m.python !== 'string') return 'hello without pid or python version';
       if (m.protocol !== PROTOCOL_VERSION) return `hello with protocol ${String(m.protocol)}, expected ${PROTOCOL_VERSION}`;
       const c = m.commands;
       if (typeof c !== 'object' || c === null || Array.isArray(c)) return 'hello without a commands map';
       for (const [name, info] of Object.entries(c)) {
-        if (typeof info !== 'object' || info === null || typeof (info as CommandInfo).idempotent !== 'boolean') {
-          return `hello with a bad entry for command ${JSON.stringify(name)}`;
-        }
+        const problem = commandInfoProblem(info);
+        if (problem !== null) return `hello with a bad entry for command ${JSON.stringify(name)}: it ${problem}`;
       }
       return null;
     }

@@ -1,0 +1,198 @@
+/**
+ * Call arguments to the wire, checked at the call site (docs/protocol.md, "Values").
+ *
+ * As JSON.stringify does: NaN and +-Infinity become null (or an ArgsError naming the path with
+ * `nonFinite: 'error'`), `undefined` properties are dropped (`undefined` in an array becomes
+ * null), an object with `toJSON` (a Date) is sent as what toJSON returns. Typed arrays, Buffers,
+ * DataViews, ArrayBuffers and NDArrays become binary parts: a Buffer / Uint8Array / DataView /
+ * ArrayBuffer arrives in Python as bytes-like, a typed array as a memoryview of its format, an
+ * NDArray as a memoryview of its shape. Refused with an ArgsError that names the path and says
+ * what to do: Map, Set, functions, symbols, BigInt (outside a BigInt64Array), class instances
+ * without toJSON, and cycles.
+ *
+ * Ordinary args cost little more than JSON.stringify: one walk that allocates nothing while it
+ * finds nothing to change, then JSON.stringify of the very same object.
+ */
+import { KIND_OF_DTYPE, KIND_OF_TAG, type BinaryPart, type PathStep } from './binary.js';
+import { NDArray } from './ndarray.js';
+
+/** Args that cannot be sent: `path` says where (e.g. `$.user.tags`), the message what and what to do. */
+export class ArgsError extends Error {
+  override name = 'ArgsError';
+  constructor(
+    readonly path: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface EncodeArgsOptions {
+  /** What NaN and +-Infinity become: null (the default, as JSON.stringify) or an ArgsError. */
+  nonFinite?: 'null' | 'error';
+}
+
+export interface EncodedArgs {
+  /** The JSON text of the args, with null where each binary part goes. */
+  json: string;
+  /** The binary parts, paths relative to the args (empty when there are none). */
+  parts: BinaryPart[];
+}
+
+const NO_PARTS: BinaryPart[] = [];
+Object.freeze(NO_PARTS);
+
+export function formatPath(path: readonly PathStep[]): string {
+  let out = '$';
+  for (const step of path) {
+    if (typeof step === 'number') out += `[${step}]`;
+    else if (/^[A-Za-z_$][\w$]*$/.test(step)) out += `.${step}`;
+    else out += `[${JSON.stringify(step)}]`;
+  }
+  return out;
+}
+
+class Walk {
+  parts: BinaryPart[] | null = null;
+  readonly path: PathStep[] = [];
+  /** The objects being walked, outermost first (a cycle is one of them met again). */
+  readonly stack: object[] = [];
+
+  constructor(readonly nonFiniteError: boolean) {}
+
+  fail(what: string, todo: string): never {
+    const at = formatPath(this.path);
+    throw new ArgsError(at, `${at} ${what}: ${todo}`);
+  }
+
+  number(x: number): number {
+    if (this.nonFiniteError && !Number.isFinite(x)) this.fail(`is ${x}, which is not a JSON number`, "pass a finite number or null (the pool runs with nonFinite: 'error')");
+    return x;
+  }
+
+  /** Returns `v` itself when nothing in it changes, else a copy with the changes. */
+  value(v: unknown, key: string): unknown {
+    switch (typeof v) {
+      case 'number':
+        return this.nonFiniteError ? this.number(v) : v;
+      case 'string':
+      case 'boolean':
+      case 'undefined':
+        return v;
+      case 'bigint':
+        return this.fail('is a BigInt', 'JSON has no integers that large; pass a Number, a string, or a BigInt64Array');
+      case 'function':
+        return this.fail('is a function', 'functions cannot be sent to Python; pass data');
+      case 'symbol':
+        return this.fail('is a symbol', 'symbols cannot be sent to Python; pass a string');
+    }
+    if (v === null) return v;
+    const o = v as object;
+    if (Array.isArray(o)) return this.array(o);
+    if (ArrayBuffer.isView(o)) return this.part(o, undefined);
+    if (o instanceof NDArray) return this.part(o.data, o);
+    const toJSON = (o as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === 'function') return this.value((toJSON as (k: string) => unknown).call(o, key), key);
+    const proto: unknown = Object.getPrototypeOf(o);
+    if (proto === Object.prototype || proto === null) return this.object(o as Record<string, unknown>);
+    if (o instanceof Map) return this.fail('is a Map', 'convert it to an object (Object.fromEntries(map)) or to an array of [key, value] pairs');
+    if (o instanceof Set) return this.fail('is a Set', 'convert it to an array ([...set])');
+    if (o instanceof ArrayBuffer || (typeof SharedArrayBuffer !== 'undefined' && o instanceof SharedArrayBuffer)) return this.part(new Uint8Array(o as ArrayBuffer), undefined);
+    if (o instanceof Number || o instanceof String || o instanceof Boolean) return o.valueOf();
+    const name = (o as { constructor?: { name?: string } }).constructor?.name || 'an object with a prototype';
+    return this.fail(`is an instance of ${name} without toJSON`, 'pass a plain object (e.g. { ...value }), or give the class a toJSON() method');
+  }
+
+  enter(o: object): void {
+    if (this.stack.includes(o)) this.fail('refers to an object that contains it (a cycle)', 'JSON cannot carry cycles; send a tree');
+    this.stack.push(o);
+  }
+
+  object(o: Record<string, unknown>): unknown {
+    this.enter(o);
+    const keys = Object.keys(o);
+    let out: Record<string, unknown> | null = null;
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i];
+      const x = o[k];
+      let y: unknown = x;
+      const t = typeof x;
+      if (t === 'number') {
+        if (this.nonFiniteError && !Number.isFinite(x as number)) {
+          this.path.push(k);
+          this.number(x as number);
+        }
+      } else if (t !== 'string' && t !== 'boolean' && t !== 'undefined' && x !== null) {
+        this.path.push(k);
+        y = this.value(x, k);
+        this.path.pop();
+      }
+      if (out === null) {
+        if (y === x) continue;
+        out = {};
+        for (let j = 0; j < i; j++) out[keys[j]] = o[keys[j]];
+      }
+      out[k] = y;
+    }
+    this.stack.pop();
+    return out ?? o;
+  }
+
+  array(a: unknown[]): unknown {
+    this.enter(a);
+    let out: unknown[] | null = null;
+    const n = a.length;
+    for (let i = 0; i < n; i++) {
+      const x = a[i];
+      let y: unknown = x;
+      const t = typeof x;
+      if (t === 'number') {
+        if (this.nonFiniteError && !Number.isFinite(x as number)) {
+          this.path.push(i);
+          this.number(x as number);
+        }
+      } else if (t !== 'string' && t !== 'boolean' && t !== 'undefined' && x !== null) {
+        this.path.push(i);
+        y = this.value(x, String(i));
+        this.path.pop();
+      }
+      if (out === null) {
+        if (y === x) continue;
+        out = a.slice(0, i);
+      }
+      out.push(y);
+    }
+    this.stack.pop();
+    return out ?? a;
+  }
+
+  part(view: ArrayBufferView, nd: NDArray | undefined): null {
+    const tag = (view as unknown as Record<symbol, unknown>)[Symbol.toStringTag] as string | undefined;
+    const kind = nd !== undefined ? KIND_OF_DTYPE[nd.dtype] : KIND_OF_TAG[tag ?? 'DataView'];
+    if (kind === undefined) this.fail(`is a ${tag ?? 'typed array'}`, 'the protocol carries Int8..BigUint64 and Float32/Float64 arrays; convert it');
+    const part: BinaryPart = { path: [...this.path], kind, data: view };
+    if (nd !== undefined) part.shape = nd.shape;
+    (this.parts ??= []).push(part);
+    return null;
+  }
+}
+
+/**
+ * Checks and encodes call arguments. Throws an ArgsError naming the path of the first value that
+ * cannot be sent. The parts' memory is not copied: leave it unchanged until the call is written.
+ */
+export function encodeArgs(args: unknown, options?: EncodeArgsOptions): EncodedArgs {
+  const w = new Walk(options?.nonFinite === 'error');
+  let value: unknown;
+  try {
+    value = w.value(args, '');
+  } catch (e) {
+    if (e instanceof RangeError && !(e instanceof ArgsError)) {
+      // The call stack ran out: nesting this deep is refused before JSON.stringify overflows too.
+      throw new ArgsError(`${formatPath(w.path.slice(0, 20))}...`, `the arguments are nested too deeply (more than ${w.path.length} levels) to be sent`);
+    }
+    throw e;
+  }
+  const json = value === undefined ? 'null' : JSON.stringify(value);
+  return { json, parts: w.parts ?? NO_PARTS };
+}

@@ -566,12 +566,12 @@ def arg_converter(fn):
 
 
 def describe_module(registry):
-    """{"commands": {...}, "warnings": [...]} for a registry mapping name -> (fn, idempotent, ...)."""
+    """{"commands": {...}, "warnings": [...]} for a registry mapping name -> Command (pyfleet._registry)."""
     commands = {}
     warnings = []
     for name in sorted(registry):
         entry = registry[name]
-        fn, idempotent = entry[0], entry[1]
+        fn, idempotent = entry.fn, entry.idempotent
         try:
             info, w = describe(fn, name)
         except Exception as exc:  # a hint must never stop the description of the others

@@ -82,6 +82,9 @@ export class SingleProcessAdapter implements Adapter {
         sessionId: null,
         idempotent: false,
         timeoutMs,
+        kind: 'sync',
+        maxConcurrency: null,
+        items: 0,
         frame,
         deadline: Infinity,
         resolve: (v) => {
@@ -102,7 +105,7 @@ export class SingleProcessAdapter implements Adapter {
   private async ready(): Promise<Worker> {
     for (;;) {
       const w = this.worker;
-      if (w !== null && w.canTake(false, 1)) return w;
+      if (w !== null && w.canTake(ANY_CALL)) return w;
       if (w === null || !w.alive) {
         this.starting ??= this.spawn().finally(() => {
           this.starting = null;
@@ -138,6 +141,8 @@ export class SingleProcessAdapter implements Adapter {
         heartbeatMs: DEFAULTS.healthCheck.intervalMs,
         maxMissedHeartbeats: DEFAULTS.healthCheck.maxMissed,
         cancelGraceMs: this.options.cancelGraceMs ?? DEFAULTS.cancelGraceMs,
+        pipelineDepth: 1,
+        concurrency: 1,
       },
       { onAvailable: wake, onExit: wake, onLog: (_w, stream, line) => this.logger.info({ adapter: this.name, pid: w.pid, stream }, line) },
     );
@@ -146,6 +151,9 @@ export class SingleProcessAdapter implements Adapter {
     return w;
   }
 }
+
+/** Calls run one at a time: the worker must be idle. */
+const ANY_CALL = { command: '', idempotent: false, kind: 'sync', maxConcurrency: null } as const;
 
 function aborted(command: string, taken: boolean): PoolError {
   return new PoolError({ code: 'PYFLEET_ABORTED', command, taken, message: `${command} was aborted by its AbortSignal${taken ? '; it was cancelled in the worker' : ''}.` });

@@ -1,4 +1,5 @@
 import { PoolError } from '../errors/pool-error.js';
+import { ArgsError, encodeArgs, type EncodeArgsOptions, type EncodedArgs } from '../protocol/args.js';
 import type { CommandInfo } from '../protocol/messages.js';
 import { Call } from './call.js';
 import { abortedError, badCall, closedError, quarantinedError, sessionLostError } from './errors.js';
@@ -52,15 +53,17 @@ export class Admission {
         message: `No command named ${JSON.stringify(command)} in ${d.options.module}; registered: ${Object.keys(d.commands()).join(', ') || 'none'}. Decorate the handler with @command.`,
       });
     }
-    const timeoutMs = options.timeoutMs ?? d.options.requestTimeoutMs;
+    // The call's own timeout, else the command's (@command(timeout=S)), else the pool's.
+    const timeoutMs = options.timeoutMs ?? (info.timeout !== null ? info.timeout * 1000 : d.options.requestTimeoutMs);
     if (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !Number.isFinite(timeoutMs)) throw badCall(`timeoutMs must be a number of ms > 0, got ${String(timeoutMs)}`, command);
     if (options.idempotent !== undefined && typeof options.idempotent !== 'boolean') throw badCall('idempotent must be a boolean', command);
     const sessionId = options.sessionId;
     if (sessionId !== undefined && (typeof sessionId !== 'string' || sessionId === '')) throw badCall('sessionId must be a non-empty string', command);
-    const argsJson = serializeArgs(args, command);
-    this.checkSize(argsJson, command);
+    if (info.stream) throw badCall(`${command} is a generator: call it with pool.stream(), which yields its items`, command);
+    const encoded = encode(args, command, d.options.nonFinite);
+    this.checkSize(encoded, command);
     if (d.poison.active) {
-      const left = d.poison.quarantinedFor(PoisonTracker.key(command, argsJson));
+      const left = d.poison.quarantinedFor(PoisonTracker.key(command, encoded.json, encoded.parts));
       if (left > 0) {
         d.refusedAsPoison();
         throw quarantinedError(command, d.options.poison.maxDeaths, left);
@@ -76,7 +79,8 @@ export class Admission {
       command,
       info,
       args,
-      argsJson,
+      argsJson: encoded.json,
+      argsParts: encoded.parts,
       session,
       idempotent: options.idempotent ?? info.idempotent,
       timeoutMs,
@@ -89,27 +93,35 @@ export class Admission {
     return call;
   }
 
-  private checkSize(argsJson: string, command: string): void {
+  private checkSize(encoded: EncodedArgs, command: string): void {
     const max = this.deps.options.maxFrameBytes;
+    const json = encoded.json;
+    let binary = 0;
+    for (const p of encoded.parts) binary += p.data.byteLength + 8;
     // A UTF-8 byte takes at most 3 bytes per UTF-16 unit: most calls skip the exact count.
-    if (argsJson.length * 3 + 256 <= max) return;
-    const bytes = Buffer.byteLength(argsJson) + 256 + command.length;
+    if (json.length * 3 + binary + 256 <= max) return;
+    const bytes = Buffer.byteLength(json) + binary + 256 + command.length;
     if (bytes > max) {
       throw new PoolError({
         code: 'PYFLEET_FRAME_TOO_LARGE',
         command,
-        message: `The arguments of ${command} take ${bytes} bytes, over maxFrameBytes (${max}). Pass a path or a reference instead, or raise maxFrameBytes.`,
+        message: `The arguments of ${command} take ${bytes} bytes${binary > 0 ? ` (binary parts included)` : ''}, over maxFrameBytes (${max}). Pass a path or a reference instead, or raise maxFrameBytes.`,
       });
     }
   }
 }
 
-/** Serializes call arguments once, at the call site: bad input is the caller's error, not a worker's. */
-function serializeArgs(args: unknown, command: string): string {
-  let json: string | undefined;
+/**
+ * Encodes call arguments once, at the call site: bad input is the caller's error, not a worker's.
+ * Binary values (typed arrays, Buffers, NDArrays) become parts outside the JSON text.
+ */
+function encode(args: unknown, command: string, nonFinite: 'null' | 'error'): EncodedArgs {
   try {
-    json = JSON.stringify(args === undefined ? null : args);
+    return encodeArgs(args, nonFinite === 'error' ? NON_FINITE_ERROR : undefined);
   } catch (e) {
+    if (e instanceof ArgsError) {
+      throw new PoolError({ code: 'PYFLEET_INVALID_ARGS', command, cause: e, details: { path: e.path }, message: `The arguments of ${command} cannot be sent: ${e.message}` });
+    }
     throw new PoolError({
       code: 'PYFLEET_INVALID_ARGS',
       command,
@@ -117,8 +129,6 @@ function serializeArgs(args: unknown, command: string): string {
       message: `The arguments of ${command} cannot be sent as JSON: ${(e as Error).message}. Convert BigInt to string or number and remove circular references.`,
     });
   }
-  if (json === undefined) {
-    throw new PoolError({ code: 'PYFLEET_INVALID_ARGS', command, message: `The arguments of ${command} (${typeof args}) cannot be sent as JSON. Pass an object, array, string, number, boolean or null.` });
-  }
-  return json;
 }
+
+const NON_FINITE_ERROR: EncodeArgsOptions = Object.freeze({ nonFinite: 'error' });

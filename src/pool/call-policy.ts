@@ -174,7 +174,7 @@ export class CallPolicy {
       closing: this.deps.closeSignal.aborted,
       poisoned: call.poisoned !== null,
       hasFallback: this.deps.fallback !== null,
-      freeWorkerElsewhere: this.deps.dispatcher.hasFreeWorker(err.workerId),
+      freeWorkerElsewhere: this.deps.dispatcher.hasFreeWorker(call, err.workerId),
       resentAfterDeath: call.resentAfterDeath,
       backoffDelay: r.backoff === undefined ? undefined : () => nextRetryDelay(call, call.attempts, r),
       maxDelayMs: r.maxDelayMs,
@@ -215,7 +215,7 @@ export class CallPolicy {
 
   private recordDeath(call: Call, err: PoolError | null): void {
     const { poison, options } = this.deps;
-    if (!poison.recordDeath(PoisonTracker.key(call.command, call.argsJson)) || call.poisoned !== null) return;
+    if (!poison.recordDeath(PoisonTracker.key(call.command, call.argsJson, call.argsParts)) || call.poisoned !== null) return;
     const last = err ?? new PoolError({ code: 'PYFLEET_WORKER_CRASHED', command: call.command, message: `its worker died running ${call.command} after the call had been given up on` });
     call.poisoned = poisonError(call, options.poison.maxDeaths, options.poison.coolDownMs, last);
     this.deps.logger.error({ poolId: this.deps.poolId, command: call.command, code: 'PYFLEET_POISON_CALL' }, call.poisoned.message);

@@ -1,10 +1,18 @@
 import type { PoolError } from '../errors/pool-error.js';
-import type { CommandInfo } from '../protocol/messages.js';
+import type { BinaryPart } from '../protocol/binary.js';
+import type { CommandInfo, CommandKind } from '../protocol/messages.js';
 import type { Backoff } from '../resilience/backoff.js';
-import type { Attempt as WorkerAttempt } from '../worker/attempt.js';
+import type { Attempt as WorkerAttempt, Task } from '../worker/attempt.js';
 import type { Worker } from '../worker/worker.js';
 import type { Waiting } from './queue.js';
 import type { SessionEntry } from './sessions.js';
+
+const NO_PARTS: readonly BinaryPart[] = Object.freeze([]);
+
+/** Where a stream's items go, and the credit its consumer grants. */
+export interface StreamSink {
+  push(value: unknown): void;
+}
 
 /** Where a value came from: a worker, a recovery's re-send with a larger timeout, or the fallback. */
 export type Via = 'pool' | 'recovery' | 'fallback';
@@ -21,6 +29,8 @@ export class Call {
   readonly info: CommandInfo;
   readonly args: unknown;
   readonly argsJson: string;
+  /** Binary values of the args, sent as parts of the frame outside the JSON text. */
+  readonly argsParts: readonly BinaryPart[];
   readonly session: SessionEntry | null;
   readonly idempotent: boolean;
   readonly timeoutMs: number;
@@ -39,6 +49,14 @@ export class Call {
   resentAfterDeath = false;
   /** The worker the next attempt should avoid (the previous one failed there). */
   avoid: number | null = null;
+  /** Stream items received, over all attempts (a stream is never re-sent once one arrived). */
+  items = 0;
+  /** A stream's consumer: where its items go (null for execute). */
+  sink: StreamSink | null = null;
+  /** A stream's initial credit (its highWaterMark); 0 for execute. */
+  credit = 0;
+  /** The attempt on a worker now (a stream grants it credit). */
+  current: Attempt | null = null;
   private settlements = 0;
 
   constructor(init: {
@@ -47,6 +65,7 @@ export class Call {
     info: CommandInfo;
     args: unknown;
     argsJson: string;
+    argsParts?: readonly BinaryPart[];
     session: SessionEntry | null;
     idempotent: boolean;
     timeoutMs: number;
@@ -58,11 +77,25 @@ export class Call {
     this.info = init.info;
     this.args = init.args;
     this.argsJson = init.argsJson;
+    this.argsParts = init.argsParts ?? NO_PARTS;
     this.session = init.session;
     this.idempotent = init.idempotent;
     this.timeoutMs = init.timeoutMs;
     this.signal = init.signal;
     this.detailed = init.detailed;
+  }
+
+  /** What a worker checks to take the call (see Worker.canTake). */
+  get task(): Task {
+    return this;
+  }
+
+  get kind(): CommandKind {
+    return this.info.kind;
+  }
+
+  get maxConcurrency(): number | null {
+    return this.info.maxConcurrency;
   }
 
   /** Marks the call settled; false when it already was (the second settlement must not be delivered). */
@@ -93,6 +126,7 @@ export interface AttemptOwner {
  */
 export class Attempt implements WorkerAttempt, Waiting {
   done = false;
+  items = 0;
   worker: Worker | null = null;
   queueTimer: NodeJS.Timeout | null = null;
   settled = false;
@@ -105,7 +139,7 @@ export class Attempt implements WorkerAttempt, Waiting {
     readonly id: number,
     /** 1-based number of this attempt of the call. */
     readonly number: number,
-    readonly frame: Buffer,
+    readonly frame: Buffer | readonly Buffer[],
     readonly timeoutMs: number,
     /** Prefer another worker than this one (the one the previous attempt failed on). */
     readonly avoid: number | null,
@@ -133,6 +167,20 @@ export class Attempt implements WorkerAttempt, Waiting {
 
   get idempotent(): boolean {
     return this.call.idempotent;
+  }
+
+  get kind(): CommandKind {
+    return this.call.info.kind;
+  }
+
+  get maxConcurrency(): number | null {
+    return this.call.info.maxConcurrency;
+  }
+
+  /** A stream's item: handed to the call's consumer. */
+  item(value: unknown): void {
+    this.call.items++;
+    this.call.sink?.push(value);
   }
 
   resolve(value: unknown): void {

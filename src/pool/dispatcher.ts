@@ -1,5 +1,5 @@
 import type { PoolError } from '../errors/pool-error.js';
-import { encodeFrame, FrameError } from '../protocol/frame.js';
+import { encodeFrame, encodeFrameParts, FrameError } from '../protocol/frame.js';
 import { PoolError as PoolErrorClass } from '../errors/pool-error.js';
 import type { CircuitBreaker } from '../resilience/circuit-breaker.js';
 import type { Worker } from '../worker/worker.js';
@@ -109,15 +109,14 @@ export class Dispatcher {
   /** A worker can take work: hand it queued attempts, oldest first. */
   onAvailable(w: Worker): void {
     if (this.queue.length > 0) {
-      const depth = this.deps.options.pipelineDepth;
       this.queue.takeWhile(
         (a) => {
           const bound = a.call.session?.workerId ?? null;
-          if ((bound !== null && bound !== w.id) || !this.turn(a.call) || !w.canTake(a.idempotent, depth)) return false;
+          if ((bound !== null && bound !== w.id) || !this.turn(a.call) || !w.canTake(a)) return false;
           this.sendTo(w, a);
           return true;
         },
-        () => !w.canTake(true, depth),
+        () => w.saturated,
       );
     }
     if (w.load === 0) this.deps.idle(w);
@@ -146,9 +145,9 @@ export class Dispatcher {
     for (const a of this.queue.drain(pred)) a.reject(errorFor(a));
   }
 
-  /** A worker that could take an ordinary call now, other than `except`. */
-  hasFreeWorker(except: number | null): boolean {
-    for (const w of this.deps.workers()) if (w.id !== except && w.canTake(true, 1)) return true;
+  /** A worker other than `except` that could take `call` now. */
+  hasFreeWorker(call: Call, except: number | null): boolean {
+    for (const w of this.deps.workers()) if (w.id !== except && w.canTake(call.task)) return true;
     return false;
   }
 
@@ -157,16 +156,16 @@ export class Dispatcher {
   }
 
   private pick(call: Call, avoid: number | null): Worker | null {
-    const depth = this.deps.options.pipelineDepth;
+    const task = call.task;
     const bound = call.session?.workerId ?? null;
     if (bound !== null) {
       const w = this.deps.worker(bound);
-      return w !== undefined && w.canTake(call.idempotent, depth) ? w : null;
+      return w !== undefined && w.canTake(task) ? w : null;
     }
     let best: Worker | null = null;
     let avoided: Worker | null = null;
     for (const w of this.deps.workers()) {
-      if (!w.canTake(call.idempotent, depth)) continue;
+      if (!w.canTake(task)) continue;
       if (w.id === avoid) {
         avoided = w;
         continue;
@@ -181,6 +180,7 @@ export class Dispatcher {
 
   private sendTo(w: Worker, a: Attempt): void {
     a.worker = w;
+    a.call.current = a;
     const s = a.call.session;
     if (s !== null && s.workerId === null) this.deps.sessions.bind(s, w.id);
     w.send(a);
@@ -206,12 +206,14 @@ export class Dispatcher {
     onFailed(err, null);
   }
 
-  private frame(call: Call, id: number, number: number, timeoutMs: number, fault: object | undefined): Buffer {
+  private frame(call: Call, id: number, number: number, timeoutMs: number, fault: object | undefined): Buffer | Buffer[] {
     let json = `{"t":"call","id":${id},"cid":${call.id},"at":${number},"cmd":${JSON.stringify(call.command)},"a":${call.argsJson},"dl":${Date.now() + timeoutMs}`;
     if (call.session !== null) json += `,"sid":${JSON.stringify(call.session.id)}`;
+    if (call.credit > 0) json += `,"cr":${call.credit}`;
     if (fault !== undefined) json += `,"x":${JSON.stringify(fault)}`;
+    const max = this.deps.options.maxFrameBytes;
     try {
-      return encodeFrame(`${json}}`, this.deps.options.maxFrameBytes);
+      return call.argsParts.length === 0 ? encodeFrame(`${json}}`, max) : encodeFrameParts(`${json}}`, call.argsParts, max);
     } catch (e) {
       if (e instanceof FrameError) {
         throw new PoolErrorClass({ code: 'PYFLEET_FRAME_TOO_LARGE', command: call.command, message: `The call to ${call.command} is over maxFrameBytes (${this.deps.options.maxFrameBytes}). Pass smaller arguments or raise maxFrameBytes.` });

@@ -30,8 +30,12 @@ export interface PoolOptions {
   idleTimeoutMs?: number;
   /** A session unused this long is dropped, its state freed in the worker (default 300 000 ms). */
   sessionTtlMs?: number;
-  /** Idempotent calls sent to one worker before the first answer (default 1: no pipelining). */
+  /** Idempotent plain `def` calls sent to one worker before the first answer (default 1: no pipelining). */
   pipelineDepth?: number;
+  /** `async def` and `@command(threaded=True)` calls one worker runs at once (default 1). */
+  concurrency?: number;
+  /** NaN and ±Infinity in args and results: `'null'` (default, as JSON) or `'error'` (refused, naming the path). */
+  nonFinite?: 'null' | 'error';
   /** Largest protocol frame in either direction (default 64 MiB). */
   maxFrameBytes?: number;
   /** After a timeout or abort, time the worker gets to acknowledge the cancel before it is killed (default 2 000 ms). */
@@ -82,6 +86,8 @@ export interface ResolvedOptions {
   idleTimeoutMs: number;
   sessionTtlMs: number;
   pipelineDepth: number;
+  concurrency: number;
+  nonFinite: 'null' | 'error';
   maxFrameBytes: number;
   cancelGraceMs: number;
   healthCheck: { intervalMs: number; maxMissed: number };
@@ -107,7 +113,7 @@ export interface ResolvedOptions {
 
 const KNOWN = new Set([
   'module', 'python', 'workers', 'requestTimeoutMs', 'startupTimeoutMs', 'queueTimeoutMs', 'maxQueue', 'idleTimeoutMs',
-  'sessionTtlMs', 'pipelineDepth', 'maxFrameBytes', 'cancelGraceMs', 'healthCheck', 'recycle', 'restart', 'retry',
+  'sessionTtlMs', 'pipelineDepth', 'concurrency', 'nonFinite', 'maxFrameBytes', 'cancelGraceMs', 'healthCheck', 'recycle', 'restart', 'retry',
   'circuitBreaker', 'policy', 'recovery', 'fallback', 'poison', 'logger', 'env', 'cwd', 'chaos',
 ]);
 
@@ -137,6 +143,12 @@ function onlyKeys(o: Record<string, unknown>, name: string, keys: readonly strin
   for (const k of Object.keys(o)) {
     if (!keys.includes(k)) throw invalidOption(`${name}.${k} is not an option (known: ${keys.join(', ')})`);
   }
+}
+
+function nonFinite(v: unknown): 'null' | 'error' {
+  if (v === undefined) return DEFAULTS.nonFinite;
+  if (v !== 'null' && v !== 'error') throw invalidOption(`nonFinite must be 'null' or 'error', got ${show(v)}`);
+  return v;
 }
 
 /** Validates `createPool`'s options and fills in every default. Throws `PYFLEET_INVALID_OPTIONS` with the first problem found. */
@@ -224,6 +236,8 @@ export function resolveOptions(input: PoolOptions, cpuCount = os.availableParall
     idleTimeoutMs: num(o.idleTimeoutMs, DEFAULTS.idleTimeoutMs, 'idleTimeoutMs', ms(1), 'a number of ms >= 1'),
     sessionTtlMs: num(o.sessionTtlMs, DEFAULTS.sessionTtlMs, 'sessionTtlMs', ms(1), 'a number of ms >= 1'),
     pipelineDepth: num(o.pipelineDepth, DEFAULTS.pipelineDepth, 'pipelineDepth', int(1), 'an integer >= 1'),
+    concurrency: num(o.concurrency, DEFAULTS.concurrency, 'concurrency', (v) => int(1)(v) && v <= 10_000, 'an integer from 1 to 10000'),
+    nonFinite: nonFinite(o.nonFinite),
     maxFrameBytes: num(o.maxFrameBytes, DEFAULTS.maxFrameBytes, 'maxFrameBytes', (v) => int(1024)(v) && v < 2 ** 32, 'an integer from 1024 to 4 GiB - 1'),
     cancelGraceMs: num(o.cancelGraceMs, DEFAULTS.cancelGraceMs, 'cancelGraceMs', ms(0), 'a number of ms >= 0'),
     healthCheck: {

@@ -15,8 +15,11 @@ export class PoisonTracker {
     private readonly now: () => number = Date.now,
   ) {}
 
-  static key(command: string, argsJson: string): string {
-    return `${command}:${createHash('sha1').update(argsJson).digest('base64url')}`;
+  /** The call's identity: its command and a hash of its arguments (binary parts included). */
+  static key(command: string, argsJson: string, parts: readonly { data: ArrayBufferView }[] = []): string {
+    const h = createHash('sha1').update(argsJson);
+    for (const p of parts) h.update(new Uint8Array(p.data.buffer, p.data.byteOffset, p.data.byteLength));
+    return `${command}:${h.digest('base64url')}`;
   }
 
   /** How long a death is remembered: one long ago does not make today's call poison. */

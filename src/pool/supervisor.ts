@@ -63,7 +63,11 @@ export class Supervisor {
       env: options.env,
       maxFrameBytes: options.maxFrameBytes,
       heartbeatMs: options.healthCheck.intervalMs,
-      extra: chaos === null ? undefined : { PYFLEET_CHAOS: '1' },
+      extra: {
+        PYFLEET_CONCURRENCY: String(options.concurrency),
+        PYFLEET_NON_FINITE: options.nonFinite,
+        ...(chaos === null ? {} : { PYFLEET_CHAOS: '1' }),
+      },
     });
   }
 
@@ -207,6 +211,8 @@ export class Supervisor {
           heartbeatMs: o.healthCheck.intervalMs,
           maxMissedHeartbeats: o.healthCheck.maxMissed,
           cancelGraceMs: o.cancelGraceMs,
+          pipelineDepth: o.pipelineDepth,
+          concurrency: o.concurrency,
         },
         {
           onAvailable: (x) => this.hooks.available(x),

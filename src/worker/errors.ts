@@ -51,6 +51,15 @@ export interface DeathFacts {
 export function deathError(workerId: number, a: Attempt, d: DeathFacts, running: boolean): PoolError {
   const protocol = d.fault?.code === 'PYFLEET_PROTOCOL_ERROR';
   const how = d.signal ? `was killed by ${d.signal}` : `exited with code ${d.code}`;
+  if (a.items > 0) {
+    return new PoolError({
+      ...base(workerId, a),
+      code: 'PYFLEET_STREAM_BROKEN',
+      taken: true,
+      message: `The stream of ${a.command} broke after ${a.items} item${a.items === 1 ? '' : 's'}: worker ${workerId} (pid ${d.pid}) ${protocol ? 'broke the protocol' : how} (${d.reason}). A stream is never re-sent once items arrived; start it again if that is safe.`,
+      details: { exitCode: d.code, signal: d.signal, running, byPool: d.byPool, items: a.items },
+    });
+  }
   return new PoolError({
     ...base(workerId, a),
     code: protocol ? 'PYFLEET_PROTOCOL_ERROR' : 'PYFLEET_WORKER_CRASHED',

@@ -10,10 +10,10 @@ interface Cancelling {
 export interface HeldAtDeath {
   /** Attempts still owed an answer: the worker settles each with its death. */
   attempts: Attempt[];
-  /** Wire id of the attempt the worker was running (sync calls run in the order they came). */
-  running: number;
-  /** The running attempt, when the pool had already given up on it (timed out or aborted). */
-  abandonedRunning: Attempt | null;
+  /** Whether the worker was running the attempt: every async or threaded one, and the oldest sync one (sync calls run in the order they came). */
+  running(a: Attempt): boolean;
+  /** Running attempts the pool had already given up on (timed out or aborted, cancel not acknowledged). */
+  abandonedRunning: Attempt[];
 }
 
 /**
@@ -24,8 +24,14 @@ export interface HeldAtDeath {
 export class InFlight {
   private readonly attempts = new Map<number, Attempt>();
   private readonly cancelling = new Map<number, Cancelling>();
-  /** Non-idempotent attempts in flight: while one runs, nothing else is sent to the worker. */
+  /** Non-idempotent sync attempts in flight: while one runs, nothing else is sent to the worker. */
   exclusive = 0;
+  /** Sync attempts in flight (they run one after the other on the worker's main thread). */
+  sync = 0;
+  /** Async and threaded attempts in flight (they run at once). */
+  concurrent = 0;
+  /** Concurrent attempts per command, for `@command(max_concurrency=N)`. */
+  private readonly perCommand = new Map<string, number>();
   private deadlineTimer: NodeJS.Timeout | null = null;
   private deadlineAt = Infinity;
 
@@ -45,7 +51,13 @@ export class InFlight {
 
   add(a: Attempt, now: number): void {
     this.attempts.set(a.id, a);
-    if (!a.idempotent) this.exclusive++;
+    if (a.kind === 'sync') {
+      this.sync++;
+      if (!a.idempotent) this.exclusive++;
+    } else {
+      this.concurrent++;
+      if (a.maxConcurrency !== null) this.perCommand.set(a.command, (this.perCommand.get(a.command) ?? 0) + 1);
+    }
     const deadline = (a.deadline = now + a.timeoutMs);
     if (deadline < this.deadlineAt) this.armDeadline(deadline);
   }
@@ -55,8 +67,29 @@ export class InFlight {
     const a = this.attempts.get(id);
     if (a === undefined) return undefined;
     this.attempts.delete(id);
-    if (!a.idempotent) this.exclusive--;
+    if (a.kind === 'sync') {
+      this.sync--;
+      if (!a.idempotent) this.exclusive--;
+    } else {
+      this.concurrent--;
+      if (a.maxConcurrency !== null) this.perCommand.set(a.command, this.perCommand.get(a.command)! - 1);
+    }
     return a;
+  }
+
+  /** The attempt `id` if it is in flight (not taken). */
+  get(id: number): Attempt | undefined {
+    return this.attempts.get(id);
+  }
+
+  /** Concurrent attempts of `command` in flight. */
+  countOf(command: string): number {
+    return this.perCommand.get(command) ?? 0;
+  }
+
+  /** An attempt given up on whose cancel is not acknowledged yet (its late items are ignored). */
+  isCancelling(id: number): boolean {
+    return this.cancelling.size > 0 && this.cancelling.has(id);
   }
 
   values(): IterableIterator<Attempt> {
@@ -88,26 +121,29 @@ export class InFlight {
     return 'acknowledged';
   }
 
-  /** Empties the table at the worker's death and says which attempt was running. */
+  /** Empties the table at the worker's death and says which attempts were running. */
   atDeath(): HeldAtDeath {
     if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
     this.deadlineTimer = null;
-    // Python runs sync calls in the order it got them, so the oldest attempt it had not answered,
-    // given up on or not, is the one that was running.
-    let running = Infinity;
-    for (const id of this.attempts.keys()) if (id < running) running = id;
-    let abandonedRunning: Attempt | null = null;
+    // Python runs sync calls in the order it got them, so the oldest sync attempt it had not
+    // answered, given up on or not, is the one that was running; async and threaded ones all ran.
+    let oldestSync = Infinity;
+    for (const a of this.attempts.values()) if (a.kind === 'sync' && a.id < oldestSync) oldestSync = a.id;
+    let abandonedSync: Attempt | null = null;
+    const abandonedRunning: Attempt[] = [];
     for (const [id, c] of this.cancelling) {
       if (c.timer !== null) clearTimeout(c.timer);
-      if (id < running) {
-        running = id;
-        abandonedRunning = c.attempt;
+      if (c.attempt.kind !== 'sync') abandonedRunning.push(c.attempt);
+      else if (id < oldestSync) {
+        oldestSync = id;
+        abandonedSync = c.attempt;
       }
     }
+    if (abandonedSync !== null) abandonedRunning.push(abandonedSync);
     this.cancelling.clear();
     const attempts = [...this.attempts.values()];
     for (const a of attempts) this.take(a.id);
-    return { attempts, running, abandonedRunning };
+    return { attempts, running: (a) => a.kind !== 'sync' || a.id === oldestSync, abandonedRunning };
   }
 
   /**

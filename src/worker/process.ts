@@ -81,9 +81,17 @@ export class PythonProcess {
     });
   }
 
-  /** Writes to fd 3; false when the pipe's buffer is full (wait for `onceDrained`). */
-  write(data: Buffer): boolean {
-    return this.input !== null && !this.input.destroyed ? this.input.write(data) : true;
+  /** Writes to fd 3 (several buffers: one frame with binary parts); false when the pipe's buffer is full (wait for `onceDrained`). */
+  write(data: Buffer | readonly Buffer[]): boolean {
+    const input = this.input;
+    if (input === null || input.destroyed) return true;
+    if (!Array.isArray(data)) return input.write(data);
+    input.cork();
+    let ok = true;
+    for (const b of data) ok = input.write(b);
+    // Flushed together when the event loop turns: one writev for the frame's pieces.
+    process.nextTick(() => input.uncork());
+    return ok;
   }
 
   onceDrained(fn: () => void): void {

@@ -13,6 +13,10 @@ export interface WorkerConfig extends ProcessSpec {
   heartbeatMs: number;
   maxMissedHeartbeats: number;
   cancelGraceMs: number;
+  /** Idempotent sync calls one worker may hold at once (the pool's pipelineDepth). */
+  pipelineDepth: number;
+  /** Async and threaded calls one worker runs at once (the pool's concurrency). */
+  concurrency: number;
 }
 
 export interface ExitInfo {

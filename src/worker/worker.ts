@@ -3,7 +3,7 @@ import type { ErrorCode } from '../errors/codes.js';
 import { FrameDecoder, encodeFrame, type FrameError } from '../protocol/frame.js';
 import { validateWorkerMessage, type CommandInfo, type ErrMessage, type WorkerMessage } from '../protocol/messages.js';
 import { channels } from '../telemetry/channels.js';
-import type { Attempt } from './attempt.js';
+import type { Attempt, Task } from './attempt.js';
 import { answerError, deathError, timeoutError, type DeathFacts } from './errors.js';
 import { InFlight } from './inflight.js';
 import { PythonProcess } from './process.js';
@@ -89,11 +89,39 @@ export class Worker {
     return this.inflight.size;
   }
 
-  /** Whether an attempt may be written now, given `depth` idempotent calls allowed in flight. */
-  canTake(idempotent: boolean, depth: number): boolean {
-    if (!this.accepting || this.inflight.exclusive > 0) return false;
-    const n = this.inflight.size;
-    return idempotent ? n < depth : n === 0;
+  /**
+   * Whether `t` may be written now. A sync call runs alone: only on a worker holding no async or
+   * threaded call, and nothing is sent behind a non-idempotent one; idempotent sync calls may be
+   * pipelined up to `pipelineDepth`. Async and threaded calls share a worker running no sync call,
+   * up to `concurrency`, and up to their command's `maxConcurrency`.
+   */
+  canTake(t: Task): boolean {
+    const f = this.inflight;
+    if (!this.accepting || f.exclusive > 0) return false;
+    if (t.kind === 'sync') {
+      if (f.concurrent > 0) return false;
+      return t.idempotent ? f.sync < this.config.pipelineDepth : f.sync === 0;
+    }
+    if (f.sync > 0 || f.concurrent >= this.config.concurrency) return false;
+    return t.maxConcurrency === null || f.countOf(t.command) < t.maxConcurrency;
+  }
+
+  /** Nothing more can be written now, of any kind. */
+  get saturated(): boolean {
+    const f = this.inflight;
+    if (!this.accepting || f.exclusive > 0) return true;
+    if (f.sync > 0) return f.sync >= this.config.pipelineDepth;
+    return f.concurrent >= this.config.concurrency;
+  }
+
+  /** Calls running at once now (async and threaded), for stats. */
+  get concurrentLoad(): number {
+    return this.inflight.concurrent;
+  }
+
+  /** The consumer of stream attempt `id` took `n` more items: the worker may send `n` more. */
+  credit(id: number, n: number): void {
+    if (this.inflight.get(id) !== undefined) this.post(`{"t":"credit","id":${id},"n":${n}}`);
   }
 
   /** Spawns the process; resolves when it said hello, rejects with a PoolError when it could not start. */
@@ -255,6 +283,10 @@ export class Worker {
     switch (m.t) {
       case 'ok':
         return this.answer(m.id, null, m.v);
+      case 'item':
+        return this.item(m.id, m.v);
+      case 'end':
+        return this.answer(m.id, null, m.n);
       case 'err':
         return this.answer(m.id, m, undefined);
       case 'hb':
@@ -281,6 +313,18 @@ export class Worker {
         );
         return;
     }
+  }
+
+  private item(id: number, value: unknown): void {
+    const a = this.inflight.get(id);
+    if (a === undefined) {
+      // Items sent before the worker saw the cancel of a stream we gave up on.
+      if (this.inflight.isCancelling(id)) return;
+      return this.protocolFault(`worker sent an item of request ${id}, which it was not given or already answered`);
+    }
+    if (a.item === undefined) return this.protocolFault(`worker sent an item of request ${id}, which is not a stream`);
+    a.items++;
+    a.item(value);
   }
 
   private answer(id: number, err: ErrMessage | null, value: unknown): void {
@@ -385,7 +429,7 @@ export class Worker {
     if (this.startTimer) clearTimeout(this.startTimer);
     const held = this.inflight.atDeath();
     const facts: DeathFacts = { pid: this.pid, code: info.code, signal: info.signal, reason: info.reason, byPool: info.byPool, fault: info.error };
-    for (const a of held.attempts) a.reject(deathError(this.id, a, facts, a.id === held.running));
+    for (const a of held.attempts) a.reject(deathError(this.id, a, facts, held.running(a)));
     this.draining = true;
     if (this.state !== 'initializing' && this.state !== 'terminating' && this.state !== 'terminated') this.transition('terminating', info.reason);
     this.transition('terminated', info.reason);
@@ -393,7 +437,7 @@ export class Worker {
     if (channels['worker:exit'].hasSubscribers) {
       channels['worker:exit'].publish({ poolId: this.config.poolId, workerId: this.id, pid: this.pid, exitCode: info.code, signal: info.signal, reason: info.reason });
     }
-    if (held.abandonedRunning !== null && !info.byPool) this.hooks.onAbandonedDied?.(this, held.abandonedRunning, info);
+    if (!info.byPool) for (const a of held.abandonedRunning) this.hooks.onAbandonedDied?.(this, a, info);
     this.hooks.onExit(this, info);
     for (const w of this.exitWaiters.splice(0)) w();
   }

@@ -143,6 +143,14 @@ describe('poison and quarantine entries expire', () => {
     assert.equal(t.size, 0, 'the quarantine ended and its entry is gone without anyone asking for it');
     assert.equal(t.active, false);
   });
+
+  it('several identical calls on one worker that died are one death, not several', () => {
+    const t = new PoisonTracker(2, 1_000, () => 0);
+    assert.equal(t.recordDeath('k', 7), false);
+    assert.equal(t.recordDeath('k', 7), false, 'the same worker\'s death again');
+    assert.equal(t.size, 0);
+    assert.equal(t.recordDeath('k', 8), true, 'present at a second death: quarantined');
+  });
 });
 
 describe('per-call backoff state', () => {

@@ -20,6 +20,14 @@ export interface ExecuteOptions {
   detailed?: boolean;
 }
 
+/** `pool.stream()`'s options: `execute`'s (`timeoutMs` is for the whole stream), and two of its own. */
+export interface StreamOptions extends Omit<ExecuteOptions, 'detailed'> {
+  /** Items the worker may send ahead of the consumer before it waits (default 16). */
+  highWaterMark?: number;
+  /** The longest wait for the next item from Python (default: none; `timeoutMs` bounds the whole stream). */
+  chunkTimeoutMs?: number;
+}
+
 export interface AdmissionDeps {
   options: ResolvedOptions;
   sessions: SessionTable;
@@ -40,7 +48,32 @@ export class Admission {
 
   constructor(private readonly deps: AdmissionDeps) {}
 
+  /** Checks and makes a call of `execute`, and takes its place in its session's order. */
   admit(command: string, args: unknown, options: ExecuteOptions): Call {
+    const call = this.check(command, args, options, false);
+    if (call.session !== null) this.deps.sessions.enqueue(call.session, call);
+    return call;
+  }
+
+  /**
+   * Checks a call of `stream` at the call site (bad input throws there); it takes its place in its
+   * session's order only when iteration starts (`enqueue`), so a stream never iterated blocks nothing.
+   */
+  prepareStream(command: string, args: unknown, options: ExecuteOptions): Call {
+    return this.check(command, args, options, true);
+  }
+
+  /** A prepared stream starts: the pool may have closed and its session may be lost meanwhile. */
+  enqueue(call: Call): void {
+    if (this.deps.closing()) throw closedError(call);
+    const s = call.session;
+    if (s !== null) {
+      if (s.lost !== null) throw sessionLostError(s, call.command, call);
+      this.deps.sessions.enqueue(s, call);
+    }
+  }
+
+  private check(command: string, args: unknown, options: ExecuteOptions, stream: boolean): Call {
     const d = this.deps;
     if (d.closing()) throw closedError(null, command);
     if (typeof command !== 'string' || command === '') throw badCall(`command must be a non-empty string, got ${typeof command}`);
@@ -59,7 +92,7 @@ export class Admission {
     if (options.idempotent !== undefined && typeof options.idempotent !== 'boolean') throw badCall('idempotent must be a boolean', command);
     const sessionId = options.sessionId;
     if (sessionId !== undefined && (typeof sessionId !== 'string' || sessionId === '')) throw badCall('sessionId must be a non-empty string', command);
-    if (info.stream) throw badCall(`${command} is a generator: call it with pool.stream(), which yields its items`, command);
+    if (info.stream && !stream) throw badCall(`${command} is a generator: call it with pool.stream(), which yields its items`, command);
     const encoded = encode(args, command, d.options.nonFinite);
     this.checkSize(encoded, command);
     if (d.poison.active) {
@@ -89,7 +122,6 @@ export class Admission {
     });
     // Checked last: an aborted signal refuses the call like any bad input, with its own code.
     if (options.signal?.aborted) throw abortedError(call, options.signal);
-    if (session !== null) d.sessions.enqueue(session, call);
     return call;
   }
 

@@ -6,6 +6,7 @@ import type { RetryBudget } from '../resilience/budget.js';
 import type { RecoveryOrchestrator } from '../resilience/recovery/orchestrator.js';
 import type { RecoveryAttempt, RecoveryPlan } from '../resilience/recovery/types.js';
 import { retryAfterFirstFailure } from '../resilience/retry.js';
+import { anySignal } from '../util/signals.js';
 import { channels } from '../telemetry/channels.js';
 import type { Logger } from '../util/logger.js';
 import type { Attempt, Call, Via } from './call.js';
@@ -77,12 +78,14 @@ export class CallPolicy {
     return first.then(undefined, (e: unknown) => this.afterFailure(call, e)) as Promise<T | DetailedResult<T>>;
   }
 
-  /** The abandoned attempt a worker died running: its call is the one to blame. */
-  blame(call: Call): void {
-    this.recordDeath(call, null);
+  /** The abandoned attempt worker `workerId` died running: its call is the one to blame. */
+  blame(call: Call, workerId: number): void {
+    this.recordDeath(call, null, workerId);
   }
 
   private async afterFailure(call: Call, first: unknown): Promise<unknown> {
+    // A consumer that stopped its stream ended it; nothing failed.
+    if (call.stoppedByConsumer) return this.succeeded(call, call.items, 'pool');
     const wait = this.waitSignal(call);
     try {
       const r = await this.retryThenRecover(call, asPoolError(first, call), wait.signal);
@@ -173,7 +176,9 @@ export class CallPolicy {
       affectingAllWorkers: this.deps.allWorkersDown(),
       closing: this.deps.closeSignal.aborted,
       poisoned: call.poisoned !== null,
-      hasFallback: this.deps.fallback !== null,
+      streamStarted: call.items > 0,
+      // Streams do not fail over: the fallback answers with one value.
+      hasFallback: this.deps.fallback !== null && call.sink === null,
       freeWorkerElsewhere: this.deps.dispatcher.hasFreeWorker(call, err.workerId),
       resentAfterDeath: call.resentAfterDeath,
       backoffDelay: r.backoff === undefined ? undefined : () => nextRetryDelay(call, call.attempts, r),
@@ -210,12 +215,12 @@ export class CallPolicy {
     call.avoid = err.workerId;
     const d = err.details;
     // Only a death the call caused counts: not one the pool caused (a kill, a stop, an injected fault).
-    if (err.code === 'PYFLEET_WORKER_CRASHED' && d?.running === true && d.byPool !== true && a?.fault == null) this.recordDeath(call, err);
+    if (err.code === 'PYFLEET_WORKER_CRASHED' && d?.running === true && d.byPool !== true && a?.fault == null) this.recordDeath(call, err, err.workerId);
   }
 
-  private recordDeath(call: Call, err: PoolError | null): void {
+  private recordDeath(call: Call, err: PoolError | null, workerId: number | null): void {
     const { poison, options } = this.deps;
-    if (!poison.recordDeath(PoisonTracker.key(call.command, call.argsJson, call.argsParts)) || call.poisoned !== null) return;
+    if (!poison.recordDeath(PoisonTracker.key(call.command, call.argsJson, call.argsParts), workerId) || call.poisoned !== null) return;
     const last = err ?? new PoolError({ code: 'PYFLEET_WORKER_CRASHED', command: call.command, message: `its worker died running ${call.command} after the call had been given up on` });
     call.poisoned = poisonError(call, options.poison.maxDeaths, options.poison.coolDownMs, last);
     this.deps.logger.error({ poolId: this.deps.poolId, command: call.command, code: 'PYFLEET_POISON_CALL' }, call.poisoned.message);
@@ -290,23 +295,3 @@ export function nextRetryDelay(call: Call, attempt: number, retry: { backoff?: B
   return call.backoff.next(attempt);
 }
 
-/**
- * A signal that aborts when either does, and `dispose` to detach it once the call settled (the
- * pool's close signal outlives every call). AbortSignal.any is missing from early Node 20 releases.
- */
-function anySignal(a: AbortSignal, b: AbortSignal): { signal: AbortSignal; dispose: () => void } {
-  const c = new AbortController();
-  const onA = () => c.abort(a.reason);
-  const onB = () => c.abort(b.reason);
-  const dispose = () => {
-    a.removeEventListener('abort', onA);
-    b.removeEventListener('abort', onB);
-  };
-  if (a.aborted) onA();
-  else if (b.aborted) onB();
-  else {
-    a.addEventListener('abort', onA, { once: true });
-    b.addEventListener('abort', onB, { once: true });
-  }
-  return { signal: c.signal, dispose };
-}

@@ -55,6 +55,8 @@ export class Call {
   sink: StreamSink | null = null;
   /** A stream's initial credit (its highWaterMark); 0 for execute. */
   credit = 0;
+  /** The stream's consumer stopped it (`break`): its end is a success, not an abort. */
+  stoppedByConsumer = false;
   /** The attempt on a worker now (a stream grants it credit). */
   current: Attempt | null = null;
   private settlements = 0;

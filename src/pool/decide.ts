@@ -32,6 +32,8 @@ export interface DecisionInput {
   affectingAllWorkers: boolean;
   closing: boolean;
   poisoned: boolean;
+  /** A stream whose first item arrived: it is never sent again. */
+  streamStarted: boolean;
   hasFallback: boolean;
   /** A worker other than the one that failed can take the call now. */
   freeWorkerElsewhere: boolean;
@@ -56,6 +58,7 @@ const DEATHS = new Set(['PYFLEET_WORKER_CRASHED', 'PYFLEET_PROTOCOL_ERROR']);
  *    maxRetries, idempotent once a worker took it), `retry.maxAttempts` and the retry budget;
  *  - the first re-send after a worker death goes at once to another free worker (a dead worker is
  *    not a struggling backend); backoff applies from the next failure, or when no worker is free;
+ *  - a stream is re-sent only before its first item;
  *  - after retries: a Python error goes to the fallback through the recovery (idempotent calls
  *    only), an open circuit straight to the fallback; otherwise the pool gives up.
  */
@@ -70,6 +73,7 @@ export function decideNext(policy: ErrorPolicy, i: DecisionInput): Decision {
   });
   if (i.closing) return stop('closing');
   if (i.poisoned) return stop('poison');
+  if (i.streamStarted) return stop('stream_started');
 
   if (err.code === 'PYFLEET_TIMEOUT') {
     const plan = i.plan();

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
  * so one bad input cannot take every worker down in turn.
  */
 export class PoisonTracker {
-  private readonly deaths = new Map<string, { count: number; at: number }>();
+  private readonly deaths = new Map<string, { count: number; at: number; last: number | null }>();
   private readonly quarantine = new Map<string, number>();
 
   constructor(
@@ -27,12 +27,18 @@ export class PoisonTracker {
     return Math.max(this.coolDownMs, 60_000);
   }
 
-  /** Records that this call was running when its worker died; true when it is now quarantined. */
-  recordDeath(key: string): boolean {
+  /**
+   * Records that this call was running when worker `death` died; true when it is now quarantined.
+   * Several calls with the same arguments running on one worker (concurrency) are one death for
+   * that key: a call is poison only when it was present at `maxDeaths` different deaths.
+   */
+  recordDeath(key: string, death: number | null = null): boolean {
     const t = this.now();
     const d = this.deaths.get(key);
-    const count = d !== undefined && t - d.at < this.memoryMs ? d.count + 1 : 1;
-    this.deaths.set(key, { count, at: t });
+    const recent = d !== undefined && t - d.at < this.memoryMs;
+    if (recent && death !== null && d.last === death) return false;
+    const count = recent ? d.count + 1 : 1;
+    this.deaths.set(key, { count, at: t, last: death });
     if (count >= this.maxDeaths) {
       this.deaths.delete(key);
       this.quarantine.set(key, t + this.coolDownMs);

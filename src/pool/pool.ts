@@ -13,7 +13,9 @@ import { channels, subscribe, type EventName, type EventPayloads } from '../tele
 import { defaultLogger, type Logger } from '../util/logger.js';
 import { resolvePython } from '../worker/python-path.js';
 import type { Worker, ExitInfo } from '../worker/worker.js';
-import { Admission, type ExecuteOptions } from './admission.js';
+import { Admission, type ExecuteOptions, type StreamOptions } from './admission.js';
+import { DEFAULTS } from '../defaults.js';
+import { anySignal } from '../util/signals.js';
 import type { Attempt, Call } from './call.js';
 import { CallPolicy, type DetailedResult } from './call-policy.js';
 import { ChaosMonkey } from './chaos.js';
@@ -24,13 +26,14 @@ import { reportFailure } from './error-report.js';
 import { resolveOptions, type PoolOptions, type ResolvedOptions } from './options.js';
 import { PoisonTracker } from './poison.js';
 import { SessionTable } from './sessions.js';
+import { PoolStream } from './stream.js';
 import { PoolSession } from './session-handle.js';
 import { budgetStats, workerStats, type PoolStats } from './stats.js';
 import { forgetAtExit, keepUntilExit } from './exit-hook.js';
 import type { CommandMap, TypedPool } from '../typing/typed-pool.js';
 import { Supervisor } from './supervisor.js';
 
-export type { ExecuteOptions } from './admission.js';
+export type { ExecuteOptions, StreamOptions } from './admission.js';
 export type { DetailedResult } from './call-policy.js';
 export type { Via } from './call.js';
 export type { PoolStats, WorkerStats } from './stats.js';
@@ -126,7 +129,7 @@ export class Pool implements Adapter {
       },
       exited: (w, info, died) => this.workerExited(w, info, died),
       startFailed: (err) => this.startFailed(err),
-      abandonedDied: (_w, a) => this.policy.blame((a as Attempt).call),
+      abandonedDied: (w, a) => this.policy.blame((a as Attempt).call, w.id),
       memoryOver: (w, rss) => this.memoryOver(w, rss),
       tick: (now) => {
         for (const s of this.sessions.expired(now, options.sessionTtlMs)) void this.closeSession(s.id);
@@ -269,6 +272,48 @@ export class Pool implements Adapter {
     }
     if (channels['call:start'].hasSubscribers) channels['call:start'].publish({ poolId: this.id, callId: call.id, command, sessionId: call.session?.id ?? null });
     return this.policy.run<T>(call);
+  }
+
+  /**
+   * Streams the items a generator command yields (`def` + `yield` or `async def` + `yield`); an
+   * ordinary command yields its one value. Options as `execute`'s (`timeoutMs` for the whole
+   * stream), plus `highWaterMark` (items the worker may send ahead of the consumer, default 16)
+   * and `chunkTimeoutMs` (the longest wait for the next item). Bad input throws here; the call is
+   * sent when iteration starts. `break` closes the generator in Python (its `finally` runs).
+   */
+  stream<T = unknown>(command: string, args?: unknown, options: StreamOptions = {}): AsyncIterableIterator<T> {
+    if (typeof options !== 'object' || options === null) throw badCall('options must be an object');
+    const hwm = options.highWaterMark ?? DEFAULTS.highWaterMark;
+    if (!Number.isSafeInteger(hwm) || hwm < 1) throw badCall(`highWaterMark must be an integer >= 1, got ${String(options.highWaterMark)}`, command);
+    const chunk = options.chunkTimeoutMs;
+    if (chunk !== undefined && (typeof chunk !== 'number' || !(chunk > 0) || !Number.isFinite(chunk))) throw badCall(`chunkTimeoutMs must be a number of ms > 0, got ${String(chunk)}`, command);
+    // The consumer's break aborts the call like a signal would; the call's own signal still does.
+    const stopper = new AbortController();
+    const user = options.signal;
+    const both = user === undefined ? null : anySignal(user, stopper.signal);
+    const signal = both === null ? stopper.signal : both.signal;
+    const { highWaterMark: _h, chunkTimeoutMs: _c, ...execute } = options;
+    const call = this.admission.prepareStream(command, args, { ...execute, signal });
+    return new PoolStream<T>(
+      call,
+      hwm,
+      chunk,
+      () => {
+        try {
+          this.admission.enqueue(call);
+        } catch (e) {
+          return Promise.reject(e);
+        }
+        if (channels['call:start'].hasSubscribers) channels['call:start'].publish({ poolId: this.id, callId: call.id, command, sessionId: call.session?.id ?? null });
+        const ended = this.policy.run(call);
+        if (both !== null) void ended.finally(both.dispose).catch(() => {});
+        return ended;
+      },
+      () => {
+        call.stoppedByConsumer = true;
+        stopper.abort(new Error('the consumer stopped the stream'));
+      },
+    );
   }
 
   /** A handle whose calls all carry `sessionId`; `close()` drops the session's state in its worker. */

@@ -19,7 +19,7 @@ import type { RetryBudget } from './budget.js';
 export type RetryDecision = boolean | { delayMs: number } | { stop: RetryStopReason };
 
 /** Why a retry loop gave up (the `reason` of the `retry:exhausted` event). */
-export type RetryStopReason = 'max_attempts' | 'max_retries' | 'not_retryable' | 'strategy' | 'not_idempotent' | 'poison' | 'session_lost' | 'closing' | 'deadline' | 'budget' | 'aborted';
+export type RetryStopReason = 'max_attempts' | 'max_retries' | 'not_retryable' | 'strategy' | 'not_idempotent' | 'poison' | 'session_lost' | 'stream_started' | 'closing' | 'deadline' | 'budget' | 'aborted';
 
 export interface RetryOptions {
   /** Attempts in all, the first included (default 3). */

@@ -10,7 +10,7 @@
  *     tokens: { args: TokensArgs; item: string };  // a generator: no result, only items
  *   }
  */
-import type { DetailedResult, ExecuteOptions, Pool } from '../pool/pool.js';
+import type { DetailedResult, ExecuteOptions, Pool, StreamOptions } from '../pool/pool.js';
 
 /** One command's types. A generator has `item` and no `result`. */
 export interface CommandSpec {
@@ -42,14 +42,9 @@ export type ExecutableName<C> = { [K in keyof C]: C[K] extends { result: unknown
 export type CallRest<A, O> = undefined extends A ? [args?: A, options?: O] : {} extends A ? [args?: A, options?: O] : [args: A, options?: O];
 
 /** `pool.stream`'s options (DESIGN.md, "Streaming results"). */
-export interface StreamOptions extends Omit<ExecuteOptions, 'detailed'> {
-  /** Longest wait for the next item from Python. */
-  chunkTimeoutMs?: number;
-  /** Items the worker may send ahead of the consumer (default 16). */
-  highWaterMark?: number;
-}
 
 export type SessionExecuteOptions = Omit<ExecuteOptions, 'sessionId' | 'detailed'>;
+export type { StreamOptions };
 export type SessionStreamOptions = Omit<StreamOptions, 'sessionId'>;
 
 /** `pool.session(id)` of a typed pool. */

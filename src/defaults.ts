@@ -29,4 +29,6 @@ export const DEFAULTS = Object.freeze({
   /** retry_with_backoff: each re-send's timeout is the expired one times this. */
   recoveryTimeoutFactor: 2,
   poison: Object.freeze({ maxDeaths: 2, coolDownMs: 60_000 }),
+  sessionStore: 'memory',
+  maxSessionBytes: 16 * 1024 * 1024,
 } as const);

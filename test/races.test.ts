@@ -52,7 +52,7 @@ describe('races and leaks', () => {
       await first;
       await closed;
       const st = pool.stats();
-      assert.equal(st.sessions, 0);
+      assert.equal(st.sessions.total, 0);
       assert.equal(st.workers[0].sessions, 0, 'the worker no longer counts the session');
       // A call made after the close starts a new, empty session.
       assert.equal(await s.execute('recall', {}), null);

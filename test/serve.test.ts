@@ -98,10 +98,12 @@ describe('pyfleet serve: HTTP API', () => {
     const { url, pool } = await started();
     assert.deepEqual((await call(url, 'remember', '{"x": 41}', { 'x-pyfleet-session': 'u1' })).json, { result: 1 });
     assert.deepEqual((await call(url, 'recall', '{}', { 'x-pyfleet-session': 'u1' })).json, { result: 41 });
-    const stats = (await (await fetch(`${url}/v1/stats`)).json()) as { poolId: number; workers: unknown[]; sessions: number };
+    const stats = (await (await fetch(`${url}/v1/stats`)).json()) as { poolId: number; workers: unknown[]; sessions: { total: number; bound: number; durable: number } };
     assert.equal(stats.poolId, pool.id);
     assert.equal(stats.workers.length, 2);
-    assert.equal(stats.sessions, 1);
+    assert.equal(stats.sessions.total, 1);
+    assert.equal(stats.sessions.bound, 1);
+    assert.equal(stats.sessions.durable, 1, 'remember touched the session: its snapshot is stored');
     const h = await fetch(`${url}/healthz`);
     assert.equal(h.status, 200);
     assert.deepEqual(await h.json(), { status: 'ok', workers: { total: 2, serving: 2 }, queue: 0, circuits: { pool_operations: 'closed', 'worker_commands:remember': 'closed', 'worker_commands:recall': 'closed' } });

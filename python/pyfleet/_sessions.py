@@ -71,7 +71,8 @@ class Sessions:
         Nothing is sent for a session dropped while the call ran (the call worked on a dict no
         longer stored) nor for one that already proved not durable.
         """
-        if sid in self.not_durable or self.state.get(sid) is not session:
+        if self.max_bytes <= 0 or sid in self.not_durable or self.state.get(sid) is not session:
+            # max_bytes 0: the pool keeps no snapshots (sessionStore: false), so none is made.
             return None
         import pickle
 

@@ -104,7 +104,8 @@ export class Admission {
     }
     let session = null;
     if (sessionId !== undefined) {
-      session = d.sessions.open(sessionId, performance.now());
+      // A store that outlives the pool may hold the state of a session new to this pool.
+      session = d.sessions.open(sessionId, performance.now(), d.options.persistentSessions ? 'maybe' : 'no');
       if (session.lost !== null) throw sessionLostError(session, command);
     }
     const call = new Call({

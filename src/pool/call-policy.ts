@@ -59,19 +59,25 @@ export class CallPolicy {
 
   /** Runs `call`. The first attempt settles the caller straight from the worker's answer. */
   run<T>(call: Call): Promise<T | DetailedResult<T>> {
+    const result = this.firstAttempt<T>(call);
+    this.deps.counters.started();
+    this.deps.budget?.recordCall();
+    return result;
+  }
+
+  private firstAttempt<T>(call: Call): Promise<T | DetailedResult<T>> {
     const first = new Promise<unknown>((resolve, reject) => {
       this.deps.dispatcher.attempt(
         call,
         { timeoutMs: call.timeoutMs, avoid: null },
-        (value) => resolve(this.succeeded(call, value, 'pool')),
+        // With a snapshot of its session to store, the call resolves once the store took it.
+        (value) => (call.saving === null ? resolve(this.succeeded(call, value, 'pool')) : void call.saving.then(() => resolve(this.succeeded(call, value, 'pool')))),
         (err, a) => {
           this.noteFailure(call, err, a);
           reject(err);
         },
       );
     });
-    this.deps.counters.started();
-    this.deps.budget?.recordCall();
     // The retries, the recovery and the fallback run in the caller's async context (its
     // AsyncLocalStorage: a trace span, a fallback's own context), not in the context of the
     // worker's pipe that delivered the failure: `.then` here captures the caller's.
@@ -84,6 +90,7 @@ export class CallPolicy {
   }
 
   private async afterFailure(call: Call, first: unknown): Promise<unknown> {
+    if (call.saving !== null) await call.saving;
     // A consumer that stopped its stream ended it; nothing failed.
     if (call.stoppedByConsumer) return this.succeeded(call, call.items, 'pool');
     const wait = this.waitSignal(call);
@@ -203,10 +210,15 @@ export class CallPolicy {
     const s = call.session;
     if (s?.lost) return Promise.reject(sessionLostError(s, call.command, call));
     return new Promise((resolve, reject) => {
-      this.deps.dispatcher.attempt(call, { timeoutMs, avoid: call.avoid }, resolve, (err, a) => {
-        this.noteFailure(call, err, a);
-        reject(err);
-      });
+      this.deps.dispatcher.attempt(
+        call,
+        { timeoutMs, avoid: call.avoid },
+        (value) => (call.saving === null ? resolve(value) : void call.saving.then(() => resolve(value))),
+        (err, a) => {
+          this.noteFailure(call, err, a);
+          reject(err);
+        },
+      );
     });
   }
 

@@ -1,5 +1,6 @@
 import type { PoolError } from '../errors/pool-error.js';
 import type { BinaryPart } from '../protocol/binary.js';
+import type { Snapshot } from '../sessions/envelope.js';
 import type { CommandInfo, CommandKind } from '../protocol/messages.js';
 import type { Backoff } from '../resilience/backoff.js';
 import type { Attempt as WorkerAttempt, Task } from '../worker/attempt.js';
@@ -57,6 +58,10 @@ export class Call {
   credit = 0;
   /** The stream's consumer stopped it (`break`): its end is a success, not an abort. */
   stoppedByConsumer = false;
+  /** The session's snapshot to restore on the worker before this call (durable sessions). */
+  restore: Snapshot | null = null;
+  /** The store is taking the snapshot this call's handler left: the call resolves after it did. */
+  saving: Promise<void> | null = null;
   /** The attempt on a worker now (a stream grants it credit). */
   current: Attempt | null = null;
   private settlements = 0;
@@ -119,6 +124,8 @@ export type AttemptFailed = (err: PoolError, a: Attempt | null) => void;
 export interface AttemptOwner {
   attemptSucceeded(a: Attempt, value: unknown): void;
   attemptFailed(a: Attempt, err: PoolError): void;
+  /** The worker sent the session's state after the attempt (durable sessions). */
+  snapshot(a: Attempt, data: Uint8Array | undefined, err: string | undefined): void;
 }
 
 /**
@@ -177,6 +184,10 @@ export class Attempt implements WorkerAttempt, Waiting {
 
   get maxConcurrency(): number | null {
     return this.call.info.maxConcurrency;
+  }
+
+  snapshot(data: Uint8Array | undefined, err: string | undefined): void {
+    this.owner.snapshot(this, data, err);
   }
 
   /** A stream's item: handed to the call's consumer. */

@@ -8,6 +8,7 @@ import type { ChaosMonkey } from './chaos.js';
 import { abortedError, queueFullError, queueTimeoutError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
 import { WaitQueue } from './queue.js';
+import type { Durability } from './durability.js';
 import type { SessionEntry, SessionTable } from './sessions.js';
 
 /** What the dispatcher needs from the rest of the pool. */
@@ -24,6 +25,8 @@ export interface DispatcherDeps {
   grow(): void;
   /** A worker has nothing in flight any more (the supervisor recycles it if it served enough). */
   idle(w: Worker): void;
+  /** Durable sessions, when the pool keeps them. */
+  durability: Durability | null;
 }
 
 export interface AttemptOptions {
@@ -56,6 +59,7 @@ export class Dispatcher {
         deps.poolOperations.leaveFailed(a.poolTicket, err);
         a.onFailed(err, a);
       },
+      snapshot: (a, data, err) => deps.durability?.snapshot(a.call, data, err),
     };
   }
 
@@ -88,9 +92,13 @@ export class Dispatcher {
     }
     const signal = call.signal;
     if (signal?.aborted) return a.reject(abortedError(call, signal));
-    const w = this.turn(call) ? this.pick(call, o.avoid) : null;
+    const turn = this.turn(call);
+    const w = turn && !this.needsSnapshot(call) ? this.pick(call, o.avoid) : null;
     if (w !== null) this.sendTo(w, a);
-    else this.enqueue(a);
+    else {
+      this.enqueue(a);
+      if (turn && !a.settled && this.needsSnapshot(call)) this.fetchSnapshot(a);
+    }
     if (signal !== undefined && !a.settled) {
       a.onAbort = () => {
         const err = abortedError(call, signal);
@@ -113,6 +121,10 @@ export class Dispatcher {
         (a) => {
           const bound = a.call.session?.workerId ?? null;
           if ((bound !== null && bound !== w.id) || !this.turn(a.call) || !w.canTake(a)) return false;
+          if (this.needsSnapshot(a.call)) {
+            this.fetchSnapshot(a);
+            return false;
+          }
           this.sendTo(w, a);
           return true;
         },
@@ -131,6 +143,10 @@ export class Dispatcher {
       (a) => {
         if (a.call !== head) return false;
         done = true;
+        if (this.needsSnapshot(a.call)) {
+          this.fetchSnapshot(a);
+          return false;
+        }
         const w = this.pick(a.call, a.avoid);
         if (w === null) return false;
         this.sendTo(w, a);
@@ -149,6 +165,35 @@ export class Dispatcher {
   hasFreeWorker(call: Call, except: number | null): boolean {
     for (const w of this.deps.workers()) if (w.id !== except && w.canTake(call.task)) return true;
     return false;
+  }
+
+  private needsSnapshot(call: Call): boolean {
+    return this.deps.durability !== null && this.deps.durability.needsSnapshot(call);
+  }
+
+  private readonly fetching = new WeakSet<Call>();
+
+  /**
+   * A queued session call whose session's state is in the store, not in a worker: fetch and check
+   * the snapshot, then send the call (the worker restores the snapshot first). A refused or lost
+   * snapshot fails the call.
+   */
+  private fetchSnapshot(a: Attempt): void {
+    const call = a.call;
+    if (this.fetching.has(call)) return;
+    this.fetching.add(call);
+    this.deps.durability!.prepare(call).then(
+      () => {
+        this.fetching.delete(call);
+        if (!a.settled) this.sessionAdvanced(call.session!);
+      },
+      (err: PoolError) => {
+        this.fetching.delete(call);
+        if (a.settled) return;
+        this.queue.remove(a);
+        a.reject(err);
+      },
+    );
   }
 
   private turn(call: Call): boolean {
@@ -180,9 +225,17 @@ export class Dispatcher {
 
   private sendTo(w: Worker, a: Attempt): void {
     a.worker = w;
-    a.call.current = a;
-    const s = a.call.session;
-    if (s !== null && s.workerId === null) this.deps.sessions.bind(s, w.id);
+    const call = a.call;
+    call.current = a;
+    const s = call.session;
+    if (s !== null && s.workerId === null) {
+      this.deps.sessions.bind(s, w.id);
+      // A session whose worker went: the new one restores its snapshot first (the worker answers
+      // the restore before it runs the call, which it refuses if the restore was refused).
+      if (call.restore !== null && s.restore === 'yes') w.send(this.deps.durability!.restoreAttempt(++this.seq, call, w.id));
+      call.restore = null;
+      s.restore = 'no';
+    }
     w.send(a);
   }
 

@@ -1,10 +1,13 @@
 import os from 'node:os';
 import { DEFAULTS } from '../defaults.js';
+import { MemorySessionStore } from '../sessions/memory-store.js';
 import { validatePolicyOverrides, type PolicyOverrides } from '../errors/policy.js';
 import { isBackoffStrategy, type BackoffStrategy } from '../resilience/backoff.js';
 import type { RecoveryTableOverrides, RecoveryTimeLimits } from '../resilience/recovery/types.js';
 import type { Adapter } from '../adapters/adapter.js';
 import type { Logger } from '../util/logger.js';
+import { randomBytes } from 'node:crypto';
+import type { SessionStore } from '../sessions/store.js';
 import { invalidOption } from './invalid.js';
 import { validateChaos, type ChaosOptions, type ChaosConfig } from './chaos.js';
 
@@ -63,6 +66,16 @@ export interface PoolOptions {
   fallback?: Adapter | ((command: string, args: unknown) => unknown);
   /** Worker deaths a call may cause before it is quarantined, and for how long identical calls are refused. */
   poison?: { maxDeaths?: number; coolDownMs?: number };
+  /**
+   * Where session snapshots go, so a session survives its worker: `'memory'` (default, in this
+   * host), `false` (sessions die with their worker: PYFLEET_SESSION_LOST), or a `SessionStore`
+   * (`fileSessionStore(dir)`, `natsSessionStore(...)`, your own), which requires `sessionKey`.
+   */
+  sessionStore?: 'memory' | false | SessionStore;
+  /** HMAC key(s) that sign and verify snapshots; a list rotates keys: the first signs, all verify. */
+  sessionKey?: SessionKey | readonly SessionKey[];
+  /** A session whose pickle is larger is not durable (default 16 MiB; below maxFrameBytes). */
+  maxSessionBytes?: number;
   /** A pino-compatible logger (default: pino at `info` to stderr). */
   logger?: Logger;
   /** Extra environment for the workers. */
@@ -105,6 +118,13 @@ export interface ResolvedOptions {
   recovery: { strategies?: RecoveryTableOverrides; timeLimits?: Partial<RecoveryTimeLimits> };
   fallback: PoolOptions['fallback'];
   poison: { maxDeaths: number; coolDownMs: number };
+  /** null: sessions are not durable. */
+  sessionStore: SessionStore | null;
+  /** The store outlives the pool (not the default memory store). */
+  persistentSessions: boolean;
+  /** The signing key first. */
+  sessionKeys: Buffer[];
+  maxSessionBytes: number;
   logger: Logger | undefined;
   env: Record<string, string>;
   cwd: string | undefined;
@@ -114,7 +134,7 @@ export interface ResolvedOptions {
 const KNOWN = new Set([
   'module', 'python', 'workers', 'requestTimeoutMs', 'startupTimeoutMs', 'queueTimeoutMs', 'maxQueue', 'idleTimeoutMs',
   'sessionTtlMs', 'pipelineDepth', 'concurrency', 'nonFinite', 'maxFrameBytes', 'cancelGraceMs', 'healthCheck', 'recycle', 'restart', 'retry',
-  'circuitBreaker', 'policy', 'recovery', 'fallback', 'poison', 'logger', 'env', 'cwd', 'chaos',
+  'circuitBreaker', 'policy', 'recovery', 'fallback', 'poison', 'sessionStore', 'sessionKey', 'maxSessionBytes', 'logger', 'env', 'cwd', 'chaos',
 ]);
 
 function show(x: unknown): string {
@@ -143,6 +163,37 @@ function onlyKeys(o: Record<string, unknown>, name: string, keys: readonly strin
   for (const k of Object.keys(o)) {
     if (!keys.includes(k)) throw invalidOption(`${name}.${k} is not an option (known: ${keys.join(', ')})`);
   }
+}
+
+/** A session key: a secret string (UTF-8), or bytes. */
+export type SessionKey = string | Uint8Array;
+
+function sessionOptions(o: Partial<PoolOptions>, maxFrameBytes: number): Pick<ResolvedOptions, 'sessionStore' | 'persistentSessions' | 'sessionKeys' | 'maxSessionBytes'> {
+  const store = o.sessionStore ?? DEFAULTS.sessionStore;
+  const maxSessionBytes = num(o.maxSessionBytes, Math.min(DEFAULTS.maxSessionBytes, maxFrameBytes - 1024), 'maxSessionBytes', (v) => int(1)(v) && v <= maxFrameBytes - 1024, `an integer from 1 to maxFrameBytes - 1024 (${maxFrameBytes - 1024})`);
+  if (store === false) return { sessionStore: null, persistentSessions: false, sessionKeys: [], maxSessionBytes };
+  let persistent = true;
+  let sessionStore: SessionStore;
+  if (store === 'memory') {
+    persistent = false;
+    sessionStore = new MemorySessionStore();
+  } else if (typeof store === 'object' && store !== null && typeof store.get === 'function' && typeof store.set === 'function' && typeof store.delete === 'function') {
+    sessionStore = store;
+  } else {
+    throw invalidOption(`sessionStore must be 'memory', false, or a SessionStore (an object with get, set and delete), got ${show(store)}`);
+  }
+  const given = o.sessionKey === undefined ? [] : Array.isArray(o.sessionKey) ? o.sessionKey : [o.sessionKey];
+  const keys = (given as unknown[]).map((k, i) => {
+    if (typeof k === 'string' && k !== '') return Buffer.from(k, 'utf8');
+    if (k instanceof Uint8Array && k.byteLength > 0) return Buffer.from(k);
+    throw invalidOption(`sessionKey${Array.isArray(o.sessionKey) ? `[${i}]` : ''} must be a non-empty string or bytes`);
+  });
+  if (keys.length === 0) {
+    if (persistent) throw invalidOption('sessionKey is required with a sessionStore other than \'memory\': the snapshots it keeps outlive this pool, and only the key lets a pool trust them (pass the same key to every pool that shares the store)');
+    // The memory store lives and dies with this pool: a key of its own is enough.
+    keys.push(randomBytes(32));
+  }
+  return { sessionStore, persistentSessions: persistent, sessionKeys: keys, maxSessionBytes };
 }
 
 function nonFinite(v: unknown): 'null' | 'error' {
@@ -217,6 +268,7 @@ export function resolveOptions(input: PoolOptions, cpuCount = os.availableParall
   for (const [k, v] of Object.entries(env)) if (typeof v !== 'string') throw invalidOption(`env.${k} must be a string, got ${show(v)}`);
   if (o.cwd !== undefined && typeof o.cwd !== 'string') throw invalidOption(`cwd must be a directory path, got ${show(o.cwd)}`);
 
+  const maxFrameBytes = num(o.maxFrameBytes, DEFAULTS.maxFrameBytes, 'maxFrameBytes', (v) => int(1024)(v) && v < 2 ** 32, 'an integer from 1024 to 4 GiB - 1');
   let policy: PolicyOverrides;
   try {
     policy = validatePolicyOverrides(o.policy);
@@ -238,7 +290,7 @@ export function resolveOptions(input: PoolOptions, cpuCount = os.availableParall
     pipelineDepth: num(o.pipelineDepth, DEFAULTS.pipelineDepth, 'pipelineDepth', int(1), 'an integer >= 1'),
     concurrency: num(o.concurrency, DEFAULTS.concurrency, 'concurrency', (v) => int(1)(v) && v <= 10_000, 'an integer from 1 to 10000'),
     nonFinite: nonFinite(o.nonFinite),
-    maxFrameBytes: num(o.maxFrameBytes, DEFAULTS.maxFrameBytes, 'maxFrameBytes', (v) => int(1024)(v) && v < 2 ** 32, 'an integer from 1024 to 4 GiB - 1'),
+    maxFrameBytes,
     cancelGraceMs: num(o.cancelGraceMs, DEFAULTS.cancelGraceMs, 'cancelGraceMs', ms(0), 'a number of ms >= 0'),
     healthCheck: {
       intervalMs: num(hc.intervalMs, DEFAULTS.healthCheck.intervalMs, 'healthCheck.intervalMs', ms(10), 'a number of ms >= 10'),
@@ -272,6 +324,7 @@ export function resolveOptions(input: PoolOptions, cpuCount = os.availableParall
       maxDeaths: num(po.maxDeaths, DEFAULTS.poison.maxDeaths, 'poison.maxDeaths', int(1), 'an integer >= 1'),
       coolDownMs: num(po.coolDownMs, DEFAULTS.poison.coolDownMs, 'poison.coolDownMs', ms(0), 'a number of ms >= 0'),
     },
+    ...sessionOptions(o, maxFrameBytes),
     logger,
     env: env as Record<string, string>,
     cwd: o.cwd,

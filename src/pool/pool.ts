@@ -25,6 +25,7 @@ import { closedError, sessionLostError, badCall } from './errors.js';
 import { reportFailure } from './error-report.js';
 import { resolveOptions, type PoolOptions, type ResolvedOptions } from './options.js';
 import { PoisonTracker } from './poison.js';
+import { Durability } from './durability.js';
 import { SessionTable } from './sessions.js';
 import { PoolStream } from './stream.js';
 import { PoolSession } from './session-handle.js';
@@ -96,6 +97,7 @@ export class Pool implements Adapter {
   private readonly policy: CallPolicy;
   private readonly admission: Admission;
   private readonly closeController = new AbortController();
+  private readonly durability: Durability | null;
   private commands: Record<string, CommandInfo> = NO_COMMANDS;
   /** pool_operations was opened because no worker could start: it half-opens when one does. */
   private openedWhileDown = false;
@@ -117,8 +119,26 @@ export class Pool implements Adapter {
     this.poison = new PoisonTracker(options.poison.maxDeaths, options.poison.coolDownMs);
     this.fallback = options.fallback === undefined ? null : toAdapter(options.fallback);
     this.chaos = options.chaos === null ? null : new ChaosMonkey(options.chaos);
+    const durability = (this.durability =
+      options.sessionStore === null
+        ? null
+        : new Durability({
+            poolId: this.id,
+            store: options.sessionStore,
+            keys: options.sessionKeys,
+            persistent: options.persistentSessions,
+            ttlMs: options.sessionTtlMs,
+            requestTimeoutMs: options.requestTimeoutMs,
+            maxFrameBytes: options.maxFrameBytes,
+            logger,
+            poison: this.poison,
+            maxDeaths: options.poison.maxDeaths,
+          }));
     this.sessions = new SessionTable({
-      drop: (id, workerId) => this.supervisor.worker(workerId)?.post(`{"t":"drop_session","sid":${JSON.stringify(id)}}`),
+      drop: (e, workerId) => {
+        if (workerId !== null) this.supervisor.worker(workerId)?.post(`{"t":"drop_session","sid":${JSON.stringify(e.id)}}`);
+        return durability?.forget(e);
+      },
       advanced: (e) => this.dispatcher.sessionAdvanced(e),
     });
     this.supervisor = new Supervisor(this.id, python, options, this.chaos, this.closeController.signal, {
@@ -136,7 +156,7 @@ export class Pool implements Adapter {
         this.poison.purge();
       },
       restarted: (reason) => this.counters.restart(reason),
-      sessionsOn: (id) => this.sessions.countOn(id),
+      sessionsOn: (id) => this.sessions.pinnedOn(id, durability !== null),
       log: (w, stream, line) => {
         logger.info({ poolId: this.id, workerId: w.id, pid: w.pid, stream }, line);
         if (channels['worker:log'].hasSubscribers) channels['worker:log'].publish({ poolId: this.id, workerId: w.id, stream, line });
@@ -153,6 +173,7 @@ export class Pool implements Adapter {
       chaos: this.chaos,
       grow: () => this.supervisor.grow(this.dispatcher.queue.length),
       idle: (w) => this.supervisor.idle(w),
+      durability,
     });
     this.orchestrator = new RecoveryOrchestrator<Call>({
       baseTimeoutMs: options.requestTimeoutMs,
@@ -365,7 +386,7 @@ export class Pool implements Adapter {
   }
 
   private workerExited(w: Worker, info: ExitInfo, died: boolean): void {
-    const lost = this.sessions.markLost(w.id, info.expected ? `its worker ${w.id} was stopped (${info.reason})` : `its worker ${w.id} died (${info.reason})`);
+    const lost = this.sessions.workerGone(w.id, info.expected ? `its worker ${w.id} was stopped (${info.reason})` : `its worker ${w.id} died (${info.reason})`, this.durability !== null);
     if (lost.length > 0) {
       const set = new Set(lost);
       this.dispatcher.rejectQueued(
@@ -430,7 +451,7 @@ export class Pool implements Adapter {
       closed: this.closed,
       workers: this.supervisor.workers.map((w) => workerStats(w, this.sessions.countOn(w.id), now)),
       queue: { length: this.dispatcher.queue.length, max: this.options.maxQueue },
-      sessions: this.sessions.size,
+      sessions: this.sessions.stats(this.durability?.restored ?? 0),
       calls: c.calls,
       errorsByCategory: c.errorsByCategory,
       restarts: c.restarts,

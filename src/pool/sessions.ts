@@ -1,9 +1,11 @@
 /**
  * Session affinity and order. A session is bound to a worker on its first call; its calls run one
  * at a time, in the order they were made (only the first unsettled one may run). When its worker
- * dies the session is marked lost, and its calls fail until the caller closes it: its state is
- * never silently re-created empty. A close takes its place in the same order: calls made before
- * it still run in the session, then its state is dropped, and calls made after it start afresh.
+ * goes, a durable session (its latest state stored as a snapshot) is unbound, and its next call
+ * restores it on another worker; any other is marked lost, and its calls fail until the caller
+ * closes it: its state is never silently re-created empty, nor older than the caller saw. A close
+ * takes its place in the same order: calls made before it still run in the session, then its
+ * state is dropped (and its snapshot deleted), and calls made after it start afresh.
  */
 
 /** What the table needs of a call. */
@@ -27,11 +29,24 @@ export interface SessionEntry {
   lost: string | null;
   /** Calls and closes in the order they were made. */
   readonly ops: Op[];
+  /** Version of the latest snapshot the worker sent, and of the latest the store accepted (0: none). */
+  version: number;
+  stored: number;
+  /** Snapshots being written to the store now (a restore waits for them). */
+  saving: Promise<void> | null;
+  /** Why the latest snapshot was not stored (the store failed): the stored state is older than the worker's. */
+  storeFailed: string | null;
+  /** Why the state cannot be kept as a snapshot (it cannot be pickled, or is too large): it dies with its worker. */
+  notDurable: string | null;
+  /** Whether the state must be restored before the next call: yes, no, or maybe (a persistent store may hold it). */
+  restore: 'yes' | 'no' | 'maybe';
+  /** Why its snapshot was refused; its calls fail until it is closed. */
+  refused: string | null;
 }
 
 export interface SessionHooks {
-  /** Free the session's state in worker `workerId`. */
-  drop(id: string, workerId: number): void;
+  /** Frees the session's state: in worker `workerId` if it is bound, and in the store; resolves when done. */
+  drop(e: SessionEntry, workerId: number | null): Promise<void> | void;
   /** The session's first op changed: its next call may be able to run now. */
   advanced(e: SessionEntry): void;
 }
@@ -50,11 +65,11 @@ export class SessionTable {
     return this.entries.get(id);
   }
 
-  /** The entry for `id`, created unbound if new. */
-  open(id: string, now: number): SessionEntry {
+  /** The entry for `id`, created unbound if new; `restore`: whether a store may already hold its state. */
+  open(id: string, now: number, restore: 'no' | 'maybe' = 'no'): SessionEntry {
     let e = this.entries.get(id);
     if (e === undefined) {
-      e = { id, workerId: null, lastUsed: now, lost: null, ops: [] };
+      e = { id, workerId: null, lastUsed: now, lost: null, ops: [], version: 0, stored: 0, saving: null, storeFailed: null, notDurable: null, restore, refused: null };
       this.entries.set(id, e);
     }
     return e;
@@ -100,17 +115,34 @@ export class SessionTable {
     return this.perWorker.get(workerId) ?? 0;
   }
 
-  /** Marks every session of a dead worker as lost; returns them. */
-  markLost(workerId: number, reason: string): SessionEntry[] {
+  /**
+   * Worker `workerId` is gone. With `durable`, a session whose latest state the store holds is
+   * unbound (its next call restores it elsewhere), one that never had state starts afresh; the
+   * others are lost, with the reason. Returns the lost ones.
+   */
+  workerGone(workerId: number, reason: string, durable: boolean): SessionEntry[] {
     const lost: SessionEntry[] = [];
     for (const e of this.entries.values()) {
-      if (e.workerId === workerId && e.lost === null) {
-        e.lost = reason;
-        lost.push(e);
+      if (e.workerId !== workerId || e.lost !== null) continue;
+      const why = durable ? whyNotMovable(e) : '';
+      if (durable && why === null) {
+        e.workerId = null;
+        e.restore = e.stored > 0 ? 'yes' : 'no';
+        continue;
       }
+      e.lost = why ? `${reason}, and ${why}` : reason;
+      lost.push(e);
     }
     this.perWorker.delete(workerId);
     return lost;
+  }
+
+  /** Sessions bound to `workerId` whose state would go with it (a worker holding one is not shrunk away). */
+  pinnedOn(workerId: number, durable: boolean): number {
+    if (!durable) return this.countOn(workerId);
+    let n = 0;
+    for (const e of this.entries.values()) if (e.workerId === workerId && whyNotMovable(e) !== null) n++;
+    return n;
   }
 
   /** Sessions idle for `ttlMs` with nothing admitted. */
@@ -120,32 +152,73 @@ export class SessionTable {
     return out;
   }
 
+  /** `stats().sessions`: sessions bound to a worker now, with a stored snapshot now, and restores so far. */
+  stats(restored: number): { total: number; bound: number; durable: number; restored: number } {
+    let bound = 0;
+    let durable = 0;
+    for (const e of this.entries.values()) {
+      if (e.workerId !== null && e.lost === null) bound++;
+      if (e.stored > 0 && e.notDurable === null && e.lost === null && e.refused === null) durable++;
+    }
+    return { total: this.entries.size, bound, durable, restored };
+  }
+
   all(): IterableIterator<SessionEntry> {
     return this.entries.values();
   }
 
-  /** Runs the closes at the head of the order, then tells the dispatcher whoever is first now. */
+  /**
+   * Runs the close at the head of the order (calls behind it wait until its state is dropped, in
+   * the worker and in the store), then tells the dispatcher whoever is first now.
+   */
   private advance(e: SessionEntry): void {
-    while (e.ops.length > 0 && isClose(e.ops[0])) {
-      const marker = e.ops.shift() as CloseMarker;
-      this.forget(e);
-      marker.close();
+    const head = e.ops[0];
+    if (head !== undefined && isClose(head)) {
+      if (this.closing.has(head)) return;
+      this.closing.add(head);
+      const done = (): void => {
+        this.closing.delete(head);
+        e.ops.shift();
+        head.close();
+        this.advance(e);
+      };
+      const dropped = this.forget(e);
+      if (dropped === undefined) done();
+      else dropped.then(done, done);
+      return;
     }
     if (e.ops.length === 0) {
-      if (e.workerId === null && e.lost === null && this.entries.get(e.id) === e) this.entries.delete(e.id);
+      if (e.workerId === null && e.lost === null && e.stored === 0 && e.refused === null && this.entries.get(e.id) === e) this.entries.delete(e.id);
     } else this.hooks.advanced(e);
   }
 
+  private readonly closing = new Set<CloseMarker>();
+
   /** Frees the state: the entry stays (later calls start afresh in it) or goes when nothing waits. */
-  private forget(e: SessionEntry): void {
+  private forget(e: SessionEntry): Promise<void> | undefined {
     const w = e.workerId;
-    if (w !== null && e.lost === null) {
+    const bound = w !== null && e.lost === null;
+    if (bound) {
       const n = (this.perWorker.get(w) ?? 1) - 1;
       if (n > 0) this.perWorker.set(w, n);
       else this.perWorker.delete(w);
-      this.hooks.drop(e.id, w);
     }
+    const dropped = this.hooks.drop(e, bound ? w : null);
     e.workerId = null;
     e.lost = null;
+    e.version = 0;
+    e.stored = 0;
+    e.storeFailed = null;
+    e.notDurable = null;
+    e.restore = 'no';
+    e.refused = null;
+    return dropped ?? undefined;
   }
+}
+
+/** Why a session's state cannot move to another worker through its snapshot, or null when it can. */
+function whyNotMovable(e: SessionEntry): string | null {
+  if (e.notDurable !== null) return `its state is not durable (${e.notDurable})`;
+  if (e.storeFailed !== null) return `its latest snapshot could not be stored (${e.storeFailed}), so the stored state is older than what the caller saw`;
+  return null;
 }

@@ -27,7 +27,8 @@ export interface PoolStats {
   closed: boolean;
   workers: WorkerStats[];
   queue: { length: number; max: number };
-  sessions: number;
+  /** Sessions known now, bound to a worker now, with their latest state stored now (durable), and restored on a new worker so far. */
+  sessions: { total: number; bound: number; durable: number; restored: number };
   calls: CallCounts;
   errorsByCategory: Record<ErrorCategory, number>;
   restarts: { total: number; byReason: Record<string, number> };

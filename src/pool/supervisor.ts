@@ -66,6 +66,9 @@ export class Supervisor {
       extra: {
         PYFLEET_CONCURRENCY: String(options.concurrency),
         PYFLEET_NON_FINITE: options.nonFinite,
+        // 0: no snapshots are made (sessionStore: false). The keys let a worker verify a restore itself.
+        PYFLEET_MAX_SESSION_BYTES: String(options.sessionStore === null ? 0 : options.maxSessionBytes),
+        ...(options.sessionKeys.length > 0 ? { PYFLEET_SESSION_KEYS: options.sessionKeys.map((k) => k.toString('hex')).join(',') } : {}),
         ...(chaos === null ? {} : { PYFLEET_CHAOS: '1' }),
       },
     });

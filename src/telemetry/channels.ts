@@ -32,6 +32,12 @@ export interface EventPayloads {
   'call:end': { poolId: number; callId: number; command: string; sessionId: string | null; ok: boolean; durationMs: number; attempts: number; code: string | null; via: 'pool' | 'fallback' };
   /** `pool.close()` was called: the pool stops taking calls and drains (workers going down now are a shutdown, not an outage). */
   'pool:closing': { poolId: number };
+  /** A session's snapshot was stored (or the store failed: `ok` false). */
+  'session:snapshot': { poolId: number; sessionId: string; version: number; bytes: number; durationMs: number; ok: boolean; error: string | null };
+  /** A session was restored on a new worker from its snapshot (or the restore failed). */
+  'session:restore': { poolId: number; sessionId: string; version: number; bytes: number; durationMs: number; ok: boolean; error: string | null };
+  /** A session's state cannot be kept as a snapshot (said once per session). */
+  'session:not_durable': { poolId: number; sessionId: string; reason: string };
   // A fleet on NATS: a client's view of the hosts (from their heartbeats). `fleetId` is the client's.
   /** A host's first heartbeat (or its first after it was dead). */
   'host:joined': { fleetId: number; fleet: string; hostId: string; version: string; moduleVersion: string };
@@ -59,6 +65,9 @@ export const EVENT_NAMES = [
   'call:start',
   'call:end',
   'pool:closing',
+  'session:snapshot',
+  'session:restore',
+  'session:not_durable',
   'host:joined',
   'host:left',
   'host:suspected',

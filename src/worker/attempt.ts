@@ -30,6 +30,8 @@ export interface Attempt extends Task {
   items: number;
   /** A stream's item (only stream attempts get them). */
   item?(value: unknown): void;
+  /** The session's state after the call (`data`), or why it cannot be kept (`err`): sent before the answer. */
+  snapshot?(data: Uint8Array | undefined, err: string | undefined): void;
   resolve(value: unknown): void;
   reject(err: PoolError): void;
 }

@@ -18,6 +18,8 @@ export function answerError(workerId: number, a: Attempt, m: ErrMessage): PoolEr
       return new PoolError({ ...b, taken: false, code: 'PYFLEET_UNKNOWN_COMMAND', message: `No command named ${JSON.stringify(a.command)} is registered in the worker. Register it with @command.` });
     case 'cancelled':
       return new PoolError({ ...b, code: 'PYFLEET_ABORTED', message: `${a.command} was cancelled in the worker.` });
+    case 'session':
+      return new PoolError({ ...b, taken: false, code: 'PYFLEET_SESSION_REFUSED', message: `Session ${JSON.stringify(a.sessionId)} was refused by worker ${workerId}: ${m.e.message}. Nothing of its snapshot was unpickled; close the session (session.close()) to start it again.` });
     default:
       return new PoolError({ ...b, code: 'PYFLEET_INTERNAL', message: `The worker refused request ${a.id}: ${m.e.message}. This is a pyfleet bug; please report it.` });
   }

@@ -2,6 +2,8 @@ import type { Attempt } from './attempt.js';
 
 interface Cancelling {
   attempt: Attempt;
+  /** When it was written, among this worker's attempts (sync ones run in that order). */
+  sent: number;
   /** The kill after cancelGraceMs; null once it fired (a late answer is then simply ignored). */
   timer: NodeJS.Timeout | null;
 }
@@ -23,6 +25,9 @@ export interface HeldAtDeath {
  */
 export class InFlight {
   private readonly attempts = new Map<number, Attempt>();
+  /** Write order of the attempts in flight (wire ids are given out before writing, so they need not be in order). */
+  private readonly sentAt = new Map<number, number>();
+  private sends = 0;
   private readonly cancelling = new Map<number, Cancelling>();
   /** Non-idempotent sync attempts in flight: while one runs, nothing else is sent to the worker. */
   exclusive = 0;
@@ -51,6 +56,7 @@ export class InFlight {
 
   add(a: Attempt, now: number): void {
     this.attempts.set(a.id, a);
+    this.sentAt.set(a.id, ++this.sends);
     if (a.kind === 'sync') {
       this.sync++;
       if (!a.idempotent) this.exclusive++;
@@ -62,11 +68,17 @@ export class InFlight {
     if (deadline < this.deadlineAt) this.armDeadline(deadline);
   }
 
+  /** When attempt `id` was written, among this worker's attempts. */
+  sentOrder(id: number): number {
+    return this.sentAt.get(id) ?? 0;
+  }
+
   /** Removes and returns the attempt `id` if it is in flight. */
   take(id: number): Attempt | undefined {
     const a = this.attempts.get(id);
     if (a === undefined) return undefined;
     this.attempts.delete(id);
+    this.sentAt.delete(id);
     if (a.kind === 'sync') {
       this.sync--;
       if (!a.idempotent) this.exclusive--;
@@ -87,6 +99,11 @@ export class InFlight {
     return this.perCommand.get(command) ?? 0;
   }
 
+  /** The attempt `id`, in flight or given up on and not acknowledged yet. */
+  lookup(id: number): Attempt | undefined {
+    return this.attempts.get(id) ?? this.cancelling.get(id)?.attempt;
+  }
+
   /** An attempt given up on whose cancel is not acknowledged yet (its late items are ignored). */
   isCancelling(id: number): boolean {
     return this.cancelling.size > 0 && this.cancelling.has(id);
@@ -97,8 +114,8 @@ export class InFlight {
   }
 
   /** `a` was given up on; `onGraceExpired` runs if its cancel is not acknowledged within `graceMs`. */
-  cancel(a: Attempt, graceMs: number, onGraceExpired: () => void): void {
-    const entry: Cancelling = { attempt: a, timer: null };
+  cancel(a: Attempt, graceMs: number, onGraceExpired: () => void, sent: number): void {
+    const entry: Cancelling = { attempt: a, timer: null, sent };
     entry.timer = setTimeout(() => {
       entry.timer = null;
       onGraceExpired();
@@ -125,17 +142,25 @@ export class InFlight {
   atDeath(): HeldAtDeath {
     if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
     this.deadlineTimer = null;
-    // Python runs sync calls in the order it got them, so the oldest sync attempt it had not
-    // answered, given up on or not, is the one that was running; async and threaded ones all ran.
-    let oldestSync = Infinity;
-    for (const a of this.attempts.values()) if (a.kind === 'sync' && a.id < oldestSync) oldestSync = a.id;
+    // Python runs sync calls in the order it got them, so the first sync attempt written that it
+    // had not answered, given up on or not, is the one that was running; async and threaded ones all ran.
+    let first = Infinity;
+    let runningId = -1;
+    for (const a of this.attempts.values()) {
+      const sent = this.sentAt.get(a.id)!;
+      if (a.kind === 'sync' && sent < first) {
+        first = sent;
+        runningId = a.id;
+      }
+    }
     let abandonedSync: Attempt | null = null;
     const abandonedRunning: Attempt[] = [];
-    for (const [id, c] of this.cancelling) {
+    for (const c of this.cancelling.values()) {
       if (c.timer !== null) clearTimeout(c.timer);
       if (c.attempt.kind !== 'sync') abandonedRunning.push(c.attempt);
-      else if (id < oldestSync) {
-        oldestSync = id;
+      else if (c.sent < first) {
+        first = c.sent;
+        runningId = -1;
         abandonedSync = c.attempt;
       }
     }
@@ -143,7 +168,7 @@ export class InFlight {
     this.cancelling.clear();
     const attempts = [...this.attempts.values()];
     for (const a of attempts) this.take(a.id);
-    return { attempts, running: (a) => a.kind !== 'sync' || a.id === oldestSync, abandonedRunning };
+    return { attempts, running: (a) => a.kind !== 'sync' || a.id === runningId, abandonedRunning };
   }
 
   /**

@@ -173,10 +173,11 @@ export class Worker {
    * with `err`; the worker is asked to cancel it, and killed if it does not acknowledge in time.
    */
   abandon(id: number, err: PoolError): void {
+    const sent = this.inflight.sentOrder(id);
     const a = this.inflight.take(id);
     if (a === undefined) return;
     a.reject(err);
-    this.requestCancel(a, err.code === 'PYFLEET_TIMEOUT' ? 'timeout' : 'aborted');
+    this.requestCancel(a, err.code === 'PYFLEET_TIMEOUT' ? 'timeout' : 'aborted', sent);
   }
 
   /** Kills the process now (SIGKILL); a fault given as `err` is what its attempts fail with. */
@@ -287,6 +288,13 @@ export class Worker {
         return this.item(m.id, m.v);
       case 'end':
         return this.answer(m.id, null, m.n);
+      case 'snap': {
+        // Also for an attempt given up on: the worker's session state changed all the same.
+        const a = this.inflight.lookup(m.id);
+        if (a === undefined) return this.protocolFault(`worker sent the session snapshot of request ${m.id}, which it was not given`);
+        a.snapshot?.(m.v, m.err);
+        return;
+      }
       case 'err':
         return this.answer(m.id, m, undefined);
       case 'hb':
@@ -344,10 +352,10 @@ export class Worker {
     this.hooks.onAvailable(this);
   }
 
-  private requestCancel(a: Attempt, why: string): void {
+  private requestCancel(a: Attempt, why: string, sent: number): void {
     if (this.finished || this.state === 'terminating') return;
     const grace = this.config.cancelGraceMs;
-    this.inflight.cancel(a, grace, () => this.kill(`cancel of request ${a.id} not acknowledged within ${grace} ms`));
+    this.inflight.cancel(a, grace, () => this.kill(`cancel of request ${a.id} not acknowledged within ${grace} ms`), sent);
     if (this.state === 'ready' || this.state === 'busy') this.transition('degraded', why);
     if (!this.proc!.write(encodeFrame(`{"t":"cancel","id":${a.id}}`, this.config.maxFrameBytes))) this.congest();
     this.proc!.signal('SIGUSR1');

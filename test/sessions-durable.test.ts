@@ -1,0 +1,333 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { MemorySessionStore, createPool, fileSessionStore, type Pool, type PoolOptions, type SessionStore } from '../src/index.js';
+import { ROOT } from './helpers/cli.js';
+import { FIXTURES, memoryLogger, rejection, tempFile, until } from './helpers/pool.js';
+
+const SESSIONS = path.join(FIXTURES, 'sessions.py');
+
+async function pool(options: Partial<PoolOptions> = {}): Promise<Pool & { logs: ReturnType<typeof memoryLogger>['entries'] }> {
+  const logger = memoryLogger();
+  const p = await createPool({ module: SESSIONS, workers: 2, logger, ...options });
+  return Object.assign(p, { logs: logger.entries });
+}
+
+function tempDir(): string {
+  return mkdtempSync(path.join(tmpdir(), 'pyfleet-sessions-'));
+}
+
+/** A store that lets a test see and change what is stored, as an attacker with access to it could. */
+class TamperStore implements SessionStore {
+  readonly inner = new MemorySessionStore();
+  readonly raw = new Map<string, Uint8Array>();
+  async get(id: string) {
+    return this.raw.get(id) ?? (await this.inner.get(id));
+  }
+  async set(id: string, s: Uint8Array, ttl: number) {
+    this.raw.delete(id);
+    await this.inner.set(id, s, ttl);
+  }
+  async delete(id: string) {
+    this.raw.delete(id);
+    await this.inner.delete(id);
+  }
+}
+
+async function killWorkerOf(p: Pool, pid: number): Promise<void> {
+  process.kill(pid, 'SIGKILL');
+  await until(() => !p.pids().includes(pid));
+}
+
+describe('durable sessions: state survives the worker', () => {
+  it('SIGKILL of the worker between two calls: the next call finds the state on another worker', async () => {
+    const p = await pool();
+    try {
+      const s = p.session('u1');
+      const pid = await s.execute<number>('put', { k: 'a', v: 1 });
+      await s.execute('put', { k: 'b', v: [2, 'two'] });
+      await killWorkerOf(p, pid);
+      assert.deepEqual(await s.execute('items', {}), [['a', 1], ['b', [2, 'two']]]);
+      assert.notEqual(await s.execute('pid', {}), pid);
+      const st = p.stats().sessions;
+      assert.equal(st.restored, 1);
+      assert.equal(st.durable, 1);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('recycling by maxRequests moves the session instead of dropping it', async () => {
+    const p = await pool({ workers: 1, recycle: { maxRequests: 3 } });
+    try {
+      const s = p.session('r');
+      const first = await s.execute<number>('put', { k: 'n', v: 1 });
+      for (let i = 2; i <= 6; i++) {
+        const prev = (await s.execute<number | null>('get', { k: 'n' })) ?? 0;
+        await s.execute('put', { k: 'n', v: prev + 1 });
+      }
+      assert.equal(await s.execute('get', { k: 'n' }), 6);
+      assert.ok(p.stats().restarts.byReason.recycle! >= 2);
+      assert.notEqual(await s.execute('pid', {}), first);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('a hung non-idempotent call forces a replacement; the neighbour session is intact', async () => {
+    const p = await pool({ workers: 1, cancelGraceMs: 200 });
+    try {
+      const n = p.session('neighbour');
+      await n.execute('put', { k: 'x', v: 'kept' });
+      const err = await rejection(p.execute('hang', { ms: 5_000 }, { timeoutMs: 100 }));
+      assert.equal(err.code, 'PYFLEET_TIMEOUT');
+      await until(() => p.stats().restarts.byReason.cancel_timeout === 1);
+      assert.equal(await n.execute('get', { k: 'x' }), 'kept');
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('two calls of one session under concurrency > 1 run one after the other', async () => {
+    const p = await pool({ workers: 1, concurrency: 8 });
+    try {
+      const s = p.session('c');
+      const [a, b] = await Promise.all([s.execute<string[]>('aslow_append', { x: 1, ms: 100 }), s.execute<string[]>('aslow_append', { x: 2, ms: 10 })]);
+      assert.deepEqual(a, ['start 1', 'end 1']);
+      assert.deepEqual(b, ['start 1', 'end 1', 'start 2', 'end 2']);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('a session that cannot be pickled is not durable: one event and one log line, the call itself never fails, and it is lost with its worker', async () => {
+    const p = await pool({ workers: 1 });
+    const events: unknown[] = [];
+    const off = p.on('session:not_durable', (e) => events.push(e));
+    try {
+      const s = p.session('locked');
+      const pid = await s.execute<number>('put', { k: 'a', v: 1 });
+      assert.equal(await s.execute('put_lock', {}), 'locked');
+      await s.execute('put', { k: 'b', v: 2 });
+      await s.execute('put', { k: 'c', v: 3 });
+      assert.equal(events.length, 1, 'said once, not on every call');
+      assert.match(JSON.stringify(events[0]), /locked.*cannot be pickled/);
+      assert.equal(p.logs.filter((l) => /is not durable/.test(l.msg)).length, 1);
+      await killWorkerOf(p, pid);
+      const e = await rejection(s.execute('get', { k: 'a' }));
+      assert.equal(e.code, 'PYFLEET_SESSION_LOST');
+      assert.match(e.message, /not durable/);
+    } finally {
+      off();
+      await p.close();
+    }
+  });
+
+  it('a session over maxSessionBytes is not durable either', async () => {
+    const p = await pool({ workers: 1, maxSessionBytes: 10_000 });
+    try {
+      const s = p.session('big');
+      const pid = await s.execute<number>('put', { k: 'a', v: 1 });
+      await s.execute('put_big', { n: 20_000 });
+      await killWorkerOf(p, pid);
+      const e = await rejection(s.execute('get', { k: 'a' }));
+      assert.equal(e.code, 'PYFLEET_SESSION_LOST');
+      assert.match(e.message, /over the limit/);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('a snapshot the store failed to keep: the session fails loudly after the death rather than restore older state', async () => {
+    const store = new TamperStore();
+    let fail = false;
+    const flaky: SessionStore = {
+      get: (id) => store.get(id),
+      set: (id, s, t) => (fail ? Promise.reject(new Error('disk full')) : store.set(id, s, t)),
+      delete: (id) => store.delete(id),
+    };
+    const p = await pool({ workers: 1, sessionStore: flaky, sessionKey: 'k' });
+    try {
+      const s = p.session('f');
+      const pid = await s.execute<number>('put', { k: 'a', v: 1 });
+      fail = true;
+      assert.equal(await s.execute<number>('put', { k: 'a', v: 2 }), pid, 'the call itself succeeds');
+      await killWorkerOf(p, pid);
+      const e = await rejection(s.execute('get', { k: 'a' }));
+      assert.equal(e.code, 'PYFLEET_SESSION_LOST');
+      assert.match(e.message, /could not be stored \(disk full\).*older than what the caller saw/);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('a restore that kills its worker is quarantined with its session', async () => {
+    const p = await pool({ workers: 1, poison: { maxDeaths: 2 }, policy: { connection_error: { delays: [10] } } });
+    try {
+      const s = p.session('k');
+      const pid = await s.execute<number>('put_killer', {}).then(() => s.execute<number>('pid', {}));
+      await killWorkerOf(p, pid);
+      const e1 = await rejection(s.execute('get', { k: 'a' }));
+      assert.ok(['PYFLEET_WORKER_CRASHED', 'PYFLEET_SESSION_REFUSED'].includes(e1.code), e1.message);
+      let last = e1;
+      for (let i = 0; i < 3 && last.code !== 'PYFLEET_SESSION_REFUSED'; i++) last = await rejection(s.execute('get', { k: 'a' }));
+      assert.equal(last.code, 'PYFLEET_SESSION_REFUSED');
+      assert.match(last.message, /killed 2 workers/);
+      await s.close();
+      assert.equal(await s.execute('get', { k: 'a' }), null, 'closed, it starts afresh');
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('sessionStore: false keeps the old semantics: the state dies with its worker', async () => {
+    const p = await pool({ workers: 1, sessionStore: false });
+    try {
+      const s = p.session('old');
+      const pid = await s.execute<number>('put', { k: 'a', v: 1 });
+      await killWorkerOf(p, pid);
+      assert.equal((await rejection(s.execute('get', { k: 'a' }))).code, 'PYFLEET_SESSION_LOST');
+      assert.equal(p.stats().sessions.durable, 0);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('closeSession deletes the snapshot; sessionTtlMs drops idle sessions in the store too', async () => {
+    const store = new TamperStore();
+    const p = await pool({ sessionStore: store, sessionKey: 'k', sessionTtlMs: 300, healthCheck: { intervalMs: 50, maxMissed: 20 } });
+    try {
+      await p.session('a').execute('put', { k: 'x', v: 1 });
+      await p.session('b').execute('put', { k: 'x', v: 1 });
+      assert.equal(store.inner.size, 2);
+      await p.closeSession('a');
+      assert.equal(await store.get('a'), undefined);
+      await until(() => store.inner.size === 0);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('a store other than memory requires sessionKey', async () => {
+    const e = await rejection(createPool({ module: SESSIONS, sessionStore: new MemorySessionStore(), logger: memoryLogger() }));
+    assert.equal(e.code, 'PYFLEET_INVALID_OPTIONS');
+    assert.match(e.message, /sessionKey is required/);
+  });
+});
+
+describe('durable sessions: integrity (nothing refused is ever unpickled)', () => {
+  it('a snapshot signed with another key, one copied from another session, and an older one are refused without being unpickled', async () => {
+    const store = new TamperStore();
+    const marker = tempFile('unpickled.txt');
+    const p = await pool({ workers: 1, sessionStore: store, sessionKey: 'right key' });
+    try {
+      // Another key signed this one.
+      const other = await pool({ workers: 1, sessionStore: store, sessionKey: 'wrong key' });
+      try {
+        await other.session('s1').execute('put_trap', { path: marker });
+      } finally {
+        await other.close();
+      }
+      const e1 = await rejection(p.session('s1').execute('get', { k: 'x' }));
+      assert.equal(e1.code, 'PYFLEET_SESSION_REFUSED');
+      assert.match(e1.message, /signature does not match/);
+      assert.equal(existsSync(marker), false);
+      assert.equal((await rejection(p.session('s1').execute('get', { k: 'x' }))).code, 'PYFLEET_SESSION_REFUSED', 'until it is closed');
+
+      // Copied from another session.
+      await p.session('s2').execute('put_trap', { path: marker });
+      assert.equal(existsSync(marker), false, 'a trap set, not yet unpickled');
+      store.raw.set('s3', (await store.inner.get('s2'))!);
+      const e2 = await rejection(p.session('s3').execute('get', { k: 'x' }));
+      assert.equal(e2.code, 'PYFLEET_SESSION_REFUSED');
+      assert.match(e2.message, /belongs to another session/);
+
+      // An older one put back after the worker died.
+      const s4 = p.session('s4');
+      await s4.execute('put_trap', { path: marker });
+      const old = (await store.inner.get('s4'))!;
+      const pid = await s4.execute<number>('put', { k: 'v', v: 2 });
+      store.raw.set('s4', old);
+      await killWorkerOf(p, pid);
+      const e3 = await rejection(s4.execute('get', { k: 'v' }));
+      assert.equal(e3.code, 'PYFLEET_SESSION_REFUSED');
+      assert.match(e3.message, /older than version/);
+      assert.equal(existsSync(marker), false, 'no refused snapshot was unpickled');
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('key rotation: a new first key signs, the old one still verifies', async () => {
+    const dir = tempDir();
+    const a = await pool({ workers: 1, sessionStore: fileSessionStore(dir), sessionKey: 'old' });
+    try {
+      await a.session('rot').execute('put', { k: 'x', v: 'before rotation' });
+    } finally {
+      await a.close();
+    }
+    const b = await pool({ workers: 1, sessionStore: fileSessionStore(dir), sessionKey: ['new', 'old'] });
+    try {
+      const s = b.session('rot');
+      assert.equal(await s.execute('get', { k: 'x' }), 'before rotation');
+      await s.execute('put', { k: 'x', v: 'after rotation' });
+    } finally {
+      await b.close();
+    }
+    const c = await pool({ workers: 1, sessionStore: fileSessionStore(dir), sessionKey: 'new' });
+    try {
+      assert.equal(await c.session('rot').execute('get', { k: 'x' }), 'after rotation', 'now signed with the new key');
+    } finally {
+      await c.close();
+    }
+  });
+});
+
+describe('durable sessions: fileSessionStore', () => {
+  it('carries a session into a new pool with the same key', async () => {
+    const dir = tempDir();
+    const a = await pool({ sessionStore: fileSessionStore(dir), sessionKey: 'shared' });
+    try {
+      await a.session('carry').execute('put', { k: 'x', v: { deep: [1, 2] } });
+    } finally {
+      await a.close();
+    }
+    assert.equal(readdirSync(dir).filter((f) => f.endsWith('.snap')).length, 1, 'close() kept the snapshot');
+    const b = await pool({ sessionStore: fileSessionStore(dir, { fsync: true }), sessionKey: 'shared' });
+    try {
+      assert.deepEqual(await b.session('carry').execute('get', { k: 'x' }), { deep: [1, 2] });
+      assert.equal(b.stats().sessions.restored, 1);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('a host SIGKILLed while writing snapshots leaves the previous one readable', async () => {
+    const dir = tempDir();
+    const script = path.join(FIXTURES, 'write-snapshots-forever.ts');
+    const child = spawn(process.execPath, ['--import', 'tsx', script, dir], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PYFLEET_LOG_LEVEL: 'silent' } });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    await until(() => (out.match(/stored \d+/g) ?? []).length >= 20, 20_000);
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    const stored = Number(/stored (\d+)/g.exec(out.split('\n').filter(Boolean).at(-1) ?? '')?.[1] ?? '0');
+    assert.ok(stored >= 20);
+    const p = await pool({ workers: 1, sessionStore: fileSessionStore(dir), sessionKey: 'crash' });
+    try {
+      const n = await p.session('w').execute<number>('get', { k: 'n' });
+      // The last snapshot that finished its rename (the call that wrote it had resolved) or a later one.
+      assert.ok(typeof n === 'number' && n >= stored, `restored ${n}, the script had stored ${stored}`);
+    } finally {
+      await p.close();
+    }
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.endsWith('.snap')),
+      readdirSync(dir).filter((f) => f.endsWith('.snap') && readFileSync(path.join(dir, f)).subarray(0, 4).toString() === 'PFS1'),
+    );
+    writeFileSync(path.join(dir, 'x'), '');
+  });
+});

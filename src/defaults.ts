@@ -16,6 +16,7 @@ export const DEFAULTS = Object.freeze({
   concurrency: 1,
   nonFinite: 'null',
   highWaterMark: 16,
+  validateArgs: false,
   maxFrameBytes: 64 * 1024 * 1024,
   cancelGraceMs: 2_000,
   healthCheck: Object.freeze({ intervalMs: 1_000, maxMissed: 3 }),

@@ -1,6 +1,7 @@
 import { PoolError } from '../errors/pool-error.js';
 import { ArgsError, encodeArgs, type EncodeArgsOptions, type EncodedArgs } from '../protocol/args.js';
 import type { CommandInfo } from '../protocol/messages.js';
+import type { ArgsValidator } from '../validate/args-validator.js';
 import { Call } from './call.js';
 import { abortedError, badCall, closedError, quarantinedError, sessionLostError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
@@ -30,6 +31,8 @@ export interface StreamOptions extends Omit<ExecuteOptions, 'detailed'> {
 
 export interface AdmissionDeps {
   options: ResolvedOptions;
+  /** Checks args against their command's schema (validateArgs), or null. */
+  validator: ArgsValidator | null;
   sessions: SessionTable;
   poison: PoisonTracker;
   commands(): Readonly<Record<string, CommandInfo>>;
@@ -93,6 +96,10 @@ export class Admission {
     const sessionId = options.sessionId;
     if (sessionId !== undefined && (typeof sessionId !== 'string' || sessionId === '')) throw badCall('sessionId must be a non-empty string', command);
     if (info.stream && !stream) throw badCall(`${command} is a generator: call it with pool.stream(), which yields its items`, command);
+    if (d.validator !== null) {
+      const wrong = d.validator.check(command, args);
+      if (wrong !== null) throw wrong;
+    }
     const encoded = encode(args, command, d.options.nonFinite);
     this.checkSize(encoded, command);
     if (d.poison.active) {

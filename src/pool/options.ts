@@ -39,6 +39,8 @@ export interface PoolOptions {
   concurrency?: number;
   /** NaN and ±Infinity in args and results: `'null'` (default, as JSON) or `'error'` (refused, naming the path). */
   nonFinite?: 'null' | 'error';
+  /** Check each call's args against its command's schema (from its Python type hints) at the call site (default false). */
+  validateArgs?: boolean;
   /** Largest protocol frame in either direction (default 64 MiB). */
   maxFrameBytes?: number;
   /** After a timeout or abort, time the worker gets to acknowledge the cancel before it is killed (default 2 000 ms). */
@@ -101,6 +103,7 @@ export interface ResolvedOptions {
   pipelineDepth: number;
   concurrency: number;
   nonFinite: 'null' | 'error';
+  validateArgs: boolean;
   maxFrameBytes: number;
   cancelGraceMs: number;
   healthCheck: { intervalMs: number; maxMissed: number };
@@ -133,7 +136,7 @@ export interface ResolvedOptions {
 
 const KNOWN = new Set([
   'module', 'python', 'workers', 'requestTimeoutMs', 'startupTimeoutMs', 'queueTimeoutMs', 'maxQueue', 'idleTimeoutMs',
-  'sessionTtlMs', 'pipelineDepth', 'concurrency', 'nonFinite', 'maxFrameBytes', 'cancelGraceMs', 'healthCheck', 'recycle', 'restart', 'retry',
+  'sessionTtlMs', 'pipelineDepth', 'concurrency', 'nonFinite', 'validateArgs', 'maxFrameBytes', 'cancelGraceMs', 'healthCheck', 'recycle', 'restart', 'retry',
   'circuitBreaker', 'policy', 'recovery', 'fallback', 'poison', 'sessionStore', 'sessionKey', 'maxSessionBytes', 'logger', 'env', 'cwd', 'chaos',
 ]);
 
@@ -194,6 +197,12 @@ function sessionOptions(o: Partial<PoolOptions>, maxFrameBytes: number): Pick<Re
     keys.push(randomBytes(32));
   }
   return { sessionStore, persistentSessions: persistent, sessionKeys: keys, maxSessionBytes };
+}
+
+function bool(v: unknown, fallback: boolean, name: string): boolean {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'boolean') throw invalidOption(`${name} must be true or false, got ${show(v)}`);
+  return v;
 }
 
 function nonFinite(v: unknown): 'null' | 'error' {
@@ -290,6 +299,7 @@ export function resolveOptions(input: PoolOptions, cpuCount = os.availableParall
     pipelineDepth: num(o.pipelineDepth, DEFAULTS.pipelineDepth, 'pipelineDepth', int(1), 'an integer >= 1'),
     concurrency: num(o.concurrency, DEFAULTS.concurrency, 'concurrency', (v) => int(1)(v) && v <= 10_000, 'an integer from 1 to 10000'),
     nonFinite: nonFinite(o.nonFinite),
+    validateArgs: bool(o.validateArgs, DEFAULTS.validateArgs, 'validateArgs'),
     maxFrameBytes,
     cancelGraceMs: num(o.cancelGraceMs, DEFAULTS.cancelGraceMs, 'cancelGraceMs', ms(0), 'a number of ms >= 0'),
     healthCheck: {

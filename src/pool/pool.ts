@@ -26,6 +26,7 @@ import { reportFailure } from './error-report.js';
 import { resolveOptions, type PoolOptions, type ResolvedOptions } from './options.js';
 import { PoisonTracker } from './poison.js';
 import { Durability } from './durability.js';
+import { ArgsValidator } from '../validate/args-validator.js';
 import { SessionTable } from './sessions.js';
 import { PoolStream } from './stream.js';
 import { PoolSession } from './session-handle.js';
@@ -98,6 +99,7 @@ export class Pool implements Adapter {
   private readonly admission: Admission;
   private readonly closeController = new AbortController();
   private readonly durability: Durability | null;
+  private readonly validator: ArgsValidator | null;
   private commands: Record<string, CommandInfo> = NO_COMMANDS;
   /** pool_operations was opened because no worker could start: it half-opens when one does. */
   private openedWhileDown = false;
@@ -119,6 +121,7 @@ export class Pool implements Adapter {
     this.poison = new PoisonTracker(options.poison.maxDeaths, options.poison.coolDownMs);
     this.fallback = options.fallback === undefined ? null : toAdapter(options.fallback);
     this.chaos = options.chaos === null ? null : new ChaosMonkey(options.chaos);
+    this.validator = options.validateArgs ? new ArgsValidator({ schemas: (c) => this.commands[c]?.args }) : null;
     const durability = (this.durability =
       options.sessionStore === null
         ? null
@@ -210,6 +213,7 @@ export class Pool implements Adapter {
     });
     this.admission = new Admission({
       options,
+      validator: this.validator,
       sessions: this.sessions,
       poison: this.poison,
       commands: () => this.commands,
@@ -375,7 +379,11 @@ export class Pool implements Adapter {
   }
 
   private workerReady(w: Worker): void {
-    if (this.commands === NO_COMMANDS) this.commands = w.commands;
+    if (this.commands === NO_COMMANDS) {
+      this.commands = w.commands;
+      // Compiled now rather than on each command's first call (20-45 ms each, once).
+      if (this.validator !== null) for (const c of Object.keys(w.commands)) this.validator.check(c, undefined);
+    }
     // A circuit opened because no worker could start need not wait out its timeout once one
     // has: trial calls find out at once. (Not after crashes: a new worker is no evidence that
     // the calls which killed the old ones are gone, and trials would feed it to them.)

@@ -5,6 +5,7 @@
  * Field names are short because every call pays for them twice.
  */
 import type { PythonException } from '../errors/pool-error.js';
+import type { JsonSchema } from '../typing/schema.js';
 
 export const PROTOCOL_VERSION = 2;
 
@@ -23,6 +24,12 @@ export interface CommandInfo {
   maxConcurrency: number | null;
   /** rw, or read for @command(session="read") (no snapshot after its calls). */
   session: 'rw' | 'read';
+  /** JSON Schemas derived from the handler's type hints (typed commands), when the worker was asked for them. */
+  args?: JsonSchema;
+  result?: JsonSchema | null;
+  item?: JsonSchema | null;
+  /** The handler's docstring. */
+  doc?: string | null;
 }
 
 export interface HelloMessage {

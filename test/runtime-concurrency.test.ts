@@ -5,7 +5,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { tempFile } from './helpers/pool.js';
+import { lines, tempFile, until } from './helpers/pool.js';
 import { RawWorker, RUNTIME_FIXTURES } from './helpers/raw-worker.js';
 
 const HANDLERS = `${RUNTIME_FIXTURES}handlers.py`;
@@ -57,6 +57,14 @@ describe('runtime: async handlers', () => {
     assert.match(m.e!.traceback, /in araise/);
     assert.doesNotMatch(m.e!.traceback, /_tasks\.py/);
     assert.equal(await w.value('aadd', { a: 2, b: 3 }), 5);
+  });
+
+  it('a task a handler leaves running keeps running after the call (the loop runs while any task is pending)', async () => {
+    const path = tempFile('background');
+    assert.equal(await w.value('aspawn', { ms: 100, path }), 'spawned');
+    assert.equal(await w.value('add', { a: 1, b: 2 }), 3, 'plain calls are answered meanwhile');
+    await until(() => lines(path).length === 1, 3000);
+    assert.deepEqual(lines(path), ['background-done']);
   });
 
   it('a plain call that arrives while tasks run is answered at once, between them', async () => {

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { encodeFrame } from '../src/protocol/frame.js';
 import { alive, until } from './helpers/pool.js';
-import { RawWorker, RUNTIME_FIXTURES, workerEnv } from './helpers/raw-worker.js';
+import { PYTHON_DIR, RawWorker, RUNTIME_FIXTURES, workerEnv } from './helpers/raw-worker.js';
 
 const HANDLERS = `${RUNTIME_FIXTURES}handlers.py`;
 
@@ -61,6 +61,22 @@ describe('runtime: no orphans', () => {
   it('with both off, the worker outlives its parent: each test above shows one mechanism at work', async () => {
     const r = await orphan({ PYFLEET_PDEATHSIG: '0', PYFLEET_PARENT_POLL: '0', PYFLEET_HEARTBEAT_MS: '50' }, 500);
     assert.equal(r.died, false);
+  });
+
+  it('says on stderr, in one line, when PR_SET_PDEATHSIG cannot be set, and serves anyway', async () => {
+    const w = await RawWorker.start({ module: HANDLERS, env: { PYTHONPATH: `${RUNTIME_FIXTURES}no_ctypes:${PYTHON_DIR}` } });
+    try {
+      assert.equal(await w.value('add', { a: 1, b: 2 }), 3);
+      const said = w.stderr.split('\n').filter((l) => l.includes('PR_SET_PDEATHSIG'));
+      assert.equal(said.length, 1);
+      assert.match(said[0], /^pyfleet worker: prctl\(PR_SET_PDEATHSIG\) failed \(ImportError: ctypes is not available in this test\); only the heartbeat thread's parent poll ends this worker if the host dies$/);
+    } finally {
+      w.kill();
+    }
+    const ok = await RawWorker.start({ module: HANDLERS });
+    assert.equal(await ok.value('pid'), ok.pid);
+    ok.kill();
+    assert.equal(ok.stderr, '', 'nothing said when it works');
   });
 
   it('exits at once when its parent is not PYFLEET_PARENT_PID', async () => {

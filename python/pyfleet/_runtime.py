@@ -513,10 +513,13 @@ class Runtime(Wire):
 
     def loop_has_other_tasks(self):
         """Tasks the handlers or @on_start hooks left running on the loop keep it running."""
-        registry = self._registry
-        if registry is not None and len(registry) <= 1:
-            return False
         me = self._current_task(self.loop)
+        registry = self._registry
+        if registry is not None:
+            n = len(registry)
+            # No task at all, or only the one running this (it is finishing): nothing else pends.
+            if n == 0 or (n == 1 and me is not None):
+                return False
         return any(task is not me for task in self._all_tasks(self.loop))
 
     # ---- the blocking loop ----------------------------------------------------

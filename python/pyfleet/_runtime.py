@@ -462,8 +462,8 @@ class Runtime(Wire):
             self.loop = loop
             self._current_task = asyncio.current_task
             self._all_tasks = asyncio.all_tasks
-            # All tasks ever made and not yet collected: when it holds one (the task finishing)
-            # or none, no other task can be pending, without listing them.
+            # Every task not yet collected (done or not): counting it is cheaper than listing
+            # the pending ones, and settles the usual case (loop_has_other_tasks).
             self._registry = getattr(asyncio.tasks, "_all_tasks", None)
         return self.loop
 

@@ -55,6 +55,7 @@ def run_blocking(rt, fl, args, chaos):
     n = 0
     outcome = None
     gen = None
+    rt.sig_missed = False  # a signal from before this stream concerns something else
     try:
         rt.current = ctx
         rt.in_call = True

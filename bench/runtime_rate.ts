@@ -7,7 +7,7 @@
  *   node --import tsx bench/runtime_rate.ts [calls] [rounds] [other python dir]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -109,5 +109,6 @@ for (let r = 0; r < rounds; r++) {
 }
 mine.close();
 theirs?.close();
+rmSync(dir, { recursive: true, force: true });
 console.log(`${calls} calls per variant per round, ${rounds} rounds (medians):`);
 for (const [name] of variants) console.log(`  ${name.padEnd(10)} ${median(rates[name]).toFixed(0).padStart(6)} calls/s   vs def ${median(ratios[name]).toFixed(3)}`);

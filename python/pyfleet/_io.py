@@ -171,11 +171,11 @@ class Wire:
 
     def begin_big(self, length, have):
         spare = self.spare
+        self.spare = None
         # Reuse the spare buffer only when it is not much larger: a 64 MiB buffer kept for
-        # 100 KiB frames would pin the memory for nothing.
+        # 100 KiB frames would pin the memory for nothing (it is dropped instead).
         if spare is not None and length <= len(spare) <= 2 * length + (1 << 20):
             buf = spare
-            self.spare = None
         else:
             buf = bytearray(length)
         got = len(have)
@@ -294,6 +294,5 @@ class Wire:
         _, buf, views, reusable = hold
         clean = release(views)
         if reusable and clean and not _exported(buf):
-            spare = self.spare
-            if spare is None or len(spare) < len(buf):
-                self.spare = buf
+            # One spare, the latest: the next large frame is likely of the same size.
+            self.spare = buf

@@ -31,7 +31,7 @@ from collections import deque
 from . import _chaos, _streams, _tasks
 from ._framing import IN_FD, binary_frame, descriptors_json
 from ._io import READ_SIZE, Wire
-from ._registry import _COMMANDS, _ON_STOP, GEN, PLAIN, THREAD, Cancelled, Context
+from ._registry import _COMMANDS, _ON_STOP, ASYNC, GEN, PLAIN, THREAD, Cancelled, Context
 from ._sessions import Refused, Sessions
 from ._values import EncodeError, encode_fast, encode_slow, exc_payload
 
@@ -64,7 +64,6 @@ class Runtime(Wire):
         self.reader_on = False
         self.active = 0
         self.inflight = {}
-        self.by_task = {}
         self._pool = None
         self._current_task = None
         self._all_tasks = None
@@ -200,7 +199,7 @@ class Runtime(Wire):
             if self.in_async:
                 task = self._current_task(self.loop)
                 if task is not None:
-                    fl = self.by_task.get(task)
+                    fl = getattr(task, "_pyfleet_flight", None)
             if fl is None or not fl.in_user:
                 # Our own code runs: the frame is read in order, soon.
                 self.sig_missed = True
@@ -339,6 +338,15 @@ class Runtime(Wire):
         """Every call but a plain `def` called without credit: streams, async, threaded."""
         rid = msg["id"]
         cr = msg.get("cr")
+        if entry.mode == ASYNC and cr is None and msg.get("sid") is None:
+            # The common concurrent call, kept short: a task, nothing else to decide.
+            fl = _tasks.Flight(rid, Context(msg, self, None), msg, entry, _tasks.ASYNC_CALL)
+            coro = _tasks.async_call(self, fl, msg.get("a"), msg.get("x"))
+            if self.in_async:
+                self.start_task(fl, coro)
+            else:
+                self.enter_async(fl, coro)
+            return
         if cr is not None and (type(cr) is not int or cr < 0):
             self.answer_problem(rid, "the call's credit (cr) is not a non-negative integer")
             return
@@ -386,39 +394,55 @@ class Runtime(Wire):
             fl.hold = holds.pop(id(fl.msg), None)
 
     def start_task(self, fl, coro):
-        self.adopt(fl)
+        self.inflight[fl.rid] = fl
+        if self.holds:
+            fl.hold = self.holds.pop(id(fl.msg), None)
         self.active += 1
         task = fl.task = self.loop.create_task(coro)
-        self.by_task[task] = fl
+        # The signal handler finds the flight of the task it interrupted here.
+        task._pyfleet_flight = fl
 
     def settle(self, fl, outcome, result, end_n=None):
         """The final answer of a flight (after its snapshot), then forgets it."""
         rid = fl.rid
         ctx = fl.ctx
         try:
-            sid = ctx._m.get("sid")
-            if sid is not None and ctx._t:
-                self.send_snapshot(rid, sid, ctx._s, fl.entry)
+            if ctx._t:
+                sid = ctx._m.get("sid")
+                if sid is not None:
+                    self.send_snapshot(rid, sid, ctx._s, fl.entry)
             if outcome is not None:
                 self.send_error(rid, outcome[0], outcome[1])
             elif end_n is not None:
                 self.send_raw(('{"t":"end","id":%d,"n":%d}' % (rid, end_n)).encode())
             else:
-                self.send_ok(rid, result, fl.entry.name)
+                try:
+                    body = ('{"t":"ok","id":%d,"v":%s}' % (rid, encode_fast(result))).encode()
+                except Exception:
+                    self.send_ok(rid, result, fl.entry.name)
+                else:
+                    try:
+                        self.send_raw(body)
+                    except OverflowError as exc:
+                        self.send_error(rid, "python", _err("OverflowError", str(exc)))
         finally:
             self.drop_flight(fl)
 
     def drop_flight(self, fl):
-        self.inflight.pop(fl.rid, None)
-        self.cancelled.discard(fl.rid)
+        del self.inflight[fl.rid]
+        if self.cancelled:
+            self.cancelled.discard(fl.rid)
         if fl.hold is not None:
             self.holds[id(fl.msg)] = fl.hold
             fl.hold = None
             self.release_msg(fl.msg)
         if fl.task is not None:
-            self.by_task.pop(fl.task, None)
+            # The task points at its flight: without this, finished tasks would live on in a
+            # cycle (and in asyncio's registry of tasks) until the garbage collector ran.
+            fl.task = None
             self.active -= 1
-            self.maybe_stop()
+            if not self.active:
+                self.maybe_stop()
 
     def thread_pool(self):
         if self._pool is None:
@@ -438,14 +462,14 @@ class Runtime(Wire):
             self.loop = loop
             self._current_task = asyncio.current_task
             self._all_tasks = asyncio.all_tasks
-            # All tasks ever made and not yet collected: when it holds one (the task finishing)
-            # or none, no other task can be pending, without listing them.
+            # Every task not yet collected (done or not): counting it is cheaper than listing
+            # the pending ones, and settles the usual case (loop_has_other_tasks).
             self._registry = getattr(asyncio.tasks, "_all_tasks", None)
         return self.loop
 
     def enter_async(self, fl=None, coro=None):
         """Runs the event loop until nothing is in flight or queued (or fd 3 ends)."""
-        loop = self.ensure_loop()
+        loop = self.loop or self.ensure_loop()
         if not self.reader_on:
             loop.add_reader(IN_FD, self.on_readable)
             self.reader_on = True
@@ -489,10 +513,13 @@ class Runtime(Wire):
 
     def loop_has_other_tasks(self):
         """Tasks the handlers or @on_start hooks left running on the loop keep it running."""
-        registry = self._registry
-        if registry is not None and len(registry) <= 1:
-            return False
         me = self._current_task(self.loop)
+        registry = self._registry
+        if registry is not None:
+            n = len(registry)
+            # No task at all, or only the one running this (it is finishing): nothing else pends.
+            if n == 0 or (n == 1 and me is not None):
+                return False
         return any(task is not me for task in self._all_tasks(self.loop))
 
     # ---- the blocking loop ----------------------------------------------------

@@ -51,13 +51,14 @@ class Sessions:
 
     def for_call(self, sid):
         """The call's session dict (created empty on first use), or raises Refused."""
+        if self.refused:
+            # Before the state: a session whose restore was refused because it had state fails too.
+            why = self.refused.get(sid)
+            if why is not None:
+                raise Refused("session %r was refused earlier (%s); it fails until it is closed" % (sid, why))
         s = self.state.get(sid)
-        if s is not None:
-            return s
-        why = self.refused.get(sid)
-        if why is not None:
-            raise Refused("session %r was refused earlier (%s); it fails until it is closed" % (sid, why))
-        s = self.state[sid] = {}
+        if s is None:
+            s = self.state[sid] = {}
         return s
 
     def drop(self, sid):

@@ -10,7 +10,10 @@ Three ways to run one, by where its generator runs:
 A cancel closes the generator (its `finally` runs) and is answered `cancelled`; an exception in
 it ends the stream with an `err` after the items already sent; an item that cannot be encoded
 closes the generator and ends the stream with an `err` naming it. A command that is not a
-generator, called as a stream, yields its value as one item.
+generator, called as a stream, yields its value as one item and ends at once.
+
+A generator that used its last credit stays suspended at its yield until more credit comes:
+only resuming it tells whether it has more, and the worker never runs it ahead of the consumer.
 """
 from . import _chaos
 from ._registry import ASYNC, ASYNC_GEN, Cancelled
@@ -52,6 +55,7 @@ def run_blocking(rt, fl, args, chaos):
     n = 0
     outcome = None
     gen = None
+    rt.sig_missed = False  # a signal from before this stream concerns something else
     try:
         rt.current = ctx
         rt.in_call = True
@@ -83,6 +87,8 @@ def run_blocking(rt, fl, args, chaos):
                 break
             n += 1
             fl.credit -= 1
+            if not fl.entry.stream:
+                break  # a plain command's one value: the end is known without more credit
             if rt.sig_missed:
                 # A SIGUSR1 came while no handler code ran: its cancel may be waiting on fd 3.
                 rt.sig_missed = False
@@ -164,6 +170,8 @@ async def loop_stream(rt, fl, args, chaos):
                 break
             n += 1
             fl.credit -= 1
+            if not entry.stream:
+                break
     except (StopIteration, StopAsyncIteration):
         pass
     except BaseException as exc:
@@ -209,6 +217,9 @@ def _thread_stream_body(rt, fl, args, chaos):
             n += 1
             with cond:
                 fl.credit -= 1
+            if not fl.entry.stream:
+                outcome = None
+                break
     except StopIteration:
         return None, n
     except BaseException as exc:

@@ -34,6 +34,7 @@ class Flight:
         self.in_user = False
         # Set once the task is answering: a late cancel no longer interrupts it.
         self.settling = False
+        # Streams only (set by run_special and the stream runners).
         self.credit = 0
         self.waiter = None
         self.cond = None
@@ -67,25 +68,23 @@ class Flight:
         # A stream on the blocking loop checks rt.cancelled between items.
 
     def _cancel_task(self):
-        if not self.settling and not self.task.done():
-            self.task.cancel()
+        task = self.task
+        if task is not None and not self.settling and not task.done():
+            task.cancel()
 
 
 async def async_call(rt, fl, args, chaos):
-    rid = fl.rid
-    ctx = fl.ctx
     try:
         try:
             fl.in_user = True
             if chaos is not None:
                 await _chaos.before_call_async(chaos, rt)
-            result = await fl.entry.fn(args, ctx)
+            result = await fl.entry.fn(args, fl.ctx)
         finally:
             fl.in_user = False
     except BaseException as exc:
         fl.settling = True
-        outcome = rt.failure_of(rid, exc, skip=1)
-        rt.settle(fl, outcome, None)
+        rt.settle(fl, rt.failure_of(fl.rid, exc, skip=1), None)
         return
     fl.settling = True
     rt.settle(fl, None, result)

@@ -43,8 +43,9 @@ class EncodeError(Exception):
         self.etype = etype
 
 
-# Deeper than this is refused with a path, before Python's own recursion limit (1000 frames) hits.
-MAX_DEPTH = 800
+# Deeper than this is refused with a path. The C encoder of the fast path goes about as deep;
+# the walker takes two Python frames per level, so it lifts the recursion limit while it runs.
+MAX_DEPTH = 1000
 _NATIVE = {"b", "B", "h", "H", "i", "I", "q", "Q", "f", "d"}
 _NUMBERS = None
 
@@ -58,10 +59,15 @@ def _numbers():
     return _NUMBERS
 
 
+_MORE = object()  # stands for the steps left out of a very long path
+
+
 def format_path(path):
     out = ["$"]
     for step in path:
-        if type(step) is int:
+        if step is _MORE:
+            out.append("...")
+        elif type(step) is int:
             out.append("[%d]" % step)
         elif step.isidentifier():
             out.append("." + step)
@@ -117,7 +123,7 @@ def _hint(v):
 def buffer_part(v, mv):
     """(kind, nbytes, shape or None, buffer to write) for a buffer-protocol object, else EncodeError's reason.
 
-    Byte strings (bytes, bytearray, a 'B'/'c' memoryview, any 'c' buffer) go as kind "bytes";
+    Byte strings (bytes, bytearray, a 'B' memoryview, any 1-D 'c' buffer) go as kind "bytes";
     other buffers as their element format, normalized from numpy's spellings ('<f', '=d',
     'l' -> 'q' on LP64, 'L' -> 'Q', '?' -> 'B'); more than one dimension adds the shape.
     """
@@ -128,16 +134,14 @@ def buffer_part(v, mv):
         if sys.byteorder != "big" and mv.itemsize > 1:
             return "holds big-endian elements (%r): convert it to native byte order (numpy: .astype(a.dtype.newbyteorder('='))" % mv.format
         fmt = fmt[1:]
-    size = mv.itemsize
-    if fmt in ("l", "n"):
-        fmt = "q" if size == 8 else "i"
-    elif fmt in ("L", "N"):
-        fmt = "Q" if size == 8 else "I"
-    elif fmt == "?":
-        fmt = "B"
+    # Byte strings by their own format: a bool ('?') buffer is typed uint8, not bytes.
     if mv.ndim == 1 and (fmt == "c" or (fmt == "B" and (type(v) is memoryview or isinstance(v, (bytes, bytearray))))):
         kind = "bytes"
-    elif fmt == "c":
+    elif fmt in ("l", "n"):
+        kind = "q" if mv.itemsize == 8 else "i"
+    elif fmt in ("L", "N"):
+        kind = "Q" if mv.itemsize == 8 else "I"
+    elif fmt == "?" or fmt == "c":
         kind = "B"
     elif fmt in _NATIVE:
         kind = fmt
@@ -168,6 +172,7 @@ class _Walker:
         if t is float:
             return self.number(v)
         if depth > MAX_DEPTH:
+            self.path[20:] = [_MORE]
             self.fail("is nested more than %d levels deep" % MAX_DEPTH, "RecursionError")
         if t is dict:
             return self.mapping(v, depth)
@@ -313,11 +318,18 @@ def encode_slow(value, nonfinite_error):
 
     parts: (path, kind, nbytes, shape or None, buffer) in the order of the walk."""
     w = _Walker(nonfinite_error)
+    limit = sys.getrecursionlimit()
+    if limit < 3 * MAX_DEPTH:
+        sys.setrecursionlimit(3 * MAX_DEPTH)
     try:
         plain = w.walk(value, 0)
+        # The C encoder counts its levels against the same limit.
+        text = encode_fast(plain)
     except RecursionError:
-        raise EncodeError(format_path(w.path[:20]) + "...", "is nested too deeply to encode", "RecursionError") from None
-    text = encode_fast(plain)
+        raise EncodeError(format_path(w.path[:20] + [_MORE]), "is nested too deeply to encode", "RecursionError") from None
+    finally:
+        if limit < 3 * MAX_DEPTH:
+            sys.setrecursionlimit(limit)
     try:
         text.encode()
     except UnicodeEncodeError:

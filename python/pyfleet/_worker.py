@@ -34,12 +34,12 @@ PROTOCOL_VERSION = 2
 __all__ = ["main", "Runtime", "IN_FD", "OUT_FD", "PROTOCOL_VERSION", "_load_module"]
 
 
-def _heartbeat(rt, interval, poll_parent):
+def _heartbeat(rt, interval, parent):
+    """Writes a heartbeat every `interval` s; exits the process when its parent is no longer `parent` (None: no poll)."""
     frame = b'\x00\x00\x00\x0a{"t":"hb"}'
-    parent = os.getppid()
     while True:
         time.sleep(interval)
-        if poll_parent and os.getppid() != parent:
+        if parent is not None and os.getppid() != parent:
             os._exit(0)
         if _chaos.heartbeat_stalled():
             continue
@@ -109,6 +109,10 @@ def _worker_id():
 
 
 def main():
+    # The parent as the worker starts: read later (when the heartbeat thread starts, after hello),
+    # a host that died in between would already have been replaced by init.
+    expected = os.environ.get("PYFLEET_PARENT_PID", "")
+    parent = int(expected) if expected.isdigit() else os.getppid()
     _die_with_parent(os.environ.get("PYFLEET_PDEATHSIG", "1") != "0")
     for fd in (IN_FD, OUT_FD):
         os.set_inheritable(fd, False)
@@ -146,7 +150,7 @@ def main():
     rt.send({"t": "hello", "protocol": PROTOCOL_VERSION, "pid": os.getpid(), "python": sys.version.split()[0], "commands": commands()})
     if hb_ms > 0:
         poll = os.environ.get("PYFLEET_PARENT_POLL", "1") != "0"
-        threading.Thread(target=_heartbeat, args=(rt, hb_ms / 1000.0, poll), name="pyfleet-heartbeat", daemon=True).start()
+        threading.Thread(target=_heartbeat, args=(rt, hb_ms / 1000.0, parent if poll else None), name="pyfleet-heartbeat", daemon=True).start()
     rt.serve()
 
 

@@ -40,6 +40,7 @@ export interface EncodedArgs {
 }
 
 const NO_PARTS: BinaryPart[] = [];
+const CYCLE_CHECK_DEPTH = 32;
 Object.freeze(NO_PARTS);
 
 export function formatPath(path: readonly PathStep[]): string {
@@ -89,12 +90,13 @@ class Walk {
     if (v === null) return v;
     const o = v as object;
     if (Array.isArray(o)) return this.array(o);
+    // Plain objects first: they are most of what args hold.
+    const proto: unknown = Object.getPrototypeOf(o);
+    const toJSON = (o as { toJSON?: unknown }).toJSON;
+    if ((proto === Object.prototype || proto === null) && typeof toJSON !== 'function') return this.object(o as Record<string, unknown>);
     if (ArrayBuffer.isView(o)) return this.part(o, undefined);
     if (o instanceof NDArray) return this.part(o.data, o);
-    const toJSON = (o as { toJSON?: unknown }).toJSON;
     if (typeof toJSON === 'function') return this.value((toJSON as (k: string) => unknown).call(o, key), key);
-    const proto: unknown = Object.getPrototypeOf(o);
-    if (proto === Object.prototype || proto === null) return this.object(o as Record<string, unknown>);
     if (o instanceof Map) return this.fail('is a Map', 'convert it to an object (Object.fromEntries(map)) or to an array of [key, value] pairs');
     if (o instanceof Set) return this.fail('is a Set', 'convert it to an array ([...set])');
     if (o instanceof ArrayBuffer || (typeof SharedArrayBuffer !== 'undefined' && o instanceof SharedArrayBuffer)) return this.part(new Uint8Array(o as ArrayBuffer), undefined);
@@ -103,34 +105,53 @@ class Walk {
     return this.fail(`is an instance of ${name} without toJSON`, 'pass a plain object (e.g. { ...value }), or give the class a toJSON() method');
   }
 
+  /**
+   * A cycle makes the walk go deeper forever, so ordinary (shallow) args are not searched for one:
+   * past CYCLE_CHECK_DEPTH levels each new object is looked for among its ancestors, and the
+   * error names the place where the cycle first closes.
+   */
   enter(o: object): void {
-    if (this.stack.includes(o)) this.fail('refers to an object that contains it (a cycle)', 'JSON cannot carry cycles; send a tree');
-    this.stack.push(o);
+    const stack = this.stack;
+    stack.push(o);
+    if (stack.length > CYCLE_CHECK_DEPTH && stack.indexOf(o) < stack.length - 1) {
+      for (let k = 1; k < stack.length; k++) {
+        if (stack.indexOf(stack[k]) < k) {
+          this.path.length = k;
+          break;
+        }
+      }
+      this.fail('refers to an object that contains it (a cycle)', 'JSON cannot carry cycles; send a tree');
+    }
   }
 
   object(o: Record<string, unknown>): unknown {
     this.enter(o);
-    const keys = Object.keys(o);
     let out: Record<string, unknown> | null = null;
-    for (let i = 0; i < keys.length; i++) {
-      const k = keys[i];
+    // for...in over a plain object (its prototype is Object.prototype or null, checked by the
+    // caller) sees its own enumerable keys, as JSON.stringify does, without allocating a key list.
+    for (const k in o) {
       const x = o[k];
       let y: unknown = x;
       const t = typeof x;
-      if (t === 'number') {
-        if (this.nonFiniteError && !Number.isFinite(x as number)) {
+      if (t === 'object' ? x !== null : t !== 'string' && t !== 'boolean' && t !== 'undefined') {
+        if (t === 'number') {
+          if (this.nonFiniteError && !Number.isFinite(x as number)) {
+            this.path.push(k);
+            this.number(x as number);
+          }
+        } else {
           this.path.push(k);
-          this.number(x as number);
+          y = this.value(x, k);
+          this.path.pop();
         }
-      } else if (t !== 'string' && t !== 'boolean' && t !== 'undefined' && x !== null) {
-        this.path.push(k);
-        y = this.value(x, k);
-        this.path.pop();
       }
       if (out === null) {
         if (y === x) continue;
         out = {};
-        for (let j = 0; j < i; j++) out[keys[j]] = o[keys[j]];
+        for (const before in o) {
+          if (before === k) break;
+          out[before] = o[before];
+        }
       }
       out[k] = y;
     }
@@ -146,15 +167,17 @@ class Walk {
       const x = a[i];
       let y: unknown = x;
       const t = typeof x;
-      if (t === 'number') {
-        if (this.nonFiniteError && !Number.isFinite(x as number)) {
+      if (t === 'object' ? x !== null : t !== 'string' && t !== 'boolean' && t !== 'undefined') {
+        if (t === 'number') {
+          if (this.nonFiniteError && !Number.isFinite(x as number)) {
+            this.path.push(i);
+            this.number(x as number);
+          }
+        } else {
           this.path.push(i);
-          this.number(x as number);
+          y = this.value(x, String(i));
+          this.path.pop();
         }
-      } else if (t !== 'string' && t !== 'boolean' && t !== 'undefined' && x !== null) {
-        this.path.push(i);
-        y = this.value(x, String(i));
-        this.path.pop();
       }
       if (out === null) {
         if (y === x) continue;

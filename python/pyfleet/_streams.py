@@ -98,14 +98,19 @@ def run_blocking(rt, fl, args, chaos):
     except BaseException as exc:
         outcome = rt.failure_of(rid, exc, skip=1)
     # Closing a generator that finished or raised does nothing; a suspended one runs its finally.
+    # After a cancel the close runs outside the call: the SIGUSR1 that follows the cancel frame
+    # must not raise Cancelled again inside the generator's finally and cut its cleanup short.
     if gen is not None:
-        rt.current = ctx
-        rt.in_call = True
-        try:
+        if outcome is _CANCELLED:
             outcome = _close(gen, rt) or outcome
-        finally:
-            rt.in_call = False
-            rt.current = None
+        else:
+            rt.current = ctx
+            rt.in_call = True
+            try:
+                outcome = _close(gen, rt) or outcome
+            finally:
+                rt.in_call = False
+                rt.current = None
     if rt.eof:
         rt.drop_flight(fl)
         return

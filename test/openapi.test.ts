@@ -126,7 +126,7 @@ describe('pyfleet serve: request bodies are validated', () => {
   });
 });
 
-describe('pyfleet serve (serve()) reads the schemas itself until the hello carries them', () => {
+describe('pyfleet serve (serve()) publishes the schemas the hello carries', () => {
   it('publishes typed schemas and validates bodies', async () => {
     const s = await serve({ pool: { module: HANDLERS, workers: 1, logger: quiet }, port: 0 });
     served.push(s);

@@ -96,3 +96,38 @@ describe('validateArgs (Ajv against the schemas from the Python hints)', () => {
     assert.equal(v.compilations, 2);
   });
 });
+
+describe('typed commands through a real pool', () => {
+  it('the hello carries the schemas; validateArgs refuses a wrong enum value and a missing key by name, without touching a worker', async () => {
+    const { createPool } = await import('../src/index.js');
+    const { FIXTURES, quiet, rejection } = await import('./helpers/pool.js');
+    const pool = await createPool({ module: `${FIXTURES}typed/handlers.py`, workers: 1, logger: quiet, validateArgs: true });
+    try {
+      assert.ok(pool.registeredCommands.search.args, 'schemas in the hello');
+      const before = pool.stats().workers[0].requests;
+      const wrongEnum = await rejection(pool.execute('search', { query: 'q', mode: 'quick' }));
+      assert.equal(wrongEnum.code, 'PYFLEET_INVALID_ARGS');
+      assert.match(wrongEnum.message, /args\.mode/);
+      const missing = await rejection(pool.execute('add', { a: 1 }));
+      assert.match(missing.message, /missing required key "b"/);
+      assert.equal(pool.stats().workers[0].requests, before, 'nothing reached a worker');
+      assert.equal(await pool.execute('add', { a: 1, b: 2 }), 3);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('a parameter hinted as a dataclass receives an instance; a dataclass result comes back as an object; a mismatch names the field', async () => {
+    const { createPool } = await import('../src/index.js');
+    const { FIXTURES, quiet, rejection } = await import('./helpers/pool.js');
+    const pool = await createPool({ module: `${FIXTURES}typed/handlers.py`, workers: 1, logger: quiet });
+    try {
+      assert.deepEqual(await pool.execute('length', { points: [{ x: 1, y: 2 }, { x: 3, y: 4 }] }), { x: 4, y: 6, label: null });
+      const e = await rejection(pool.execute('length', { points: [{ x: 1, y: 2 }, { x: 'three', y: 4 }] }));
+      assert.equal(e.code, 'PYFLEET_PYTHON_ERROR');
+      assert.match(e.message, /points\[1\]\.x/);
+    } finally {
+      await pool.close();
+    }
+  });
+});

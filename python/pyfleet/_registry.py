@@ -18,8 +18,20 @@ _CO_COROUTINE = 0x80
 _CO_ASYNC_GENERATOR = 0x200
 
 
+_UNSET = object()
+
+
+def _args_hint(f):
+    """The annotation of a handler's first parameter (its args), without importing typing."""
+    code = getattr(f, "__code__", None)
+    ann = getattr(f, "__annotations__", None)
+    if code is None or not ann or code.co_argcount < 1:
+        return None
+    return ann.get(code.co_varnames[0])
+
+
 class Command:
-    __slots__ = ("fn", "name", "mode", "idempotent", "timeout", "max_concurrency", "session", "stream")
+    __slots__ = ("fn", "name", "mode", "idempotent", "timeout", "max_concurrency", "session", "stream", "conv")
 
     def __init__(self, fn, name, mode, idempotent, timeout, max_concurrency, session):
         self.fn = fn
@@ -30,6 +42,20 @@ class Command:
         self.max_concurrency = max_concurrency
         self.session = session
         self.stream = mode in (GEN, ASYNC_GEN, THREAD_GEN)
+        # Args hinted with a dataclass (or a hint that may hold one) are converted on the way in;
+        # which converter is worked out on the first call, so workers whose handlers need none
+        # never import typing. None: the args go to the handler as they came.
+        hint = _args_hint(fn)
+        self.conv = _UNSET if hint is not None and (isinstance(hint, str) or hasattr(hint, "__dataclass_fields__") or hasattr(hint, "__origin__")) else None
+
+    def convert(self, args):
+        """The handler's args, built into the dataclasses its hint names (a mismatch raises, naming the field)."""
+        conv = self.conv
+        if conv is _UNSET:
+            from ._schema import arg_converter
+
+            conv = self.conv = arg_converter(self.fn)
+        return args if conv is None else conv(args)
 
     def info(self):
         kind = "async" if self.mode in (ASYNC, ASYNC_GEN) else "thread" if self.mode in (THREAD, THREAD_GEN) else "sync"

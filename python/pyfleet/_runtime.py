@@ -254,7 +254,7 @@ class Runtime(Wire):
                 self.in_call = True
                 if chaos is not None:
                     _chaos.before_call(chaos, self)
-                result = entry.fn(msg.get("a"), ctx)
+                result = entry.fn(msg.get("a") if entry.conv is None else entry.convert(msg.get("a")), ctx)
             finally:
                 self.in_call = False
                 self.current = None

@@ -31,6 +31,8 @@ async def _one_async(fn, args, ctx):
 
 
 def _make_gen(entry, args, ctx, stream):
+    if entry.conv is not None:
+        args = entry.convert(args)
     if entry.mode == ASYNC:
         return _one_async(entry.fn, args, ctx)
     if stream:

@@ -79,7 +79,7 @@ async def async_call(rt, fl, args, chaos):
             fl.in_user = True
             if chaos is not None:
                 await _chaos.before_call_async(chaos, rt)
-            result = await fl.entry.fn(args, fl.ctx)
+            result = await fl.entry.fn(args if fl.entry.conv is None else fl.entry.convert(args), fl.ctx)
         finally:
             fl.in_user = False
     except BaseException as exc:
@@ -94,7 +94,7 @@ def _thread_body(rt, fl, args, chaos):
     try:
         if chaos is not None:
             _chaos.before_call_thread(chaos, rt, fl.cancel_event)
-        return None, fl.entry.fn(args, fl.ctx)
+        return None, fl.entry.fn(args if fl.entry.conv is None else fl.entry.convert(args), fl.ctx)
     except BaseException as exc:
         if isinstance(exc, Cancelled):
             return ("cancelled", {"type": "Cancelled", "message": "cancelled by the host", "traceback": ""}), None

@@ -108,6 +108,27 @@ def _worker_id():
         return raw
 
 
+def _described(infos):
+    """The command infos, with their schemas from type hints when the host asked for them.
+
+    Only the worker the host asks (PYFLEET_DESCRIBE=1, the first it starts) pays for importing
+    typing and reading the hints; a hint it does not know degrades to an open schema, with a
+    line on stderr (the host logs it) naming the command and the hint.
+    """
+    if os.environ.get("PYFLEET_DESCRIBE") != "1":
+        return infos
+    from ._schema import describe_module
+
+    described = describe_module(_COMMANDS)
+    for name, d in described["commands"].items():
+        info = infos.get(name)
+        if info is not None:
+            info.update({k: d[k] for k in ("args", "result", "item", "doc")})
+    for w in described["warnings"]:
+        sys.stderr.write("pyfleet: %s\n" % w)
+    return infos
+
+
 def main():
     # The parent as the worker starts: read later (when the heartbeat thread starts, after hello),
     # a host that died in between would already have been replaced by init.
@@ -147,7 +168,7 @@ def main():
             sys.stderr.flush()
             os._exit(3)
     signal.signal(signal.SIGUSR1, rt.on_sigusr1)
-    rt.send({"t": "hello", "protocol": PROTOCOL_VERSION, "pid": os.getpid(), "python": sys.version.split()[0], "commands": commands()})
+    rt.send({"t": "hello", "protocol": PROTOCOL_VERSION, "pid": os.getpid(), "python": sys.version.split()[0], "commands": _described(commands())})
     if hb_ms > 0:
         poll = os.environ.get("PYFLEET_PARENT_POLL", "1") != "0"
         threading.Thread(target=_heartbeat, args=(rt, hb_ms / 1000.0, parent if poll else None), name="pyfleet-heartbeat", daemon=True).start()

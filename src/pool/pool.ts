@@ -379,7 +379,8 @@ export class Pool implements Adapter {
   }
 
   private workerReady(w: Worker): void {
-    if (this.commands === NO_COMMANDS) {
+    // Worker 1 describes the commands with their schemas; another may say hello first.
+    if (this.commands === NO_COMMANDS || w.id === 1) {
       this.commands = w.commands;
       // Compiled now rather than on each command's first call (20-45 ms each, once).
       if (this.validator !== null) for (const c of Object.keys(w.commands)) this.validator.check(c, undefined);

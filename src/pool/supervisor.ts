@@ -208,7 +208,9 @@ export class Supervisor {
           python: this.python,
           module: o.module,
           cwd: o.cwd,
-          env: { ...env, PYFLEET_WORKER_ID: String(id) },
+          // The first worker also describes the commands' schemas (typed commands): one import of
+          // typing per pool, not per worker.
+          env: id === 1 ? { ...env, PYFLEET_WORKER_ID: '1', PYFLEET_DESCRIBE: '1' } : { ...env, PYFLEET_WORKER_ID: String(id) },
           maxFrameBytes: o.maxFrameBytes,
           startupTimeoutMs: o.startupTimeoutMs,
           heartbeatMs: o.healthCheck.intervalMs,

@@ -6,8 +6,6 @@ import { PyfleetMetrics } from '../telemetry/metrics.js';
 import { ErrorReporter } from '../telemetry/reporter.js';
 import { createServer, isLoopback, type PyfleetServer } from './app.js';
 import type { LiveOptions } from './live.js';
-import { describeModule } from '../typing/introspect.js';
-import { hasSchemas, type CommandSchemas } from '../typing/schema.js';
 
 export interface ServeOptions {
   /** Pool options (`module` required). */
@@ -44,8 +42,8 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   try {
     const metrics = new PyfleetMetrics();
     reporter = new ErrorReporter(pool, { metrics, alerts: options.alerts, logger: options.pool.logger });
-    const schemas = await schemasFor(pool, options.pool);
-    server = await createServer({ pool, metrics, token: options.token, live: options.live, openapi: { title: `pyfleet: ${options.pool.module}` }, ...(schemas !== undefined ? { schemas } : {}) });
+    // The workers' hello carries each command's schemas: /openapi.json and the body checks use them.
+    server = await createServer({ pool, metrics, token: options.token, live: options.live, openapi: { title: `pyfleet: ${options.pool.module}` } });
     collectDefaultMetrics({ register: metrics.registry });
     const url = await server.listen({ port: options.port, host });
     let closing: Promise<void> | null = null;
@@ -74,23 +72,5 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     reporter?.close();
     await pool.close();
     throw e;
-  }
-}
-
-/**
- * Until the runtime sends schemas in its hello, `pyfleet serve` reads them itself, once, with
- * `python -m pyfleet._schema` (which imports the module one more time). When the workers'
- * commands carry schemas, those are used and this does nothing. If it fails, the server runs
- * with open schemas (no validation) and says so in the log.
- */
-async function schemasFor(pool: Pool, options: PoolOptions): Promise<(() => Readonly<Record<string, CommandSchemas>>) | undefined> {
-  if (Object.values(pool.registeredCommands).some(hasSchemas)) return undefined;
-  try {
-    const mod = await describeModule(options.module, { python: pool.python, ...(options.cwd !== undefined ? { cwd: options.cwd } : {}), ...(options.env !== undefined ? { env: options.env } : {}) });
-    for (const w of mod.warnings) options.logger?.warn({ module: options.module }, w);
-    return () => mod.commands;
-  } catch (e) {
-    options.logger?.warn({ module: options.module, err: (e as Error).message }, 'cannot read the command schemas: /openapi.json has open schemas and request bodies are not validated');
-    return undefined;
   }
 }

@@ -288,3 +288,22 @@ describe('hello after the start-up timeout', () => {
     }
   });
 });
+
+describe('one id per call', () => {
+  it('ctx.request_id is the call\'s id, the same on every attempt, with ctx.attempt beside it', async () => {
+    const pool = await testPool({ workers: 2 });
+    const starts: number[] = [];
+    const off = pool.on('call:start', (e) => starts.push(e.callId));
+    try {
+      const file = tempFile('ids.log');
+      const r = await pool.execute<number>('ids_then_die_once', { path: file }, { detailed: true });
+      const [first, second] = lines(file);
+      assert.deepEqual([first, second], [`${r.value} 1`, `${r.value} 2`]);
+      assert.equal(r.attempts, 2);
+      assert.deepEqual(starts, [r.value], 'call:start names the call by the same id');
+    } finally {
+      off();
+      await pool.close();
+    }
+  });
+});

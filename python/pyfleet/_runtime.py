@@ -28,7 +28,7 @@ import select
 import sys
 from collections import deque
 
-from . import _chaos, _streams, _tasks
+from . import _chaos, _defaults, _streams, _tasks
 from ._framing import IN_FD, binary_frame, descriptors_json
 from ._io import READ_SIZE, Wire
 from ._registry import _COMMANDS, _ON_STOP, ASYNC, GEN, PLAIN, THREAD, Cancelled, Context
@@ -48,7 +48,7 @@ class Runtime(Wire):
         self.calls = deque()
         # Ids of queued or running calls the host cancelled (ctx.cancelled reads it).
         self.cancelled = set()
-        self.sessions = sessions if sessions is not None else Sessions([], 16 << 20)
+        self.sessions = sessions if sessions is not None else Sessions([], _defaults.MAX_SESSION_BYTES)
         self.nonfinite_error = nonfinite_error
         self.concurrency = max(1, concurrency)
         self.worker = worker

@@ -8,10 +8,11 @@ session has no state here yet. Only then pickle.loads runs.
 import os
 import struct
 
+from . import _defaults
+
 _DOMAIN = b"pyfleet-session-v1\0"
 _u32 = struct.Struct(">I")
 _u64 = struct.Struct(">Q")
-DEFAULT_MAX_BYTES = 16 << 20
 
 
 class Refused(Exception):
@@ -139,7 +140,7 @@ class Sessions:
 def max_bytes_from_env(environ):
     raw = environ.get("PYFLEET_MAX_SESSION_BYTES")
     if not raw:
-        return DEFAULT_MAX_BYTES
+        return _defaults.MAX_SESSION_BYTES
     return int(raw)
 
 

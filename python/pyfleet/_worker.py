@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 
-from . import _chaos
+from . import _chaos, _defaults
 from ._framing import IN_FD, OUT_FD
 from ._io import write_all
 from ._registry import _COMMANDS, _ON_START, WorkerInfo, commands
@@ -143,9 +143,9 @@ def main():
         sys.stdout.reconfigure(line_buffering=True)
     except Exception:
         pass
-    max_frame = _env_int("PYFLEET_MAX_FRAME", 64 << 20)
-    hb_ms = _env_int("PYFLEET_HEARTBEAT_MS", 1000)
-    concurrency = max(1, _env_int("PYFLEET_CONCURRENCY", 1))
+    max_frame = _env_int("PYFLEET_MAX_FRAME", _defaults.MAX_FRAME)
+    hb_ms = _env_int("PYFLEET_HEARTBEAT_MS", _defaults.HEARTBEAT_MS)
+    concurrency = max(1, _env_int("PYFLEET_CONCURRENCY", _defaults.CONCURRENCY))
     worker = WorkerInfo(_worker_id(), os.getpid(), concurrency)
     rt = Runtime(max_frame, concurrency=concurrency, worker=worker, nonfinite_error=os.environ.get("PYFLEET_NON_FINITE") == "error")
     _chaos.configure_from_env()

@@ -1,34 +1,32 @@
 import { setMaxListeners } from 'node:events';
 import type { Adapter } from '../adapters/adapter.js';
 import { toAdapter } from '../adapters/function-adapter.js';
-import { ERROR_CODES } from '../errors/codes.js';
 import { ErrorPolicy } from '../errors/policy.js';
 import { PoolError } from '../errors/pool-error.js';
 import type { CommandInfo } from '../protocol/messages.js';
 import { RetryBudget } from '../resilience/budget.js';
-import type { CircuitBreaker } from '../resilience/circuit-breaker.js';
-import { CircuitRegistry, POOL_OPERATIONS, commandCircuitName } from '../resilience/circuit-registry.js';
+import { POOL_OPERATIONS } from '../resilience/circuit-registry.js';
 import { RecoveryOrchestrator } from '../resilience/recovery/orchestrator.js';
 import { channels, subscribe, type EventName, type EventPayloads } from '../telemetry/channels.js';
-import { defaultLogger, type Logger } from '../util/logger.js';
+import { defaultLogger } from '../util/logger.js';
 import { resolvePython } from '../worker/python-path.js';
-import type { Worker, ExitInfo } from '../worker/worker.js';
+import type { Worker } from '../worker/worker.js';
 import { Admission, type ExecuteOptions, type StreamOptions } from './admission.js';
-import { DEFAULTS } from '../defaults.js';
 import { anySignal } from '../util/signals.js';
 import type { Attempt, Call } from './call.js';
 import { CallPolicy, type DetailedResult } from './call-policy.js';
 import { ChaosMonkey } from './chaos.js';
 import { Counters } from './counters.js';
 import { Dispatcher } from './dispatcher.js';
-import { closedError, sessionLostError, badCall } from './errors.js';
-import { reportFailure } from './error-report.js';
+import { closedError, badCall } from './errors.js';
+import { PoolCircuits } from './circuits.js';
+import { Incidents } from './incidents.js';
 import { resolveOptions, type PoolOptions, type ResolvedOptions } from './options.js';
 import { PoisonTracker } from './poison.js';
 import { Durability } from './durability.js';
 import { ArgsValidator } from '../validate/args-validator.js';
 import { SessionTable } from './sessions.js';
-import { PoolStream } from './stream.js';
+import { PoolStream, streamLimits } from './stream.js';
 import { PoolSession } from './session-handle.js';
 import { budgetStats, workerStats, type PoolStats } from './stats.js';
 import { forgetAtExit, keepUntilExit } from './exit-hook.js';
@@ -42,10 +40,6 @@ export type { PoolStats, WorkerStats } from './stats.js';
 export { PoolSession } from './session-handle.js';
 
 const NO_COMMANDS: Record<string, CommandInfo> = Object.freeze({}) as Record<string, CommandInfo>;
-const isTimeout = (e: unknown): boolean => e instanceof PoolError && e.code === 'PYFLEET_TIMEOUT';
-// pool_operations counts deaths and failed starts where the supervisor sees them, once each;
-// what an attempt fails with never counts there (a success still closes a trial or resets the count).
-const never = (): boolean => false;
 
 let poolSeq = 0;
 
@@ -74,20 +68,19 @@ export async function createPool(options: PoolOptions): Promise<Pool | TypedPool
 /**
  * The pool: a facade over its parts (see README, Architecture). `Admission` checks a call,
  * `CallPolicy` runs it (first attempt, retries, recovery, fallback), `Dispatcher` puts each
- * attempt on a worker or in the queue, `Supervisor` owns the worker processes, `Counters` and
- * `stats()` say what happened.
+ * attempt on a worker or in the queue, `Supervisor` owns the worker processes, `Incidents`
+ * answers what it reports (deaths, failed starts, memory) with `PoolCircuits` and the recovery,
+ * `Counters` and `stats()` say what happened.
  */
 export class Pool implements Adapter {
   readonly id = ++poolSeq;
   readonly name: string;
   readonly options: Readonly<ResolvedOptions>;
   readonly python: string;
-  private readonly logger: Logger;
   private readonly counters = new Counters();
   private readonly sessions: SessionTable;
-  private readonly circuits: CircuitRegistry;
-  private readonly poolOps: CircuitBreaker;
-  private readonly commandCircuits = new Map<string, CircuitBreaker>();
+  private readonly circuits: PoolCircuits;
+  private readonly incidents: Incidents;
   private readonly budget: RetryBudget | undefined;
   private readonly poison: PoisonTracker;
   private readonly fallback: Adapter | null;
@@ -101,8 +94,6 @@ export class Pool implements Adapter {
   private readonly durability: Durability | null;
   private readonly validator: ArgsValidator | null;
   private commands: Record<string, CommandInfo> = NO_COMMANDS;
-  /** pool_operations was opened because no worker could start: it half-opens when one does. */
-  private openedWhileDown = false;
   private closed = false;
   private closePromise: Promise<void> | null = null;
   private drained: (() => void) | null = null;
@@ -111,11 +102,9 @@ export class Pool implements Adapter {
     this.options = options;
     this.python = python;
     this.name = `pool:${options.module}`;
-    const logger = (this.logger = options.logger ?? defaultLogger());
+    const logger = options.logger ?? defaultLogger();
     setMaxListeners(0, this.closeController.signal);
-    this.circuits = new CircuitRegistry({ ...options.circuitBreaker, poolId: this.id });
-    this.poolOps = this.circuits.get(POOL_OPERATIONS, { isFailure: never });
-    this.circuits.onStateChange((c) => logger[c.to === 'open' ? 'warn' : 'info']({ poolId: this.id, circuit: c.circuit, from: c.from, to: c.to, reason: c.reason }, `circuit ${c.circuit} ${c.to}`));
+    const circuits = (this.circuits = new PoolCircuits(this.id, options, logger));
     const b = options.retry.budget;
     this.budget = b === false ? undefined : new RetryBudget(b);
     this.poison = new PoisonTracker(options.poison.maxDeaths, options.poison.coolDownMs);
@@ -150,10 +139,10 @@ export class Pool implements Adapter {
         this.dispatcher.onAvailable(w);
         if (this.closePromise !== null) this.checkDrained();
       },
-      exited: (w, info, died) => this.workerExited(w, info, died),
-      startFailed: (err) => this.startFailed(err),
+      exited: (w, info, died) => this.incidents.workerExited(w, info, died),
+      startFailed: (err) => this.incidents.startFailed(err),
       abandonedDied: (w, a) => this.policy.blame((a as Attempt).call, w.id),
-      memoryOver: (w, rss) => this.memoryOver(w, rss),
+      memoryOver: (w, rss) => this.incidents.memoryOver(w, rss),
       tick: (now) => {
         for (const s of this.sessions.expired(now, options.sessionTtlMs)) void this.closeSession(s.id);
         this.poison.purge();
@@ -171,8 +160,8 @@ export class Pool implements Adapter {
       sessions: this.sessions,
       workers: () => this.supervisor.workers,
       worker: (id) => this.supervisor.worker(id),
-      poolOperations: this.poolOps,
-      commandCircuit: (command) => this.commandCircuit(command),
+      poolOperations: circuits.poolOps,
+      commandCircuit: (command) => circuits.command(command),
       chaos: this.chaos,
       grow: () => this.supervisor.grow(this.dispatcher.queue.length),
       idle: (w) => this.supervisor.idle(w),
@@ -189,7 +178,7 @@ export class Pool implements Adapter {
         replaceWorker: (id, reason) => this.supervisor.replace(id, reason),
         recycleWorker: (id, reason) => this.supervisor.recycle(id, reason),
         retryWithLargerTimeout: (ra) => this.policy.resend(ra),
-        openCircuit: (name, reason) => this.circuits.get(name).trip(reason),
+        openCircuit: (name, reason) => circuits.registry.get(name).trip(reason),
         failover: (ra) => this.policy.failover(ra),
       },
     });
@@ -219,6 +208,20 @@ export class Pool implements Adapter {
       commands: () => this.commands,
       closing: () => this.closePromise !== null,
       refusedAsPoison: () => this.counters.poisonRefused++,
+    });
+    this.incidents = new Incidents({
+      poolId: this.id,
+      options,
+      logger,
+      counters: this.counters,
+      sessions: this.sessions,
+      dispatcher: this.dispatcher,
+      supervisor: this.supervisor,
+      orchestrator: this.orchestrator,
+      circuits,
+      durableSessions: durability !== null,
+      closing: () => this.closePromise !== null,
+      checkDrained: () => this.checkDrained(),
     });
   }
 
@@ -307,11 +310,7 @@ export class Pool implements Adapter {
    * sent when iteration starts. `break` closes the generator in Python (its `finally` runs).
    */
   stream<T = unknown>(command: string, args?: unknown, options: StreamOptions = {}): AsyncIterableIterator<T> {
-    if (typeof options !== 'object' || options === null) throw badCall('options must be an object');
-    const hwm = options.highWaterMark ?? DEFAULTS.highWaterMark;
-    if (!Number.isSafeInteger(hwm) || hwm < 1) throw badCall(`highWaterMark must be an integer >= 1, got ${String(options.highWaterMark)}`, command);
-    const chunk = options.chunkTimeoutMs;
-    if (chunk !== undefined && (typeof chunk !== 'number' || !(chunk > 0) || !Number.isFinite(chunk))) throw badCall(`chunkTimeoutMs must be a number of ms > 0, got ${String(chunk)}`, command);
+    const { hwm, chunk } = streamLimits(command, options);
     // The consumer's break aborts the call like a signal would; the call's own signal still does.
     const stopper = new AbortController();
     const user = options.signal;
@@ -369,15 +368,6 @@ export class Pool implements Adapter {
 
   // ---- what the supervisor reports ----------------------------------------
 
-  private commandCircuit(command: string): CircuitBreaker {
-    let c = this.commandCircuits.get(command);
-    if (c === undefined) {
-      c = this.circuits.get(commandCircuitName(command), { isFailure: isTimeout });
-      this.commandCircuits.set(command, c);
-    }
-    return c;
-  }
-
   private workerReady(w: Worker): void {
     // Worker 1 describes the commands with their schemas; another may say hello first.
     if (this.commands === NO_COMMANDS || w.id === 1) {
@@ -385,68 +375,7 @@ export class Pool implements Adapter {
       // Compiled now rather than on each command's first call (20-45 ms each, once).
       if (this.validator !== null) for (const c of Object.keys(w.commands)) this.validator.check(c, undefined);
     }
-    // A circuit opened because no worker could start need not wait out its timeout once one
-    // has: trial calls find out at once. (Not after crashes: a new worker is no evidence that
-    // the calls which killed the old ones are gone, and trials would feed it to them.)
-    if (this.openedWhileDown) {
-      this.openedWhileDown = false;
-      this.poolOps.halfOpen('worker_ready');
-    }
-  }
-
-  private workerExited(w: Worker, info: ExitInfo, died: boolean): void {
-    const lost = this.sessions.workerGone(w.id, info.expected ? `its worker ${w.id} was stopped (${info.reason})` : `its worker ${w.id} died (${info.reason})`, this.durability !== null);
-    if (lost.length > 0) {
-      const set = new Set(lost);
-      this.dispatcher.rejectQueued(
-        (a) => a.call.session !== null && set.has(a.call.session),
-        (a) => sessionLostError(a.call.session!, a.call.command, a.call),
-      );
-    }
-    if (this.closePromise !== null) return this.checkDrained();
-    if (!died) return;
-    this.logger.warn({ poolId: this.id, workerId: w.id, pid: w.pid, exitCode: info.code, signal: info.signal, reason: info.reason }, `worker ${w.id} exited: ${info.reason}`);
-    // A worker the pool killed after its cancel went unanswered failed no more than its call did;
-    // a crash, a protocol fault or missed heartbeats are the workers' own failures.
-    if (!info.byPool || info.error !== null) this.poolOps.recordFailure();
-    const err =
-      info.error ??
-      new PoolError({
-        code: 'PYFLEET_WORKER_CRASHED',
-        workerId: w.id,
-        message: `Worker ${w.id} (pid ${w.pid}) ${info.signal ? `was killed by ${info.signal}` : `exited with code ${info.code}`}.`,
-        details: { exitCode: info.code, signal: info.signal },
-      });
-    // The supervisor replaces the worker; the recovery acts only when every worker is down
-    // (critical: open the circuit so callers fail fast instead of queueing).
-    const allDown = this.supervisor.allWorkersDown();
-    const ctx = { workerId: w.id, affectingAllWorkers: allDown };
-    if (this.orchestrator.plan(err, ctx).type === 'circuit_break') void this.orchestrator.handle(err, ctx);
-  }
-
-  private startFailed(err: PoolError): void {
-    // The worker that failed to start may not have exited yet: it does not count as up.
-    const allDown = this.supervisor.allWorkersDown(err.workerId);
-    err.severity = allDown ? 'critical' : ERROR_CODES[err.code].category === 'initialization_error' ? 'major' : err.severity;
-    err.strategy = allDown ? 'circuit_break' : 'backoff_retry';
-    reportFailure(this.id, this.counters, this.logger, err, 0);
-    this.poolOps.recordFailure();
-    if (allDown) {
-      // Nobody can serve: open the circuit so callers fail fast instead of queueing.
-      this.openedWhileDown = true;
-      void this.orchestrator.handle(err, { affectingAllWorkers: true });
-    }
-  }
-
-  private memoryOver(w: Worker, rss: number): void {
-    const err = new PoolError({
-      code: 'PYFLEET_MEMORY_LIMIT',
-      workerId: w.id,
-      severity: 'minor',
-      message: `Worker ${w.id} (pid ${w.pid}) uses ${Math.round(rss / 1048576)} MB, over recycle.maxMemoryMb (${this.options.recycle.maxMemoryMb}); it is recycled to free the memory.`,
-    });
-    reportFailure(this.id, this.counters, this.logger, err, 0);
-    void this.orchestrator.handle(err, { workerId: w.id });
+    this.circuits.workerReady();
   }
 
   // ---- stats -------------------------------------------------------------
@@ -464,7 +393,7 @@ export class Pool implements Adapter {
       calls: c.calls,
       errorsByCategory: c.errorsByCategory,
       restarts: c.restarts,
-      circuits: this.circuits.snapshot(),
+      circuits: this.circuits.registry.snapshot(),
       recoveries: this.orchestrator.metrics(),
       retryBudget: budgetStats(this.budget),
       poison: { quarantined: this.poison.size, refused: this.counters.poisonRefused },

@@ -1,5 +1,17 @@
 import { PoolError } from '../errors/pool-error.js';
+import { DEFAULTS } from '../defaults.js';
 import type { Call, StreamSink } from './call.js';
+import { badCall } from './errors.js';
+
+/** `pool.stream()`'s own options, checked at the call site. */
+export function streamLimits(command: string, options: { highWaterMark?: number; chunkTimeoutMs?: number }): { hwm: number; chunk: number | undefined } {
+  if (typeof options !== 'object' || options === null) throw badCall('options must be an object', command);
+  const hwm = options.highWaterMark ?? DEFAULTS.highWaterMark;
+  if (!Number.isSafeInteger(hwm) || hwm < 1) throw badCall(`highWaterMark must be an integer >= 1, got ${String(options.highWaterMark)}`, command);
+  const chunk = options.chunkTimeoutMs;
+  if (chunk !== undefined && (typeof chunk !== 'number' || !(chunk > 0) || !Number.isFinite(chunk))) throw badCall(`chunkTimeoutMs must be a number of ms > 0, got ${String(chunk)}`, command);
+  return { hwm, chunk };
+}
 
 /**
  * The consumer's side of a stream (`pool.stream()`): an async iterator over the items a

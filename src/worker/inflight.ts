@@ -1,4 +1,10 @@
-import type { Attempt } from './attempt.js';
+import type { Attempt, Task } from './attempt.js';
+
+/** How much a worker may hold: its pool's `pipelineDepth` and `concurrency`. */
+export interface Capacity {
+  readonly pipelineDepth: number;
+  readonly concurrency: number;
+}
 
 interface Cancelling {
   attempt: Attempt;
@@ -97,6 +103,29 @@ export class InFlight {
   /** Concurrent attempts of `command` in flight. */
   countOf(command: string): number {
     return this.perCommand.get(command) ?? 0;
+  }
+
+  /**
+   * Whether `t` may be written next to what is in flight. A sync call runs alone: only beside no
+   * async or threaded call, and nothing is sent behind a non-idempotent one; idempotent sync
+   * calls may be pipelined up to `pipelineDepth`. Async and threaded calls share the worker with
+   * no sync call, up to `concurrency`, and up to their command's `maxConcurrency`.
+   */
+  admits(t: Task, cap: Capacity): boolean {
+    if (this.exclusive > 0) return false;
+    if (t.kind === 'sync') {
+      if (this.concurrent > 0) return false;
+      return t.idempotent ? this.sync < cap.pipelineDepth : this.sync === 0;
+    }
+    if (this.sync > 0 || this.concurrent >= cap.concurrency) return false;
+    return t.maxConcurrency === null || this.countOf(t.command) < t.maxConcurrency;
+  }
+
+  /** Nothing more can be written next to what is in flight, of any kind. */
+  full(cap: Capacity): boolean {
+    if (this.exclusive > 0) return true;
+    if (this.sync > 0) return this.sync >= cap.pipelineDepth;
+    return this.concurrent >= cap.concurrency;
   }
 
   /** The attempt `id`, in flight or given up on and not acknowledged yet. */

@@ -89,29 +89,14 @@ export class Worker {
     return this.inflight.size;
   }
 
-  /**
-   * Whether `t` may be written now. A sync call runs alone: only on a worker holding no async or
-   * threaded call, and nothing is sent behind a non-idempotent one; idempotent sync calls may be
-   * pipelined up to `pipelineDepth`. Async and threaded calls share a worker running no sync call,
-   * up to `concurrency`, and up to their command's `maxConcurrency`.
-   */
+  /** Whether `t` may be written now (see `InFlight.admits`). */
   canTake(t: Task): boolean {
-    const f = this.inflight;
-    if (!this.accepting || f.exclusive > 0) return false;
-    if (t.kind === 'sync') {
-      if (f.concurrent > 0) return false;
-      return t.idempotent ? f.sync < this.config.pipelineDepth : f.sync === 0;
-    }
-    if (f.sync > 0 || f.concurrent >= this.config.concurrency) return false;
-    return t.maxConcurrency === null || f.countOf(t.command) < t.maxConcurrency;
+    return this.accepting && this.inflight.admits(t, this.config);
   }
 
   /** Nothing more can be written now, of any kind. */
   get saturated(): boolean {
-    const f = this.inflight;
-    if (!this.accepting || f.exclusive > 0) return true;
-    if (f.sync > 0) return f.sync >= this.config.pipelineDepth;
-    return f.concurrent >= this.config.concurrency;
+    return !this.accepting || this.inflight.full(this.config);
   }
 
   /** Calls running at once now (async and threaded), for stats. */

@@ -82,24 +82,15 @@ def _place(msg, field, path, value):
     cur = msg.get(field)
     last = len(path) - 1
     for i, step in enumerate(path):
-        if type(step) is str:
-            if type(cur) is not dict or step not in cur:
-                raise FrameProblem("part path %s does not lead to a value of the message" % json.dumps(path))
-            if i == last:
-                if cur[step] is not None:
-                    raise FrameProblem("part path %s leads to a value that is not null" % json.dumps(path))
-                cur[step] = value
-                return
-            cur = cur[step]
-        else:
-            if type(cur) is not list or step >= len(cur):
-                raise FrameProblem("part path %s does not lead to a value of the message" % json.dumps(path))
-            if i == last:
-                if cur[step] is not None:
-                    raise FrameProblem("part path %s leads to a value that is not null" % json.dumps(path))
-                cur[step] = value
-                return
-            cur = cur[step]
+        # A key of a dict, or an index of a list: never a key of a list or an index of a dict.
+        if not ((type(cur) is dict and step in cur) if type(step) is str else (type(cur) is list and step < len(cur))):
+            raise FrameProblem("part path %s does not lead to a value of the message" % json.dumps(path))
+        if i == last:
+            if cur[step] is not None:
+                raise FrameProblem("part path %s leads to a value that is not null" % json.dumps(path))
+            cur[step] = value
+            return
+        cur = cur[step]
 
 
 def parse_binary(payload, length):

@@ -87,7 +87,7 @@ describe('binary values across hosts', () => {
     const sniff = await connect({ servers: srv.url });
     try {
       const seen: Msg[] = [];
-      const sub = sniff.subscribe('pyfleet.bin.host.*.call', { callback: (_e, m) => seen.push(m) });
+      const sub = sniff.subscribe('pyfleet.bin.host.*.call', { callback: (_e, m) => void seen.push(m) });
       await sniff.flush();
       const marker = Buffer.from('RAW-BYTES-\u00ff\u00fe-MARKER', 'latin1');
       const r = await fleet.execute<{ sha256: string }>('digest', { data: marker });

@@ -666,8 +666,11 @@ export class Fleet implements Adapter {
         hwm,
       };
       const r = new StreamReceiver(this.streamTransport, host.id, this.subjects.stream(host.id), meta, call.payload, chunkTimeoutMs, call.signal);
-      r.start();
-      release?.();
+      try {
+        r.start();
+      } finally {
+        release?.(); // a send that threw must not hold up the session's later calls
+      }
       let first: IteratorResult<unknown>;
       try {
         first = await r.next();

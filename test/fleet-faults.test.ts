@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { connectFleet, type Fleet } from '../src/fleet/index.js';
 import { PoolError, isPoolError } from '../src/errors/pool-error.js';
 import { lines } from './helpers/pool.js';
-import { killAllHosts, nextEvent, orphansOf, startHostProc, type HostProc } from './helpers/fleet.js';
+import { DURABLE, killAllHosts, nextEvent, orphansOf, startHostProc, type HostProc } from './helpers/fleet.js';
 import { startNats, type NatsServer } from './helpers/nats.js';
 
 const ledgerDir = mkdtempSync(path.join(tmpdir(), 'pyfleet-fleet-ledger-'));
@@ -32,8 +32,8 @@ describe('faults across hosts', () => {
   let srv: NatsServer;
   let fleet: Fleet;
   const pids: number[] = [];
-  const start = async (workers = 2): Promise<HostProc> => {
-    const h = await startHostProc(srv.url, 'faults', { workers, env });
+  const start = async (workers = 2, fleetName = 'faults', args: string[] = DURABLE): Promise<HostProc> => {
+    const h = await startHostProc(srv.url, fleetName, { workers, env, args });
     pids.push(h.pid);
     return h;
   };
@@ -49,7 +49,7 @@ describe('faults across hosts', () => {
     await srv?.dispose();
   });
 
-  it('a host SIGKILLed with calls in flight: idempotent ones answered by another host within 2 s, non-idempotent ones fail saying they may have run, its sessions move', async () => {
+  it('a host SIGKILLed with calls in flight: idempotent ones answered by another host within 2 s, non-idempotent ones fail saying they may have run, its sessions are restored elsewhere', async () => {
     // Four workers each, so the surviving host has free workers for the calls that move to it.
     const [a, b] = await Promise.all([start(4), start(4)]);
     await fleet.ready({ hosts: 2 });
@@ -92,25 +92,52 @@ describe('faults across hosts', () => {
     assert.equal(new Set(ledger).size, ledger.length, 'no record call ran twice');
     for (const r of records) if (r.ok) assert.ok(ledger.includes(r.value as string));
 
-    // A session whose host died is moved to a live host, and says its state is gone (no durable store yet).
-    const lost = await fleet.execute('items', {}, { sessionId: onA[0] }).then(
-      () => assert.fail('a moved session must not be silently empty'),
-      (e: PoolError) => e,
-    );
-    assert.equal(lost.code, 'PYFLEET_SESSION_LOST');
-    assert.match(lost.message, /durable sessions/);
+    // A session whose host died is moved to a live host and restored there from its snapshot.
+    for (const sid of onA) assert.deepEqual(await fleet.execute('items', {}, { sessionId: sid }), [1], `${sid} restored`);
     const place = await fleet.sessionPlace(onA[0]);
     assert.equal(place?.host, b.id);
     assert.equal(place?.epoch, 1);
-    await fleet.closeSession(onA[0]);
-    assert.deepEqual(await fleet.execute('append', { x: 7 }, { sessionId: onA[0] }), [7]);
+    assert.deepEqual(await fleet.execute('append', { x: 7 }, { sessionId: onA[0] }), [1, 7]);
     // Sessions on the live host kept their state.
     const kept = sids.find((s) => !onA.includes(s))!;
     assert.deepEqual(await fleet.execute('items', {}, { sessionId: kept }), [1]);
+    for (const sid of sids) await fleet.closeSession(sid);
     assert.deepEqual(await orphansOf([a.pid]), [], 'the killed host left no worker behind');
     assert.equal((await a.exited).signal, 'SIGKILL');
     b.kill('SIGTERM');
     await b.exited;
+  });
+
+  it('without a session store (--session-store memory) a session whose host was SIGKILLed fails with PYFLEET_SESSION_LOST, never silently empty', async () => {
+    const [a, b] = await Promise.all([start(1, 'faults-mem', ['--session-store', 'memory']), start(1, 'faults-mem', ['--session-store', 'memory'])]);
+    const f = await connectFleet({ servers: srv.url, fleet: 'faults-mem', queueTimeoutMs: 4_000 });
+    try {
+      await f.ready({ hosts: 2 });
+      let sid = '';
+      for (let i = 0; ; i++) {
+        sid = `mem-${Date.now()}-${i}`;
+        await f.execute('append', { x: 1 }, { sessionId: sid });
+        if ((await f.sessionPlace(sid))?.host === a.id) break;
+        await f.closeSession(sid);
+      }
+      const dead = nextEvent(f, 'host:dead', (p) => p.hostId === a.id);
+      a.kill('SIGKILL');
+      await dead;
+      const lost = await f.execute('items', {}, { sessionId: sid }).then(
+        () => assert.fail('a moved session must not be silently empty'),
+        (e: PoolError) => e,
+      );
+      assert.equal(lost.code, 'PYFLEET_SESSION_LOST');
+      assert.equal(lost.taken, false);
+      assert.match(lost.message, /--session-store nats/);
+      await f.closeSession(sid);
+      assert.deepEqual(await f.execute('append', { x: 7 }, { sessionId: sid }), [7]);
+      await f.closeSession(sid);
+    } finally {
+      await f.close();
+      b.kill('SIGTERM');
+      await b.exited;
+    }
   });
 
   it('a host that hangs (SIGSTOP) is suspected, then dead; calls go elsewhere; it rejoins after SIGCONT', async () => {
@@ -166,7 +193,9 @@ describe('faults across hosts', () => {
     assert.equal(okAfter, 4);
     await new Promise((r) => setTimeout(r, 500));
     stop = true;
-    await Promise.race([Promise.all(loops), new Promise((_, rej) => setTimeout(() => rej(new Error('calls hang after the restart')), 20_000))]);
+    // The guard's timer is cleared: left running it would keep this test file's process alive for 20 s.
+    let guard: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(loops), new Promise((_, rej) => (guard = setTimeout(() => rej(new Error('calls hang after the restart')), 20_000)))]).finally(() => clearTimeout(guard));
     const failures = results.filter((r): r is Extract<Settled, { ok: false }> => !r.ok);
     for (const f of failures) assert.equal(f.error.category, 'connection_error', f.error.message);
     assert.ok(results.filter((r) => r.ok).length > 50);

@@ -96,6 +96,40 @@ describe('natsSessionStore', () => {
   });
 });
 
+describe('natsSessionStore fencing (a host that was taken for dead must not overwrite the new holder)', () => {
+  let store: NatsSessionStore;
+  before(async () => {
+    store = await natsSessionStore({ nc, fleet: 'fence', sweepMs: 0 });
+  });
+  after(async () => store?.close());
+
+  for (const size of [100, 2 * 1024 * 1024]) {
+    it(`refuses writes and reads under an older fence; a read under a newer one claims the snapshot (${size > 1024 ? 'chunked' : 'inline'})`, async () => {
+      const sid = `fenced-${size}`;
+      const v1 = randomBytes(size);
+      await store.set(sid, v1, 60_000, 5);
+      const stale = await store.set(sid, randomBytes(size), 60_000, 3).then(
+        () => assert.fail('a write under an older fence must be refused'),
+        (e: Error & { code?: string }) => e,
+      );
+      assert.equal(stale.code, 'PYFLEET_SESSION_LOST');
+      assert.match(stale.message, /moved to another host/);
+      await assert.rejects(store.get(sid, 4), /moved to another host/);
+      // The new holder reads under 9: it gets the snapshot, and from now on 5 is stale too.
+      assert.ok(Buffer.from((await store.get(sid, 9))!).equals(v1));
+      await assert.rejects(store.set(sid, randomBytes(size), 60_000, 5), /moved to another host/);
+      await store.delete(sid, 5); // not the stale holder's to drop
+      assert.ok(Buffer.from((await store.get(sid))!).equals(v1), 'unfenced reads still work');
+      const v2 = randomBytes(size);
+      await store.set(sid, v2, 60_000, 9);
+      assert.ok(Buffer.from((await store.get(sid, 9))!).equals(v2));
+      await store.delete(sid, 9);
+      assert.equal(await store.get(sid), undefined);
+      assert.deepEqual((await keys(store.bucket)).filter((k) => k.startsWith('c.')), [], 'no chunk left behind, refused writes included');
+    });
+  }
+});
+
 describe('session map (JetStream KV)', () => {
   it('two replicas that place one session at once agree on its host; a move is compare-and-set', async () => {
     const a = await SessionMap.open(nc, 'pyfleet_map_sessions', 60_000);
@@ -105,10 +139,14 @@ describe('session map (JetStream KV)', () => {
       const [pa, pb] = await Promise.all([a.place('s', 'host-a'), b.place('s', 'host-b')]);
       assert.equal(pa.host, pb.host);
       assert.equal(pa.epoch, 0);
+      assert.equal(pa.gen, pb.gen, 'one placement');
       // Both see the host dead and move the session: one move wins, both end up at the same place.
       const [ma, mb] = await Promise.all([a.move('s', pa, 'host-c'), b.move('s', pb, 'host-d')]);
       assert.equal(ma.host, mb.host);
       assert.equal(ma.epoch, 1);
+      assert.equal(ma.gen, mb.gen);
+      assert.notEqual(ma.gen, pa.gen, 'a move is a new placement');
+      assert.ok(ma.revision > pa.revision, 'with a higher fence');
       // The watch brings the other replica's move into the cache.
       const deadline = Date.now() + 2_000;
       while (a.cached('s')?.revision !== b.cached('s')?.revision && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));

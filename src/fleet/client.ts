@@ -14,7 +14,8 @@ import { HostTable, type HostEntry, type HostState } from './host-table.js';
 import { SessionMap, type SessionPlace } from './session-map.js';
 import { StreamReceiver, type StreamControl, type StreamTransport } from './stream.js';
 import { fleetSubjects, validateFleetName, type FleetSubjects } from './subjects.js';
-import { callHeaders, decodeError, decodeText, encodeText, H, type CallMeta } from './wire.js';
+import { encodeArgsPayload, decodePayload } from './values.js';
+import { callHeaders, decodeError, encodeText, H, type CallMeta } from './wire.js';
 
 export interface FleetOptions extends NatsAuthOptions {
   /** The fleet's name (one subject token): hosts started with the same --fleet serve it. */
@@ -107,6 +108,15 @@ interface Call {
   sessionId: string | null;
   signal: AbortSignal | undefined;
   startedAt: number;
+}
+
+/** Where one attempt goes: the host, its circuit ticket, and the session's placement (zeros without a session). */
+interface Route {
+  host: HostEntry;
+  ticket: number;
+  epoch: number;
+  gen: string;
+  fence: number;
 }
 
 interface Pending {
@@ -275,14 +285,8 @@ export class Fleet implements Adapter {
     if (options.idempotent !== undefined && typeof options.idempotent !== 'boolean') throw badCall('idempotent must be a boolean', command);
     if (options.sessionId !== undefined && (typeof options.sessionId !== 'string' || options.sessionId === '')) throw badCall('sessionId must be a non-empty string', command);
     if (options.signal?.aborted) throw abortedError(command, options.sessionId ?? null, options.signal, false);
-    let json: string | undefined;
-    try {
-      json = JSON.stringify(args === undefined ? null : args);
-    } catch (e) {
-      throw new PoolError({ code: 'PYFLEET_INVALID_ARGS', command, cause: e, message: `The arguments of ${command} cannot be sent as JSON: ${(e as Error).message}. Convert BigInt to string or number and remove circular references.` });
-    }
-    if (json === undefined) throw new PoolError({ code: 'PYFLEET_INVALID_ARGS', command, message: `The arguments of ${command} (${typeof args}) cannot be sent as JSON. Pass an object, array, string, number, boolean or null.` });
-    const payload = encodeText(json);
+    if (typeof args === 'function' || typeof args === 'symbol') throw new PoolError({ code: 'PYFLEET_INVALID_ARGS', command, message: `The arguments of ${command} (${typeof args}) cannot be sent. Pass an object, array, string, number, boolean or null.` });
+    const payload = encodeArgsPayload(args, command);
     const max = this.maxPayload;
     // Headers take well under 1 KiB; what is over is refused here rather than by the server.
     if (payload.length + 1024 > max) {
@@ -308,23 +312,24 @@ export class Fleet implements Adapter {
       attempt++;
       // A session's calls from this client are routed and sent in the order they were made.
       const release = call.sessionId === null ? null : await this.routeTurn(call.sessionId);
-      let got: { host: HostEntry; ticket: number; epoch: number };
+      let route: Route;
       try {
-        got = call.sessionId === null ? await this.acquire(call, tried) : await this.acquireSession(call);
+        route = call.sessionId === null ? await this.acquire(call, tried) : await this.acquireSession(call);
       } catch (e) {
         release?.();
         throw e;
       }
-      const { host, ticket, epoch } = got;
+      const { host, ticket } = route;
       const idempotent = call.idempotentOpt ?? host.hb.commands[call.command]?.idempotent ?? false;
       try {
-        const sent = this.send(host, call, attempt, epoch);
+        const sent = this.send(host, call, attempt, route);
         release?.();
         const value = await sent;
         host.breaker.leaveOk(ticket);
         return { value, attempts: attempt, hostId: host.id };
       } catch (e) {
         const err = asPoolError(e, call.command);
+        if (await this.sessionMoved(err, call, host, ticket, attempt)) continue;
         host.breaker.leaveFailed(ticket, err);
         err.attempt = attempt;
         const movable = err.taken ? idempotent && TAKEN_MOVABLE.has(err.code) : NOT_TAKEN_MOVABLE.has(err.code);
@@ -361,8 +366,21 @@ export class Fleet implements Adapter {
     return prev.then(() => release);
   }
 
+  /**
+   * The host refused a session call because the session has a later placement elsewhere (another
+   * replica moved it, and this one's map cache lagged): nothing ran; look the session up afresh
+   * and go there. Not a host failure, and bounded by maxAttempts like any re-send.
+   */
+  private async sessionMoved(err: PoolError, call: Call, host: HostEntry, ticket: number, attempt: number): Promise<boolean> {
+    if (err.details?.sessionMoved !== true || err.taken || call.sessionId === null || attempt >= this.maxAttempts) return false;
+    host.breaker.leaveOk(ticket);
+    const map = await this.sessions();
+    await map.lookup(call.sessionId).catch(() => null);
+    return true;
+  }
+
   /** A host for a session-less call: the least loaded live one that has the command. Waits within queueTimeoutMs. */
-  private async acquire(call: Call, avoid: ReadonlySet<string>): Promise<{ host: HostEntry; ticket: number; epoch: number }> {
+  private async acquire(call: Call, avoid: ReadonlySet<string>): Promise<Route> {
     const deadline = performance.now() + this.queueTimeoutMs;
     for (;;) {
       if (this.closing) throw this.closedError(call.command);
@@ -370,7 +388,7 @@ export class Fleet implements Adapter {
         const h = this.table.pick(call.command, avoid);
         if (h !== null) {
           try {
-            return { host: h, ticket: h.breaker.enter(), epoch: 0 };
+            return { host: h, ticket: h.breaker.enter(), epoch: 0, gen: '', fence: 0 };
           } catch {
             // half-open and its trials busy: wait for a change
           }
@@ -395,7 +413,7 @@ export class Fleet implements Adapter {
   }
 
   /** The session's host, from the map (placing or moving the session as needed). */
-  private async acquireSession(call: Call): Promise<{ host: HostEntry; ticket: number; epoch: number }> {
+  private async acquireSession(call: Call): Promise<Route> {
     const sid = call.sessionId!;
     const deadline = performance.now() + this.queueTimeoutMs;
     const map = await this.withDeadline(this.sessions(), deadline, call);
@@ -412,7 +430,7 @@ export class Fleet implements Adapter {
           if (this.table.anyAliveServes(call.command) === false) throw this.unknownCommand(call.command);
         } else {
           const h = this.table.get(place.host);
-          if (h !== undefined && h.state === 'alive') return { host: h, ticket: h.breaker.enter(), epoch: place.epoch };
+          if (h !== undefined && h.state === 'alive') return { host: h, ticket: h.breaker.enter(), epoch: place.epoch, gen: place.gen, fence: place.revision };
           const warm = performance.now() - Math.max(this.connectedAt, this.reconnectedAt) > 3_000;
           if ((h === undefined && warm) || (h !== undefined && (h.state === 'dead' || h.state === 'left' || h.state === 'draining'))) {
             const to = this.table.pick(call.command, new Set([place.host]));
@@ -459,7 +477,7 @@ export class Fleet implements Adapter {
   }
 
   /** One attempt on one host: resolves with the value, rejects with a PoolError; re-sent to the same host (which de-duplicates) when the reply may have been lost. */
-  private send(host: HostEntry, call: Call, attempt: number, epoch: number): Promise<unknown> {
+  private send(host: HostEntry, call: Call, attempt: number, route: Route): Promise<unknown> {
     return new Promise((resolve, reject) => {
       const token = (++this.tokenSeq).toString(36);
       const meta: CallMeta = {
@@ -470,7 +488,9 @@ export class Fleet implements Adapter {
         deadline: Date.now() + this.hardCapMs(call.timeoutMs),
         idempotent: call.idempotentOpt,
         sessionId: call.sessionId,
-        sessionEpoch: epoch,
+        sessionEpoch: route.epoch,
+        sessionGen: route.gen,
+        sessionFence: route.fence,
       };
       let done = false;
       let timer: NodeJS.Timeout | null = null;
@@ -591,9 +611,9 @@ export class Fleet implements Adapter {
     if (st === 'ok') {
       let v: unknown;
       try {
-        v = m.data.length === 0 ? null : JSON.parse(decodeText(m.data));
-      } catch {
-        p.settle(false, new PoolError({ code: 'PYFLEET_PROTOCOL_ERROR', command: p.meta.command, taken: true, message: `Host ${p.host.id} answered ${p.meta.command} with bytes that are not JSON.` }));
+        v = decodePayload(m.data, 'v');
+      } catch (e) {
+        p.settle(false, new PoolError({ code: 'PYFLEET_PROTOCOL_ERROR', command: p.meta.command, taken: true, message: `Host ${p.host.id} answered ${p.meta.command} with bytes that are neither JSON nor a binary value (${(e as Error).message}).` }));
         return;
       }
       p.settle(true, v);
@@ -621,16 +641,42 @@ export class Fleet implements Adapter {
   private async *streamAttempts(call: Call, hwm: number, chunkTimeoutMs: number): AsyncGenerator<unknown, void, undefined> {
     const tried = new Set<string>();
     for (let attempt = 1; ; attempt++) {
-      const { host, ticket, epoch } = call.sessionId === null ? await this.acquire(call, tried) : await this.acquireSession(call);
+      // As for execute: a session's calls and streams from this client reach its host in the order they were made.
+      const release = call.sessionId === null ? null : await this.routeTurn(call.sessionId);
+      let route: Route;
+      try {
+        route = call.sessionId === null ? await this.acquire(call, tried) : await this.acquireSession(call);
+      } catch (e) {
+        release?.();
+        throw e;
+      }
+      const { host, ticket } = route;
       const idempotent = call.idempotentOpt ?? host.hb.commands[call.command]?.idempotent ?? false;
-      const meta = { id: call.id, command: call.command, attempt, timeoutMs: call.timeoutMs, deadline: Date.now() + this.hardCapMs(call.timeoutMs), idempotent: call.idempotentOpt, sessionId: call.sessionId, sessionEpoch: epoch, hwm };
+      const meta: CallMeta & { hwm: number } = {
+        id: call.id,
+        command: call.command,
+        attempt,
+        timeoutMs: call.timeoutMs,
+        deadline: Date.now() + this.hardCapMs(call.timeoutMs),
+        idempotent: call.idempotentOpt,
+        sessionId: call.sessionId,
+        sessionEpoch: route.epoch,
+        sessionGen: route.gen,
+        sessionFence: route.fence,
+        hwm,
+      };
       const r = new StreamReceiver(this.streamTransport, host.id, this.subjects.stream(host.id), meta, call.payload, chunkTimeoutMs, call.signal);
-      r.start();
+      try {
+        r.start();
+      } finally {
+        release?.(); // a send that threw must not hold up the session's later calls
+      }
       let first: IteratorResult<unknown>;
       try {
         first = await r.next();
       } catch (e) {
         const err = asPoolError(e, call.command);
+        if (await this.sessionMoved(err, call, host, ticket, attempt)) continue;
         host.breaker.leaveFailed(ticket, err);
         const movable = err.taken ? idempotent && TAKEN_MOVABLE.has(err.code) : NOT_TAKEN_MOVABLE.has(err.code);
         if (!movable || attempt >= this.maxAttempts || (err.taken && this.budget !== undefined && !this.budget.tryAcquireRetry())) throw err;
@@ -694,9 +740,12 @@ export class Fleet implements Adapter {
     const place = map.cached(sessionId) ?? (await map.lookup(sessionId));
     await map.remove(sessionId);
     if (place === null) return;
+    // The holder drops the state and its snapshot; if it is gone, a live host with durable
+    // sessions deletes the snapshot, so that the session, placed again, starts empty.
     const h = this.table.get(place.host);
-    if (h !== undefined && h.state !== 'dead' && h.state !== 'left') {
-      await this.nc.request(this.subjects.control(place.host), encodeText(JSON.stringify({ t: 'close_session', sid: sessionId })), { timeout: 2_000 }).catch(() => {});
+    const to = h !== undefined && h.state !== 'dead' && h.state !== 'left' ? h : this.table.alive().find((x) => x.hb.durableSessions);
+    if (to !== undefined) {
+      await this.nc.request(this.subjects.control(to.id), encodeText(JSON.stringify({ t: 'close_session', sid: sessionId, fence: place.revision })), { timeout: 2_000 }).catch(() => {});
     }
   }
 

@@ -1,18 +1,26 @@
 /**
  * The pool options a fleet host runs with: the one place where `pyfleet host` and `startHost`
  * turn their own options into `createPool` options. Durable sessions (a session restored on
- * another host from its snapshot) are the pool's job; this function passes the store and key
- * through when the pool accepts them, and says whether it does.
+ * another host from its snapshot) are the pool's job; the host hands its pool the shared store
+ * through a guard that fences every snapshot read and write with the session's placement.
  */
 import type { PoolOptions } from '../pool/options.js';
 import { resolveOptions } from '../pool/options.js';
 import type { SessionStore } from '../sessions/store.js';
 
 export interface HostSessionOptions {
-  /** 'memory' or false: sessions live on the host (lost with it); a SessionStore: durable. */
+  /** 'memory' or false: sessions live on the host (lost with it); a SessionStore shared by the hosts (natsSessionStore): durable. */
   sessionStore?: 'memory' | false | SessionStore;
-  /** Signs snapshots (required with a SessionStore). */
+  /** Signs snapshots (required with a SessionStore; the same on every host of the fleet). */
   sessionKey?: string | string[];
+}
+
+/** What the guard asks the host about a session. */
+export interface StoreGuard {
+  /** The fence the host holds the session under (undefined: it does not hold it). */
+  fence(sessionId: string): number | undefined;
+  /** The host is dropping its copy of a session that moved away: the snapshot is the new holder's, not to be deleted. */
+  releasing(sessionId: string): boolean;
 }
 
 /** Does this build's pool take `sessionStore` / `sessionKey` (durable sessions)? */
@@ -29,15 +37,35 @@ export interface HostPoolOptions {
   options: PoolOptions;
   /** True when a session moved here from a dead host can be restored from its snapshot. */
   durableSessions: boolean;
+  /** The shared store itself (a host deletes a closed session's snapshot through it when the pool never had the session). */
+  store: SessionStore | null;
 }
 
-export function hostPoolOptions(base: PoolOptions, sessions: HostSessionOptions = {}): HostPoolOptions {
+/**
+ * The store as the host's pool sees it. Fences go as extra arguments (natsSessionStore takes
+ * them; a store that does not simply ignores them).
+ */
+export function guardedStore(store: SessionStore, g: StoreGuard): SessionStore {
+  type Fenced = {
+    get(id: string, fence?: number): Promise<Uint8Array | undefined>;
+    set(id: string, s: Uint8Array, ttlMs: number, fence?: number): Promise<void>;
+    delete(id: string, fence?: number): Promise<void>;
+  };
+  const f = store as SessionStore & Fenced;
+  return {
+    get: (id) => f.get(id, g.fence(id)),
+    set: (id, snapshot, ttlMs) => f.set(id, snapshot, ttlMs, g.fence(id)),
+    delete: async (id) => {
+      if (!g.releasing(id)) await f.delete(id, g.fence(id));
+    },
+  };
+}
+
+export function hostPoolOptions(base: PoolOptions, sessions: HostSessionOptions = {}, guard?: StoreGuard): HostPoolOptions {
   const store = sessions.sessionStore;
-  if (store === undefined || store === 'memory' || store === false) return { options: base, durableSessions: false };
-  if (!poolHasDurableSessions()) {
-    throw new TypeError('This pyfleet pool has no durable sessions (createPool({ sessionStore, sessionKey })), so a session store cannot be used yet; run the host without --session-store.');
-  }
-  if (sessions.sessionKey === undefined) throw new TypeError('A session store needs a sessionKey (--session-key or $PYFLEET_SESSION_KEY) to sign snapshots.');
-  const options = { ...base, sessionStore: store, sessionKey: sessions.sessionKey } as PoolOptions;
-  return { options, durableSessions: true };
+  if (store === undefined || store === 'memory') return { options: base, durableSessions: false, store: null };
+  if (store === false) return { options: { ...base, sessionStore: false }, durableSessions: false, store: null };
+  if (sessions.sessionKey === undefined) throw new TypeError('A session store needs a sessionKey (--session-key or $PYFLEET_SESSION_KEY) to sign snapshots; give every host of the fleet the same one.');
+  const options: PoolOptions = { ...base, sessionStore: guard === undefined ? store : guardedStore(store, guard), sessionKey: sessions.sessionKey };
+  return { options, durableSessions: true, store };
 }

@@ -8,11 +8,15 @@ import type { PoolOptions } from '../pool/options.js';
 import { defaultLogger, type Logger } from '../util/logger.js';
 import { connectNats, type NatsAuthOptions } from './connection.js';
 import type { Goodbye, Heartbeat } from './heartbeat.js';
-import { hostPoolOptions, type HostSessionOptions } from './host-pool-options.js';
+import { hostPoolOptions, type HostSessionOptions, type StoreGuard } from './host-pool-options.js';
+import { HostSessions } from './host-sessions.js';
 import { ReplyCache, type CachedReply } from './reply-cache.js';
+import { SessionMap } from './session-map.js';
 import { StreamServer, type StreamControl, type StreamSource } from './stream.js';
+import { decodePayload, encodeValuePayload } from './values.js';
 import { fleetSubjects, validateHostId, type FleetSubjects } from './subjects.js';
 import { decodeText, encodeError, encodeText, readCallMeta, statusHeaders, type CallMeta } from './wire.js';
+import type { SessionStore } from '../sessions/store.js';
 import { PYFLEET_VERSION } from './version.js';
 
 export interface HostOptions extends NatsAuthOptions, HostSessionOptions {
@@ -46,24 +50,20 @@ function moduleVersionOf(module: string): string {
 }
 
 /**
- * `pool.stream` once streaming lands in the pool; until then a stream of an ordinary command
- * yields its single value, as `pool.stream` is specified to do for one.
+ * The host's streams come from its pool. The host pulls an item only when the remote consumer has
+ * credit for it, so the pool's own credit to Python follows the consumer across NATS.
  */
 export function poolStreamSource(pool: Pool): StreamSource {
-  const withStream = pool as Pool & { stream?: (command: string, args?: unknown, options?: object) => AsyncIterable<unknown> };
-  if (typeof withStream.stream === 'function') {
-    return (command, args, o) => withStream.stream!(command, args, o);
-  }
-  return async function* single(command, args, o) {
-    yield await pool.execute(command, args, { timeoutMs: o.timeoutMs, signal: o.signal, ...(o.sessionId !== undefined ? { sessionId: o.sessionId } : {}), ...(o.idempotent !== undefined ? { idempotent: o.idempotent } : {}) });
-  };
+  return (command, args, o) => pool.stream(command, args, o);
 }
 
 /** Starts a host: the local pool, its subscriptions, its heartbeats. */
 export async function startHost(o: HostOptions): Promise<FleetHost> {
   const subjects = fleetSubjects(o.fleet);
   const id = validateHostId(o.hostId ?? `${os.hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 32)}-${process.pid}-${randomBytes(3).toString('hex')}`);
-  const { options, durableSessions } = hostPoolOptions(o.pool, o);
+  // The guard asks the host, which exists only once the pool does.
+  let guard: StoreGuard = { fence: () => undefined, releasing: () => false };
+  const { options, durableSessions, store } = hostPoolOptions(o.pool, o, { fence: (sid) => guard.fence(sid), releasing: (sid) => guard.releasing(sid) });
   const nc = await connectNats({ ...o, name: `pyfleet-host:${o.fleet}:${id}`, timeoutMs: o.connectTimeoutMs ?? 5_000 });
   let pool: Pool;
   try {
@@ -72,7 +72,8 @@ export async function startHost(o: HostOptions): Promise<FleetHost> {
     await nc.close();
     throw e;
   }
-  const host = new FleetHost(o, id, subjects, nc, pool, durableSessions);
+  const host = new FleetHost(o, id, subjects, nc, pool, durableSessions, store);
+  guard = host.guard;
   try {
     await host.start();
   } catch (e) {
@@ -90,8 +91,7 @@ export class FleetHost {
   private readonly replies: ReplyCache;
   private readonly streams: StreamServer;
   private readonly subs: Subscription[] = [];
-  /** Sessions this host holds, with the epoch (moves in the map) they were opened at. */
-  private readonly sessions = new Map<string, { epoch: number; tail: Promise<unknown>; lastUsed: number }>();
+  private readonly sessions: HostSessions;
   /** Abort controllers of calls in flight, by call id (a client's cancel). */
   private readonly aborts = new Map<string, AbortController>();
   private seq = 0;
@@ -110,6 +110,7 @@ export class FleetHost {
     readonly nc: NatsConnection,
     readonly pool: Pool,
     readonly durableSessions: boolean,
+    store: SessionStore | null,
   ) {
     this.fleet = o.fleet;
     this.logger = o.logger ?? defaultLogger();
@@ -117,6 +118,12 @@ export class FleetHost {
     this.moduleVersion = o.moduleVersion ?? moduleVersionOf(o.pool.module);
     this.replies = new ReplyCache(o.replyCache?.ttlMs ?? 60_000, o.replyCache?.maxEntries ?? 100_000);
     this.streams = new StreamServer(nc, id, o.streamSource ?? poolStreamSource(pool));
+    this.sessions = new HostSessions(id, pool, durableSessions, store);
+  }
+
+  /** What the shared session store asks of this host (fences, sessions being dropped). */
+  get guard(): StoreGuard {
+    return this.sessions;
   }
 
   async start(): Promise<void> {
@@ -128,6 +135,7 @@ export class FleetHost {
     this.subs.push(this.nc.subscribe(s.stream(this.id), { callback: cb((m) => this.onStream(m)) }));
     this.subs.push(this.nc.subscribe(s.control(this.id), { callback: cb((m) => this.onControl(m)) }));
     this.subs.push(this.nc.subscribe(s.discover, { callback: cb(() => this.heartbeat()) }));
+    if (this.durableSessions) this.sessions.map = await SessionMap.open(this.nc, s.sessionBucket, 0, (sid, place) => this.sessions.placed(sid, place));
     await this.nc.flush();
     this.heartbeat();
     this.timer = setInterval(() => this.heartbeat(), this.heartbeatMs);
@@ -182,7 +190,7 @@ export class FleetHost {
     } catch (e) {
       this.logger.warn({ hostId: this.id, err: (e as Error).message }, 'heartbeat not sent');
     }
-    this.expireSessions();
+    this.sessions.expire(performance.now());
   }
 
   private onCall(m: Msg): void {
@@ -205,9 +213,9 @@ export class FleetHost {
     }
     let args: unknown;
     try {
-      args = m.data.length === 0 ? null : JSON.parse(decodeText(m.data));
-    } catch {
-      this.respond(m, { status: 'err', payload: encodeError(new PoolError({ code: 'PYFLEET_INVALID_ARGS', command: meta.command, message: `The arguments of ${meta.command} that reached host ${this.id} are not JSON.` }), this.id) });
+      args = decodePayload(m.data, 'a');
+    } catch (e) {
+      this.respond(m, { status: 'err', payload: encodeError(badArgs(meta, this.id, e), this.id) });
       return;
     }
     void this.replies.run(meta.id, () => this.runCall(meta, args)).then((r) => {
@@ -224,16 +232,7 @@ export class FleetHost {
     if (meta.deadline > 0 && Date.now() > meta.deadline) {
       return new PoolError({ code: 'PYFLEET_TIMEOUT', command: meta.command, taken: false, message: `The call to ${meta.command} reached host ${this.id} after its caller's deadline; it was not run.` });
     }
-    if (meta.sessionId !== null && !this.sessions.has(meta.sessionId) && meta.sessionEpoch > 0 && !this.durableSessions) {
-      return new PoolError({
-        code: 'PYFLEET_SESSION_LOST',
-        command: meta.command,
-        sessionId: meta.sessionId,
-        taken: false,
-        message: `Session ${JSON.stringify(meta.sessionId)} moved to host ${this.id} because the host that held it died or left, and its state cannot be restored without durable sessions (a session store). Close the session and start it again.`,
-      });
-    }
-    return null;
+    return meta.sessionId === null ? null : this.sessions.refuse(meta, this.id);
   }
 
   private async runCall(meta: CallMeta, args: unknown): Promise<CachedReply> {
@@ -247,19 +246,19 @@ export class FleetHost {
           ...(meta.idempotent !== undefined ? { idempotent: meta.idempotent } : {}),
           ...(meta.sessionId !== null ? { sessionId: meta.sessionId } : {}),
         });
-      const value = meta.sessionId === null ? await exec() : await this.inSession(meta, exec);
-      let json = JSON.stringify(value === undefined ? null : value);
-      const max = this.nc.info?.max_payload ?? 1_048_576;
-      if (json.length > max - 1024 && Buffer.byteLength(json) > max - 1024) {
+      const value = meta.sessionId === null ? await exec() : await this.sessions.run(meta, exec);
+      const payload = encodeValuePayload(value);
+      const max = this.maxPayload;
+      if (payload.length > max - 1024) {
         return {
           status: 'err',
           payload: encodeError(
-            new PoolError({ code: 'PYFLEET_FRAME_TOO_LARGE', command: meta.command, taken: true, message: `The result of ${meta.command} takes ${Buffer.byteLength(json)} bytes, over the NATS server's max_payload (${max}); it ran on host ${this.id} but cannot be sent back. Return a reference (a path, a key) instead, or raise max_payload on the server.` }),
+            new PoolError({ code: 'PYFLEET_FRAME_TOO_LARGE', command: meta.command, taken: true, message: `The result of ${meta.command} takes ${payload.length} bytes, over the NATS server's max_payload (${max}) less 1 KiB for headers; it ran on host ${this.id} but cannot be sent back. Return a reference (a path, a key) instead, or raise max_payload on the server.`, details: { bytes: payload.length, maxPayload: max } }),
             this.id,
           ),
         };
       }
-      return { status: 'ok', payload: encodeText(json) };
+      return { status: 'ok', payload };
     } catch (e) {
       if (isPoolError(e) && e.code === 'PYFLEET_POOL_CLOSED') e.taken = false;
       return { status: 'err', payload: encodeError(e, this.id) };
@@ -268,24 +267,9 @@ export class FleetHost {
     }
   }
 
-  /** Calls of one session run one at a time, in the order they reached this host. */
-  private inSession<T>(meta: CallMeta, fn: () => Promise<T>): Promise<T> {
-    const sid = meta.sessionId!;
-    let s = this.sessions.get(sid);
-    if (s === undefined) {
-      s = { epoch: meta.sessionEpoch, tail: Promise.resolve(), lastUsed: performance.now() };
-      this.sessions.set(sid, s);
-    }
-    s.lastUsed = performance.now();
-    const run = s.tail.then(fn, fn);
-    s.tail = run.catch(() => {});
-    return run;
-  }
-
-  private expireSessions(): void {
-    const ttl = this.pool.options.sessionTtlMs;
-    const now = performance.now();
-    for (const [sid, s] of this.sessions) if (now - s.lastUsed > ttl) this.sessions.delete(sid);
+  /** The server's largest message. */
+  get maxPayload(): number {
+    return this.nc.info?.max_payload ?? 1_048_576;
   }
 
   private onStream(m: Msg): void {
@@ -298,14 +282,14 @@ export class FleetHost {
     }
     let args: unknown;
     try {
-      args = m.data.length === 0 ? null : JSON.parse(decodeText(m.data));
-    } catch {
-      this.nc.publish(m.reply, encodeError(new PoolError({ code: 'PYFLEET_INVALID_ARGS', command: meta.command, message: 'The stream arguments are not JSON.' }), this.id), { headers: statusHeaders('err', this.id, 0) });
+      args = decodePayload(m.data, 'a');
+    } catch (e) {
+      this.nc.publish(m.reply, encodeError(badArgs(meta, this.id, e), this.id), { headers: statusHeaders('err', this.id, 0) });
       return;
     }
     this.streamsInFlight++;
-    const run = (): Promise<void> => this.streams.serve(m, meta, args);
-    const p = meta.sessionId === null ? run() : this.inSession(meta, run);
+    const run = (): Promise<void> => this.streams.serve(m, meta, args, this.maxPayload);
+    const p = meta.sessionId === null ? run() : this.sessions.run(meta, run);
     void p.finally(() => {
       this.streamsInFlight--;
       this.checkIdle();
@@ -313,7 +297,7 @@ export class FleetHost {
   }
 
   private onControl(m: Msg): void {
-    let c: { t?: string; id?: string; n?: number; sid?: string };
+    let c: { t?: string; id?: string; n?: number; sid?: string; fence?: number };
     try {
       c = JSON.parse(decodeText(m.data)) as typeof c;
     } catch {
@@ -332,8 +316,10 @@ export class FleetHost {
         return;
       case 'close_session':
         if (typeof c.sid === 'string') {
-          this.sessions.delete(c.sid);
-          void Promise.resolve(this.pool.closeSession(c.sid)).then(() => m.respond(encodeText('{"ok":true}')));
+          void this.sessions.close(c.sid, typeof c.fence === 'number' ? c.fence : 0).then(
+            () => m.respond(encodeText('{"ok":true}')),
+            () => m.respond(encodeText('{"ok":false}')),
+          );
         }
         return;
       default:
@@ -375,6 +361,7 @@ export class FleetHost {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    this.sessions.map?.close();
     this.streams.cancelAll('the host is closing');
     if (!this.nc.isClosed()) {
       const bye: Goodbye = { t: 'bye', id: this.id, reason };
@@ -398,4 +385,8 @@ export class FleetHost {
   pids(): number[] {
     return this.pool.pids();
   }
+}
+
+function badArgs(meta: CallMeta, hostId: string, e: unknown): PoolError {
+  return new PoolError({ code: 'PYFLEET_INVALID_ARGS', command: meta.command, cause: e, message: `The arguments of ${meta.command} that reached host ${hostId} are neither JSON nor a valid binary value (${(e as Error)?.message ?? String(e)}).` });
 }

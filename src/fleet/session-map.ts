@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, KvWatchInclude, type KV } from '@nats-io/kv';
 import { kvKeyOf } from './subjects.js';
@@ -6,9 +7,16 @@ import { kvKeyOf } from './subjects.js';
 export interface SessionPlace {
   host: string;
   epoch: number;
-  /** The KV revision of this entry: a move is a compare-and-set against it. */
+  /**
+   * This placement's id, new on every place and move (a touch keeps it): a host that sees another
+   * one for a session it holds knows the session was elsewhere meanwhile.
+   */
+  gen: string;
+  /** The KV revision of this entry: a move is a compare-and-set against it; hosts fence snapshot writes with it. */
   revision: number;
 }
+
+const newGen = (): string => randomBytes(6).toString('base64url');
 
 /** Opens (or creates) a KV bucket; the same config twice is not an error. */
 export async function openBucket(nc: NatsConnection, bucket: string, opts: { history?: number; ttlMs?: number; maxValueBytes?: number } = {}): Promise<KV> {
@@ -32,9 +40,9 @@ const dec = new TextDecoder();
 
 function parse(value: Uint8Array, revision: number): SessionPlace | null {
   try {
-    const j = JSON.parse(dec.decode(value)) as { host?: unknown; epoch?: unknown };
+    const j = JSON.parse(dec.decode(value)) as { host?: unknown; epoch?: unknown; gen?: unknown };
     if (typeof j.host !== 'string') return null;
-    return { host: j.host, epoch: typeof j.epoch === 'number' ? j.epoch : 0, revision };
+    return { host: j.host, epoch: typeof j.epoch === 'number' ? j.epoch : 0, gen: typeof j.gen === 'string' ? j.gen : '', revision };
   } catch {
     return null;
   }
@@ -51,11 +59,15 @@ export class SessionMap {
   private readonly cache = new Map<string, SessionPlace>();
   private watchStop: (() => void) | null = null;
 
-  private constructor(readonly kv: KV) {}
+  private constructor(
+    readonly kv: KV,
+    private readonly onChange: ((sid: string, place: SessionPlace | null) => void) | undefined,
+  ) {}
 
-  static async open(nc: NatsConnection, bucket: string, ttlMs: number): Promise<SessionMap> {
+  /** `onChange` hears every place, move and removal made after the watch started (a host uses it to learn that a session left it). */
+  static async open(nc: NatsConnection, bucket: string, ttlMs: number, onChange?: (sid: string, place: SessionPlace | null) => void): Promise<SessionMap> {
     const kv = await openBucket(nc, bucket, { ttlMs });
-    const m = new SessionMap(kv);
+    const m = new SessionMap(kv, onChange);
     await m.startWatch();
     return m;
   }
@@ -68,11 +80,13 @@ export class SessionMap {
         const sid = Buffer.from(e.key.slice(2), 'base64url').toString('utf8');
         if (e.operation !== 'PUT') {
           this.cache.delete(sid);
+          this.onChange?.(sid, null);
           continue;
         }
         const p = parse(e.value, e.revision);
         const old = this.cache.get(sid);
         if (p !== null && (old === undefined || old.revision < p.revision)) this.cache.set(sid, p);
+        if (p !== null) this.onChange?.(sid, p);
       }
     })().catch(() => {});
   }
@@ -102,8 +116,9 @@ export class SessionMap {
   async place(sid: string, host: string): Promise<SessionPlace> {
     const key = kvKeyOf(sid);
     try {
-      const revision = await this.kv.create(key, enc.encode(JSON.stringify({ host, epoch: 0 })));
-      const p = { host, epoch: 0, revision };
+      const gen = newGen();
+      const revision = await this.kv.create(key, enc.encode(JSON.stringify({ host, epoch: 0, gen })));
+      const p = { host, epoch: 0, gen, revision };
       this.cache.set(sid, p);
       return p;
     } catch (e) {
@@ -117,7 +132,7 @@ export class SessionMap {
   async move(sid: string, from: SessionPlace, host: string): Promise<SessionPlace> {
     const key = kvKeyOf(sid);
     try {
-      const next = { host, epoch: from.epoch + 1 };
+      const next = { host, epoch: from.epoch + 1, gen: newGen() };
       const revision = await this.kv.update(key, enc.encode(JSON.stringify(next)), from.revision);
       const p = { ...next, revision };
       this.cache.set(sid, p);
@@ -135,7 +150,7 @@ export class SessionMap {
   /** Re-writes an entry unchanged so the bucket's TTL does not drop a session still in use (compare-and-set: a move wins). */
   async touch(sid: string, place: SessionPlace): Promise<void> {
     try {
-      const revision = await this.kv.update(kvKeyOf(sid), enc.encode(JSON.stringify({ host: place.host, epoch: place.epoch })), place.revision);
+      const revision = await this.kv.update(kvKeyOf(sid), enc.encode(JSON.stringify({ host: place.host, epoch: place.epoch, gen: place.gen })), place.revision);
       place.revision = revision;
     } catch {
       // moved or closed meanwhile

@@ -19,7 +19,8 @@
  */
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import { PoolError, isPoolError } from '../errors/pool-error.js';
-import { decodeError, decodeText, encodeError, encodeText, H, statusHeaders, type CallMeta } from './wire.js';
+import { decodePayload, encodeValuePayload } from './values.js';
+import { decodeError, encodeError, encodeText, H, statusHeaders, type CallMeta } from './wire.js';
 
 /** What a host streams from: `pool.stream` once it exists; any async iterable in tests. */
 export type StreamSource = (command: string, args: unknown, options: { sessionId?: string; timeoutMs: number; idempotent?: boolean; signal: AbortSignal; highWaterMark: number }) => AsyncIterable<unknown>;
@@ -45,7 +46,7 @@ export class StreamServer {
   }
 
   /** A stream request; resolves when the stream has ended, failed or been cancelled. */
-  async serve(msg: Msg, meta: CallMeta, args: unknown): Promise<void> {
+  async serve(msg: Msg, meta: CallMeta, args: unknown, maxPayload = 1_048_576): Promise<void> {
     const reply = msg.reply;
     if (!reply) return;
     if (this.live.has(meta.id)) return; // a duplicate request: the stream is under way
@@ -72,9 +73,13 @@ export class StreamServer {
         if (st.abort.signal.aborted) break;
         while (st.credit <= 0 && !st.abort.signal.aborted) await new Promise<void>((r) => (st.wake = r));
         if (st.abort.signal.aborted) break;
+        const payload = encodeValuePayload(item);
+        if (payload.length > maxPayload - 1024) {
+          throw new PoolError({ code: 'PYFLEET_FRAME_TOO_LARGE', command: meta.command, taken: true, message: `Item ${seq + 1} of the stream of ${meta.command} takes ${payload.length} bytes, over the NATS server's max_payload (${maxPayload}) less 1 KiB for headers; the stream was stopped on host ${this.hostId}. Yield smaller items.`, details: { bytes: payload.length, maxPayload } });
+        }
         st.credit--;
         seq++;
-        this.nc.publish(reply, encodeText(JSON.stringify(item === undefined ? null : item)), { headers: statusHeaders('item', this.hostId, seq) });
+        this.nc.publish(reply, payload, { headers: statusHeaders('item', this.hostId, seq) });
       }
       if (!st.abort.signal.aborted) this.nc.publish(reply, encodeText(''), { headers: statusHeaders('end', this.hostId, seq) });
     } catch (e) {
@@ -125,6 +130,8 @@ export class StreamReceiver implements AsyncIterableIterator<unknown> {
   private done = false;
   private failure: PoolError | null = null;
   private received = 0;
+  /** Items the host may still send before it waits for credit: the chunk timer runs only while this is above 0. */
+  private outstanding: number;
   private consumedSinceCredit = 0;
   private chunkTimer: NodeJS.Timeout | null = null;
   private inbox: { subject: string; close(): void } | null = null;
@@ -139,7 +146,9 @@ export class StreamReceiver implements AsyncIterableIterator<unknown> {
     private readonly payload: Uint8Array,
     private readonly chunkTimeoutMs: number,
     private readonly signal: AbortSignal | undefined,
-  ) {}
+  ) {
+    this.outstanding = meta.hwm;
+  }
 
   get itemsReceived(): number {
     return this.received;
@@ -187,7 +196,9 @@ export class StreamReceiver implements AsyncIterableIterator<unknown> {
     const batch = Math.max(1, this.meta.hwm >> 1);
     if (this.consumedSinceCredit >= batch) {
       this.t.control(this.hostId, { t: 'credit', id: this.meta.id, n: this.consumedSinceCredit });
+      this.outstanding += this.consumedSinceCredit;
       this.consumedSinceCredit = 0;
+      if (this.chunkTimer === null) this.armChunkTimer();
     }
   }
 
@@ -205,11 +216,12 @@ export class StreamReceiver implements AsyncIterableIterator<unknown> {
         return;
       }
       this.received++;
+      this.outstanding--;
       let v: unknown;
       try {
-        v = JSON.parse(decodeText(m.data));
-      } catch {
-        this.fail(new PoolError({ code: 'PYFLEET_PROTOCOL_ERROR', command: this.meta.command, taken: true, message: `Host ${this.hostId} sent a stream item that is not JSON.` }));
+        v = decodePayload(m.data, 'v');
+      } catch (e) {
+        this.fail(new PoolError({ code: 'PYFLEET_PROTOCOL_ERROR', command: this.meta.command, taken: true, message: `Host ${this.hostId} sent a stream item that is neither JSON nor a binary value (${(e as Error).message}).` }));
         return;
       }
       this.armChunkTimer();
@@ -254,8 +266,11 @@ export class StreamReceiver implements AsyncIterableIterator<unknown> {
     });
   }
 
+  /** A slow consumer is not a slow host: the wait for the next chunk counts only while the host has credit. */
   private armChunkTimer(): void {
     if (this.chunkTimer) clearTimeout(this.chunkTimer);
+    this.chunkTimer = null;
+    if (this.done || this.failure !== null || this.outstanding <= 0) return;
     const first = this.received === 0;
     const ms = first ? this.meta.timeoutMs + this.chunkTimeoutMs : this.chunkTimeoutMs;
     this.chunkTimer = setTimeout(() => {

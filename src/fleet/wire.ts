@@ -1,8 +1,7 @@
 /**
  * The fleet's message format. Metadata travels in NATS headers so that the payload stays the
- * call's own bytes: today the JSON text of the args or of the result; once binary values land,
- * the JSON text followed by the raw binary parts, their lengths in a `Pf-Parts` header (never
- * base64: NATS payloads are bytes).
+ * call's own bytes: the JSON text of the args or of the result, or, when they hold binary values,
+ * the worker protocol's 0x01 form (src/fleet/values.ts; never base64: NATS payloads are bytes).
  *
  * Request (client -> host, on the host's call or stream subject, reply to the client's inbox):
  *   Pf-Id    the call's id, unique across clients ("<client nuid>.<seq>"); the same on every
@@ -13,10 +12,12 @@
  *   Pf-Dl    the client's deadline (epoch ms): a host does not start a call whose caller gave up
  *   Pf-Idem  "1" or "0" when the caller set `idempotent`; absent: what the command declared
  *   Pf-Sid   the session id, if any; Pf-Sep the session's epoch in the session map (how many
- *            times it moved to another host)
+ *            times it moved to another host); Pf-Sgen the placement's id (new on every place or
+ *            move); Pf-Sfn the fence: a revision of the map entry of that placement (revisions
+ *            only grow, so a later placement always has a higher fence than any earlier one)
  *   Pf-Hwm   (streams) chunks the host may send ahead of the consumer
  * Reply (host -> client):
- *   Pf-St    "ok" (payload: the value's JSON) or "err" (payload: the PoolError's JSON)
+ *   Pf-St    "ok" (payload: the value) or "err" (payload: the PoolError's JSON)
  *   Pf-Host  the host that answered
  * Stream items (host -> client inbox): Pf-St "item" | "end" | "err", Pf-Seq the item's number.
  */
@@ -34,6 +35,8 @@ export const H = {
   idempotent: 'Pf-Idem',
   session: 'Pf-Sid',
   sessionEpoch: 'Pf-Sep',
+  sessionGen: 'Pf-Sgen',
+  sessionFence: 'Pf-Sfn',
   hwm: 'Pf-Hwm',
   status: 'Pf-St',
   host: 'Pf-Host',
@@ -49,6 +52,9 @@ export interface CallMeta {
   idempotent: boolean | undefined;
   sessionId: string | null;
   sessionEpoch: number;
+  /** The session's placement ('' when the client sent none). */
+  sessionGen: string;
+  sessionFence: number;
   hwm?: number;
 }
 
@@ -73,6 +79,8 @@ export function callHeaders(m: CallMeta): MsgHdrs {
   if (m.sessionId !== null) {
     h.set(H.session, m.sessionId);
     h.set(H.sessionEpoch, String(m.sessionEpoch));
+    if (m.sessionGen !== '') h.set(H.sessionGen, m.sessionGen);
+    if (m.sessionFence > 0) h.set(H.sessionFence, String(m.sessionFence));
   }
   if (m.hwm !== undefined) h.set(H.hwm, String(m.hwm));
   return h;
@@ -100,6 +108,8 @@ export function readCallMeta(h: MsgHdrs | undefined): CallMeta | string {
     idempotent: idem === '1' ? true : idem === '0' ? false : undefined,
     sessionId: sid === '' ? null : sid,
     sessionEpoch: Number(h.get(H.sessionEpoch) || '0') || 0,
+    sessionGen: h.get(H.sessionGen),
+    sessionFence: Number(h.get(H.sessionFence) || '0') || 0,
     ...(hwm !== '' ? { hwm: Math.max(1, Math.floor(Number(hwm)) || 1) } : {}),
   };
 }

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { scanWorkersOf, isAlive } from '../../src/cli/chaos/processes.js';
 import type { Fleet } from '../../src/fleet/index.js';
@@ -97,4 +98,25 @@ export function nextEvent<K extends EventName>(fleet: Fleet, name: K, match: (p:
       resolve({ ...p, at: performance.now() });
     });
   });
+}
+
+/** The key every durable host of a test fleet shares. */
+export const SESSION_KEY = 'fleet-tests-session-key-0123456789';
+/** `pyfleet host` arguments for durable sessions on the fleet's NATS. */
+export const DURABLE = ['--session-store', 'nats', '--session-key', SESSION_KEY];
+
+/** The lines of `file` once it has at least `n` (a handler writes them), or rejects after `timeoutMs`. */
+export async function linesOf(file: string, n: number, timeoutMs = 10_000): Promise<string[]> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    let got: string[] = [];
+    try {
+      got = readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
+    } catch {
+      // not written yet
+    }
+    if (got.length >= n) return got;
+    if (performance.now() > deadline) throw new Error(`${file}: ${got.length} of ${n} lines after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -36,12 +36,20 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Starts `nats-server -js -a 127.0.0.1 -p <free port> -sd <tmpdir>` and resolves once it accepts connections. */
-export async function startNats(auth: NatsAuth = {}, extraArgs: string[] = []): Promise<NatsServer> {
+/**
+ * Starts `nats-server -js -a 127.0.0.1 -p <free port> -sd <tmpdir>` and resolves once it accepts
+ * connections. `maxPayload` (bytes) goes through a config file: the server has no flag for it.
+ */
+export async function startNats(auth: NatsAuth = {}, extraArgs: string[] = [], o: { maxPayload?: number } = {}): Promise<NatsServer> {
   const port = await freePort();
   const storeDir = mkdtempSync(path.join(tmpdir(), 'pyfleet-nats-'));
   let child: ChildProcess | null = null;
   const args = ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir, ...extraArgs];
+  if (o.maxPayload !== undefined) {
+    const conf = path.join(storeDir, 'server.conf');
+    writeFileSync(conf, `max_payload: ${o.maxPayload}\n`);
+    args.push('-c', conf);
+  }
   if (auth.token !== undefined) args.push('--auth', auth.token);
   if (auth.user !== undefined) args.push('--user', auth.user, '--pass', auth.pass ?? '');
   const launch = async (): Promise<void> => {

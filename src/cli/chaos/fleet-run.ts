@@ -3,7 +3,10 @@
  * this machine, the chaos workload (examples/chaos_handlers.py) sent through connectFleet, a host
  * SIGKILLed and a new one started every few seconds, and the same invariant report as the
  * single-pool chaos: nothing lost, nothing answered twice, no duplicate side effect, no orphan.
+ * The hosts run with durable sessions (natsSessionStore, one key) unless told otherwise: then no
+ * session may be lost either, and none may come back empty, older, or with another's state.
  */
+import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -32,6 +35,8 @@ export interface FleetChaosOptions {
   sessionShare: number;
   minSuccessRate: number;
   drainTimeoutMs: number;
+  /** Hosts with --session-store nats (default true); false: sessions die with their host. */
+  durableSessions?: boolean;
   onLine?(line: string): void;
   signal?: AbortSignal;
 }
@@ -55,6 +60,9 @@ export interface FleetChaosReport {
   idempotentSuccessRate: number;
   nonIdempotent: { calls: number; succeeded: number; failed: number; failedButRan: number };
   session: { calls: number; succeeded: number; lost: number; reopened: number };
+  durableSessions: boolean;
+  /** Sessions restored from their snapshots, as the hosts' last heartbeats counted them (a killed host's last count included). */
+  sessionsRestored: number;
   lost: number;
   answeredTwice: number;
   duplicateSideEffects: number;
@@ -118,6 +126,9 @@ export async function runFleetChaos(o: FleetChaosOptions): Promise<FleetChaosRep
   server.on('error', () => {});
   await serverUp;
   const fleetName = `chaos${process.pid}`;
+  const durable = o.durableSessions ?? true;
+  const sessionArgs = durable ? ['--session-store', 'nats', '--session-key', randomBytes(32).toString('hex')] : ['--session-store', 'memory'];
+  const restoredBy = new Map<string, number>();
   const hosts = new Set<ChildProcess>();
   const hostPids = new Set<number>();
   let hostsStarted = 0;
@@ -125,7 +136,7 @@ export async function runFleetChaos(o: FleetChaosOptions): Promise<FleetChaosRep
   const startHost = async (): Promise<void> => {
     const child = spawn(
       process.execPath,
-      [...process.execArgv, process.argv[1], 'host', '--module', exampleFile('chaos_handlers.py'), '--nats', url, '--fleet', fleetName, '--workers', String(o.workers), '--heartbeat', '250', '--timeout', '3000', '--log-level', 'error'],
+      [...process.execArgv, process.argv[1], 'host', '--module', exampleFile('chaos_handlers.py'), '--nats', url, '--fleet', fleetName, '--workers', String(o.workers), '--heartbeat', '250', '--timeout', '3000', '--log-level', 'error', ...sessionArgs],
       { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, PYFLEET_CHAOS_LEDGER: ledger } },
     );
     hosts.add(child);
@@ -169,6 +180,7 @@ export async function runFleetChaos(o: FleetChaosOptions): Promise<FleetChaosRep
       next: mix.next,
       ...(o.signal !== undefined ? { signal: o.signal } : {}),
       onTick: (st) => {
+        for (const h of f.stats().hosts) restoredBy.set(h.id, Math.max(restoredBy.get(h.id) ?? 0, h.pool.sessions.restored));
         if (Math.floor(st.elapsedMs / 5000) !== Math.floor((st.elapsedMs - 100) / 5000)) o.onLine?.(`${(st.elapsedMs / 1000).toFixed(0)} s: sent ${st.sent}, ok ${st.succeeded}, failed ${st.failed}, in flight ${st.inFlight}, hosts killed ${hostsKilled}`);
       },
     });
@@ -206,6 +218,8 @@ export async function runFleetChaos(o: FleetChaosOptions): Promise<FleetChaosRep
       zero('orphans', orphanPids.length),
       { name: 'idempotentSuccessRate', ok: rate >= o.minSuccessRate, value: Math.floor(rate * 10_000) / 10_000, expected: `>= ${o.minSuccessRate}` },
     ];
+    // Durable sessions: a host's death is no reason to lose one.
+    if (durable) invariants.splice(8, 0, zero('sessionsLost', sess.lost));
     return {
       ok: invariants.every((i) => i.ok),
       seed: o.seed,
@@ -225,6 +239,8 @@ export async function runFleetChaos(o: FleetChaosOptions): Promise<FleetChaosRep
       idempotentSuccessRate: Math.floor(rate * 10_000) / 10_000,
       nonIdempotent: { ...nonIdem, failedButRan },
       session: sess,
+      durableSessions: durable,
+      sessionsRestored: [...restoredBy.values()].reduce((a, b) => a + b, 0),
       lost: result.lost,
       answeredTwice,
       duplicateSideEffects,
@@ -262,7 +278,7 @@ export function renderFleetReport(r: FleetChaosReport): string {
         ['failed', r.failed],
         ['  idempotent (compute)', `${r.idempotent.succeeded}/${r.idempotent.calls} ok`],
         ['  non-idempotent (record)', `${r.nonIdempotent.succeeded}/${r.nonIdempotent.calls} ok, ${r.nonIdempotent.failedButRan} failed but ran (may-have-run errors)`],
-        ['  session', `${r.session.succeeded}/${r.session.calls} ok, ${r.session.lost} lost sessions, ${r.session.reopened} reopened`],
+        ['  session', `${r.session.succeeded}/${r.session.calls} ok, ${r.session.lost} lost sessions, ${r.session.reopened} reopened, ${r.sessionsRestored} restored from snapshots (${r.durableSessions ? 'durable: natsSessionStore' : 'not durable'})`],
       ],
     ),
     '',

@@ -21,7 +21,7 @@ interface HostCliOptions {
   pipelineDepth?: number;
   heartbeat: number;
   moduleVersion?: string;
-  sessionStore: 'memory' | 'nats' | 'none';
+  sessionStore?: 'memory' | 'nats' | 'none';
   sessionKey?: string;
   logLevel: LogLevel;
 }
@@ -51,18 +51,20 @@ export function register(program: Command): void {
     .option('--pipeline-depth <n>', 'pipelineDepth of the pool: idempotent calls sent ahead to a busy worker (default 1)', intArg(1, 1024))
     .option('--heartbeat <ms>', 'heartbeat period; clients suspect a host after 2 silent periods, take it for dead after 4', intArg(50, 60_000), 500)
     .option('--module-version <v>', 'version announced with the commands (default: a hash of the module file)')
-    .option('--session-store <kind>', 'memory (sessions die with the host) or nats (durable: restored on another host; needs --session-key)', sessionStoreArg, 'memory')
-    .option('--session-key <key>', 'key that signs session snapshots (default: $PYFLEET_SESSION_KEY)')
+    .option('--session-store <kind>', 'nats (durable: a session of a host that dies is restored on another from its snapshot in JetStream KV; needs a session key), memory (sessions die with the host) or none (sessions die with their worker) (default: nats when a session key is given, else memory)', sessionStoreArg)
+    .option('--session-key <key>', 'key that signs session snapshots, the same on every host (default: $PYFLEET_SESSION_KEY)')
     .option('--log-level <level>', 'log level on stderr', logLevelArg, (process.env.PYFLEET_LOG_LEVEL ?? 'info') as LogLevel)
     .addHelpText(
       'after',
       `
 The host prints one line "pyfleet host <id> ready: ..." on stdout once it serves.
 SIGTERM or SIGINT: stop taking calls, finish those in flight, announce leaving, exit 0.
-SIGKILL: clients notice within about 2 heartbeats; the pool's workers die with the host.
+SIGKILL: clients notice within about 2 heartbeats; the pool's workers die with the host; with
+durable sessions (--session-store nats) its sessions are restored on the other hosts.
 
 Example:
   nats-server -js -p 4222 &
+  export PYFLEET_SESSION_KEY=$(openssl rand -hex 32)   # the same on every host
   pyfleet host --module examples/handlers.py --nats nats://127.0.0.1:4222 --fleet demo --workers 2`,
     )
     .action(async (opts: HostCliOptions) => {
@@ -87,11 +89,14 @@ Example:
       };
       let sessions: HostSessionOptions = {};
       let host;
+      const key = opts.sessionKey ?? (process.env.PYFLEET_SESSION_KEY || undefined);
+      // Durable by default where it can be: a shared store needs a key every host shares, which no host can make up.
+      const kind = opts.sessionStore ?? (key !== undefined ? 'nats' : 'memory');
       try {
-        if (opts.sessionStore === 'nats') {
-          const key = opts.sessionKey ?? process.env.PYFLEET_SESSION_KEY;
-          sessions = { sessionStore: await natsSessionStore({ servers, ...auth, fleet: opts.fleet }), ...(key !== undefined ? { sessionKey: key } : {}) };
-        } else if (opts.sessionStore === 'none') sessions = { sessionStore: false };
+        if (kind === 'nats') {
+          if (key === undefined) throw new InvalidArgumentError('--session-store nats needs a session key (--session-key or $PYFLEET_SESSION_KEY), the same on every host: it signs the snapshots the hosts restore from one another.');
+          sessions = { sessionStore: await natsSessionStore({ servers, ...auth, fleet: opts.fleet }), sessionKey: key };
+        } else if (kind === 'none') sessions = { sessionStore: false };
         host = await startHost({
           servers,
           ...auth,
@@ -109,7 +114,8 @@ Example:
         process.exitCode = 1;
         return;
       }
-      process.stdout.write(`pyfleet host ${host.id} ready: fleet ${opts.fleet}, module ${opts.module} (${host.moduleVersion}), ${host.pool.options.max} workers, pid ${process.pid}, NATS ${servers}\n`);
+      const said = kind === 'nats' ? 'durable sessions (nats)' : kind === 'memory' ? 'sessions in memory (lost with this host; give a session key for durable ones)' : 'sessions lost with their worker';
+      process.stdout.write(`pyfleet host ${host.id} ready: fleet ${opts.fleet}, module ${opts.module} (${host.moduleVersion}), ${host.pool.options.max} workers, ${said}, pid ${process.pid}, NATS ${servers}\n`);
       const h = host;
       await new Promise<void>((resolve) => {
         let stopping = false;

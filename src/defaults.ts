@@ -32,4 +32,5 @@ export const DEFAULTS = Object.freeze({
   poison: Object.freeze({ maxDeaths: 2, coolDownMs: 60_000 }),
   sessionStore: 'memory',
   maxSessionBytes: 16 * 1024 * 1024,
+  snapshotFailure: 'warn',
 } as const);

@@ -196,6 +196,52 @@ describe('durable sessions: state survives the worker', () => {
     }
   });
 
+  it("snapshotFailure: 'fail': a call whose snapshot the store refused fails (it ran); the next stored call saves its effect", async () => {
+    const store = new TamperStore();
+    let fail = false;
+    const flaky: SessionStore = {
+      get: (id) => store.get(id),
+      set: (id, s, t) => (fail ? Promise.reject(new Error('disk full')) : store.set(id, s, t)),
+      delete: (id) => store.delete(id),
+    };
+    const p = await pool({ workers: 1, sessionStore: flaky, sessionKey: 'k', snapshotFailure: 'fail' });
+    try {
+      const s = p.session('f');
+      const pid = await s.execute<number>('put', { k: 'a', v: 1 });
+      fail = true;
+      const e = await rejection(s.execute('put', { k: 'b', v: 2 }));
+      assert.equal(e.code, 'PYFLEET_SESSION_NOT_SAVED');
+      assert.equal(e.category, 'session_error');
+      assert.equal(e.taken, true, 'it ran');
+      assert.match(e.message, /did not take the session's snapshot \(disk full\)/);
+      assert.deepEqual([p.stats().calls.succeeded, p.stats().calls.failed], [1, 1], 'settled once, as a failure');
+      fail = false;
+      assert.equal(await s.execute<number>('put', { k: 'c', v: 3 }), pid);
+      await killWorkerOf(p, pid);
+      assert.deepEqual(await s.execute('items'), [['a', 1], ['b', 2], ['c', 3]], 'the refused call\'s effect was stored with the next one');
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('closeSession(id, { keepSnapshot: true }) drops the worker\'s copy only: the next call restores it from the store', async () => {
+    const store = new TamperStore();
+    const p = await pool({ workers: 1, sessionStore: store, sessionKey: 'k' });
+    try {
+      const s = p.session('k1');
+      await s.execute('put', { k: 'a', v: 1 });
+      await p.closeSession('k1', { keepSnapshot: true });
+      assert.notEqual(await store.get('k1'), undefined, 'the snapshot stays');
+      assert.equal(p.stats().sessions.bound, 0, 'no worker holds it');
+      assert.deepEqual(await s.execute('items'), [['a', 1]]);
+      assert.equal(p.stats().sessions.restored, 1);
+      await p.closeSession('k1');
+      assert.equal(await store.get('k1'), undefined);
+    } finally {
+      await p.close();
+    }
+  });
+
   it('closeSession deletes the snapshot; sessionTtlMs drops idle sessions in the store too', async () => {
     const store = new TamperStore();
     const p = await pool({ sessionStore: store, sessionKey: 'k', sessionTtlMs: 300, healthCheck: { intervalMs: 50, maxMissed: 20 } });

@@ -38,6 +38,8 @@ export const ERROR_CODES = Object.freeze({
   PYFLEET_SESSION_LOST: f('session_error', false),
   /** A session's snapshot was refused (bad signature, another session's, older, killed its workers): nothing was unpickled. */
   PYFLEET_SESSION_REFUSED: f('session_error', false),
+  /** The call ran, but its session's snapshot was not stored (snapshotFailure: 'fail'). */
+  PYFLEET_SESSION_NOT_SAVED: f('session_error', false),
   PYFLEET_PYTHON_ERROR: f('python_error', true, false, true),
   PYFLEET_UNKNOWN_COMMAND: f('python_error', false, false, true),
   PYFLEET_POISON_CALL: f('system_error', false),

@@ -5,7 +5,6 @@
  * through a guard that fences every snapshot read and write with the session's placement.
  */
 import type { PoolOptions } from '../pool/options.js';
-import { resolveOptions } from '../pool/options.js';
 import type { SessionStore } from '../sessions/store.js';
 
 export interface HostSessionOptions {
@@ -19,18 +18,6 @@ export interface HostSessionOptions {
 export interface StoreGuard {
   /** The fence the host holds the session under (undefined: it does not hold it). */
   fence(sessionId: string): number | undefined;
-  /** The host is dropping its copy of a session that moved away: the snapshot is the new holder's, not to be deleted. */
-  releasing(sessionId: string): boolean;
-}
-
-/** Does this build's pool take `sessionStore` / `sessionKey` (durable sessions)? */
-export function poolHasDurableSessions(): boolean {
-  try {
-    resolveOptions({ module: 'probe', sessionStore: 'memory' } as PoolOptions);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export interface HostPoolOptions {
@@ -55,9 +42,7 @@ export function guardedStore(store: SessionStore, g: StoreGuard): SessionStore {
   return {
     get: (id) => f.get(id, g.fence(id)),
     set: (id, snapshot, ttlMs) => f.set(id, snapshot, ttlMs, g.fence(id)),
-    delete: async (id) => {
-      if (!g.releasing(id)) await f.delete(id, g.fence(id));
-    },
+    delete: (id) => f.delete(id, g.fence(id)),
   };
 }
 
@@ -66,6 +51,8 @@ export function hostPoolOptions(base: PoolOptions, sessions: HostSessionOptions 
   if (store === undefined || store === 'memory') return { options: base, durableSessions: false, store: null };
   if (store === false) return { options: { ...base, sessionStore: false }, durableSessions: false, store: null };
   if (sessions.sessionKey === undefined) throw new TypeError('A session store needs a sessionKey (--session-key or $PYFLEET_SESSION_KEY) to sign snapshots; give every host of the fleet the same one.');
-  const options: PoolOptions = { ...base, sessionStore: guard === undefined ? store : guardedStore(store, guard), sessionKey: sessions.sessionKey };
+  // A call whose snapshot the shared store refused fails: the host's memory of that failure dies
+  // with the host, and the next host would restore the older snapshot without a word.
+  const options: PoolOptions = { ...base, sessionStore: guard === undefined ? store : guardedStore(store, guard), sessionKey: sessions.sessionKey, snapshotFailure: 'fail' };
   return { options, durableSessions: true, store };
 }

@@ -35,7 +35,6 @@ const KEEP_AFTER_TTL_MS = 60_000;
 
 export class HostSessions implements StoreGuard {
   private readonly held = new Map<string, Holding>();
-  private readonly dropping = new Set<string>();
   /** The host's watch of the session map (durable sessions only): how it learns a session moved away. */
   map: SessionMap | null = null;
 
@@ -55,10 +54,6 @@ export class HostSessions implements StoreGuard {
   fence(sid: string): number | undefined {
     const h = this.held.get(sid);
     return h === undefined || h.fence === 0 ? undefined : h.fence;
-  }
-
-  releasing(sid: string): boolean {
-    return this.dropping.has(sid);
   }
 
   /** Why a session call is not taken here, or null. */
@@ -136,12 +131,7 @@ export class HostSessions implements StoreGuard {
   }
 
   /** Drops the pool's copy of the session; the snapshot stays (it is the new holder's). */
-  private async drop(sid: string): Promise<void> {
-    this.dropping.add(sid);
-    try {
-      await this.pool.closeSession(sid);
-    } finally {
-      this.dropping.delete(sid);
-    }
+  private drop(sid: string): Promise<void> {
+    return this.pool.closeSession(sid, { keepSnapshot: true });
   }
 }

@@ -62,8 +62,8 @@ export async function startHost(o: HostOptions): Promise<FleetHost> {
   const subjects = fleetSubjects(o.fleet);
   const id = validateHostId(o.hostId ?? `${os.hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 32)}-${process.pid}-${randomBytes(3).toString('hex')}`);
   // The guard asks the host, which exists only once the pool does.
-  let guard: StoreGuard = { fence: () => undefined, releasing: () => false };
-  const { options, durableSessions, store } = hostPoolOptions(o.pool, o, { fence: (sid) => guard.fence(sid), releasing: (sid) => guard.releasing(sid) });
+  let guard: StoreGuard = { fence: () => undefined };
+  const { options, durableSessions, store } = hostPoolOptions(o.pool, o, { fence: (sid) => guard.fence(sid) });
   const nc = await connectNats({ ...o, name: `pyfleet-host:${o.fleet}:${id}`, timeoutMs: o.connectTimeoutMs ?? 5_000 });
   let pool: Pool;
   try {

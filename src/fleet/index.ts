@@ -4,7 +4,7 @@
  */
 export { connectFleet, Fleet, FleetSession, type FleetOptions, type FleetStats, type FleetHostStats, type FleetStreamOptions } from './client.js';
 export { startHost, FleetHost, type HostOptions } from './host.js';
-export { hostPoolOptions, poolHasDurableSessions, type HostPoolOptions, type HostSessionOptions } from './host-pool-options.js';
+export { hostPoolOptions, type HostPoolOptions, type HostSessionOptions } from './host-pool-options.js';
 export { natsSessionStore, type NatsSessionStore, type NatsSessionStoreOptions } from './nats-session-store.js';
 export { fleetSubjects, type FleetSubjects } from './subjects.js';
 export type { Heartbeat } from './heartbeat.js';

@@ -71,7 +71,7 @@ export class CallPolicy {
         call,
         { timeoutMs: call.timeoutMs, avoid: null },
         // With a snapshot of its session to store, the call resolves once the store took it.
-        (value) => (call.saving === null ? resolve(this.succeeded(call, value, 'pool')) : void call.saving.then(() => resolve(this.succeeded(call, value, 'pool')))),
+        (value) => (call.saving === null ? resolve(this.succeeded(call, value, 'pool')) : void call.saving.then((unsaved) => (unsaved === null ? resolve(this.succeeded(call, value, 'pool')) : reject(unsaved)))),
         (err, a) => {
           this.noteFailure(call, err, a);
           reject(err);
@@ -213,7 +213,7 @@ export class CallPolicy {
       this.deps.dispatcher.attempt(
         call,
         { timeoutMs, avoid: call.avoid },
-        (value) => (call.saving === null ? resolve(value) : void call.saving.then(() => resolve(value))),
+        (value) => (call.saving === null ? resolve(value) : void call.saving.then((unsaved) => (unsaved === null ? resolve(value) : reject(unsaved)))),
         (err, a) => {
           this.noteFailure(call, err, a);
           reject(err);

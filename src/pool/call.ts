@@ -60,8 +60,11 @@ export class Call {
   stoppedByConsumer = false;
   /** The session's snapshot to restore on the worker before this call (durable sessions). */
   restore: Snapshot | null = null;
-  /** The store is taking the snapshot this call's handler left: the call resolves after it did. */
-  saving: Promise<void> | null = null;
+  /**
+   * The store is taking the snapshot this call's handler left: the call resolves after it did,
+   * or fails with the error this resolves to (snapshotFailure: 'fail').
+   */
+  saving: Promise<PoolError | null> | null = null;
   /** The attempt on a worker now (a stream grants it credit). */
   current: Attempt | null = null;
   private settlements = 0;

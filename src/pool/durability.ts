@@ -22,6 +22,8 @@ export interface DurabilityOptions {
   logger: Logger;
   poison: PoisonTracker;
   maxDeaths: number;
+  /** snapshotFailure: 'fail': a call whose snapshot was not stored fails. */
+  failUnsaved: boolean;
 }
 
 /**
@@ -42,24 +44,27 @@ export class Durability {
     const e = call.session;
     if (e === null) return;
     if (err !== undefined) return this.notDurable(e, err);
-    call.saving = this.save(e, data!);
+    const saved = this.save(e, data!);
+    call.saving = saved.then((failed) => (failed === null || !this.o.failUnsaved ? null : notSavedError(e, call, failed)));
   }
 
-  /** Stores the next version of `e`'s state, after any earlier one; never rejects. */
-  private save(e: SessionEntry, data: Uint8Array): Promise<void> {
+  /** Stores the next version of `e`'s state, after any earlier one; resolves to why it failed, or null. Never rejects. */
+  private save(e: SessionEntry, data: Uint8Array): Promise<string | null> {
     const version = ++e.version;
     const { store, keys, ttlMs, poolId, logger } = this.o;
-    const write = async (): Promise<void> => {
+    const write = async (): Promise<string | null> => {
       const t0 = performance.now();
       try {
         await store.set(e.id, seal(keys[0], e.id, version, data), ttlMs);
         if (version > e.stored) e.stored = version;
         if (version === e.version) e.storeFailed = null;
         publish('session:snapshot', { poolId, sessionId: e.id, version, bytes: data.byteLength, durationMs: performance.now() - t0, ok: true, error: null });
+        return null;
       } catch (err) {
         e.storeFailed = (err as Error)?.message ?? String(err);
         logger.warn({ poolId, sessionId: e.id, version }, `session ${JSON.stringify(e.id)}: its snapshot (version ${version}) could not be stored: ${e.storeFailed}; if its worker goes, the session is lost rather than restored older`);
         publish('session:snapshot', { poolId, sessionId: e.id, version, bytes: data.byteLength, durationMs: performance.now() - t0, ok: false, error: e.storeFailed });
+        return e.storeFailed;
       }
     };
     const p = (e.saving ?? Promise.resolve()).then(write);
@@ -175,14 +180,30 @@ export class Durability {
   }
 
   /** The session was closed or expired: its snapshot goes too. */
-  async forget(e: SessionEntry): Promise<void> {
+  /** Resolves when the session's snapshots being stored are (or failed to be). */
+  async settledSaves(e: SessionEntry): Promise<void> {
     while (e.saving !== null) await e.saving;
+  }
+
+  async forget(e: SessionEntry): Promise<void> {
+    await this.settledSaves(e);
     try {
       await this.o.store.delete(e.id);
     } catch (err) {
       this.o.logger.warn({ poolId: this.o.poolId, sessionId: e.id }, `session ${JSON.stringify(e.id)}: its snapshot could not be deleted from the store: ${(err as Error)?.message ?? String(err)}`);
     }
   }
+}
+
+function notSavedError(e: SessionEntry, call: Call, why: string): PoolError {
+  return new PoolError({
+    code: 'PYFLEET_SESSION_NOT_SAVED',
+    command: call.command,
+    sessionId: e.id,
+    callId: call.id,
+    taken: true,
+    message: `${call.command} ran in session ${JSON.stringify(e.id)}, but the store did not take the session's snapshot (${why}): its effect is on the worker, not in the store, and would be undone if the session moved. The next call that is stored saves it; retry only if the command is idempotent.`,
+  });
 }
 
 export function refusedError(e: SessionEntry, call: Call | null): PoolError {

@@ -78,6 +78,13 @@ export interface PoolOptions {
   sessionKey?: SessionKey | readonly SessionKey[];
   /** A session whose pickle is larger is not durable (default 16 MiB; below maxFrameBytes). */
   maxSessionBytes?: number;
+  /**
+   * When the store refuses a call's snapshot: `'warn'` (default) resolves the call and logs it
+   * (the session is lost rather than restored older if its worker then goes); `'fail'` rejects
+   * the call with PYFLEET_SESSION_NOT_SAVED (it ran), so no success is ever older than the store.
+   * For a store shared with other pools, whose own memory of the failure dies with them.
+   */
+  snapshotFailure?: 'warn' | 'fail';
   /** A pino-compatible logger (default: pino at `info` to stderr). */
   logger?: Logger;
   /** Extra environment for the workers. */
@@ -128,6 +135,7 @@ export interface ResolvedOptions {
   /** The signing key first. */
   sessionKeys: Buffer[];
   maxSessionBytes: number;
+  snapshotFailure: 'warn' | 'fail';
   logger: Logger | undefined;
   env: Record<string, string>;
   cwd: string | undefined;
@@ -137,7 +145,7 @@ export interface ResolvedOptions {
 const KNOWN = new Set([
   'module', 'python', 'workers', 'requestTimeoutMs', 'startupTimeoutMs', 'queueTimeoutMs', 'maxQueue', 'idleTimeoutMs',
   'sessionTtlMs', 'pipelineDepth', 'concurrency', 'nonFinite', 'validateArgs', 'maxFrameBytes', 'cancelGraceMs', 'healthCheck', 'recycle', 'restart', 'retry',
-  'circuitBreaker', 'policy', 'recovery', 'fallback', 'poison', 'sessionStore', 'sessionKey', 'maxSessionBytes', 'logger', 'env', 'cwd', 'chaos',
+  'circuitBreaker', 'policy', 'recovery', 'fallback', 'poison', 'sessionStore', 'sessionKey', 'maxSessionBytes', 'snapshotFailure', 'logger', 'env', 'cwd', 'chaos',
 ]);
 
 function show(x: unknown): string {
@@ -171,10 +179,12 @@ function onlyKeys(o: Record<string, unknown>, name: string, keys: readonly strin
 /** A session key: a secret string (UTF-8), or bytes. */
 export type SessionKey = string | Uint8Array;
 
-function sessionOptions(o: Partial<PoolOptions>, maxFrameBytes: number): Pick<ResolvedOptions, 'sessionStore' | 'persistentSessions' | 'sessionKeys' | 'maxSessionBytes'> {
+function sessionOptions(o: Partial<PoolOptions>, maxFrameBytes: number): Pick<ResolvedOptions, 'sessionStore' | 'persistentSessions' | 'sessionKeys' | 'maxSessionBytes' | 'snapshotFailure'> {
   const store = o.sessionStore ?? DEFAULTS.sessionStore;
+  const snapshotFailure = o.snapshotFailure ?? DEFAULTS.snapshotFailure;
+  if (snapshotFailure !== 'warn' && snapshotFailure !== 'fail') throw invalidOption(`snapshotFailure must be 'warn' or 'fail', got ${show(snapshotFailure)}`);
   const maxSessionBytes = num(o.maxSessionBytes, Math.min(DEFAULTS.maxSessionBytes, maxFrameBytes - 1024), 'maxSessionBytes', (v) => int(1)(v) && v <= maxFrameBytes - 1024, `an integer from 1 to maxFrameBytes - 1024 (${maxFrameBytes - 1024})`);
-  if (store === false) return { sessionStore: null, persistentSessions: false, sessionKeys: [], maxSessionBytes };
+  if (store === false) return { sessionStore: null, persistentSessions: false, sessionKeys: [], maxSessionBytes, snapshotFailure };
   let persistent = true;
   let sessionStore: SessionStore;
   if (store === 'memory') {
@@ -196,7 +206,7 @@ function sessionOptions(o: Partial<PoolOptions>, maxFrameBytes: number): Pick<Re
     // The memory store lives and dies with this pool: a key of its own is enough.
     keys.push(randomBytes(32));
   }
-  return { sessionStore, persistentSessions: persistent, sessionKeys: keys, maxSessionBytes };
+  return { sessionStore, persistentSessions: persistent, sessionKeys: keys, maxSessionBytes, snapshotFailure };
 }
 
 function bool(v: unknown, fallback: boolean, name: string): boolean {

@@ -125,11 +125,12 @@ export class Pool implements Adapter {
             logger,
             poison: this.poison,
             maxDeaths: options.poison.maxDeaths,
+            failUnsaved: options.snapshotFailure === 'fail',
           }));
     this.sessions = new SessionTable({
-      drop: (e, workerId) => {
+      drop: (e, workerId, keepSnapshot) => {
         if (workerId !== null) this.supervisor.worker(workerId)?.post(`{"t":"drop_session","sid":${JSON.stringify(e.id)}}`);
-        return durability?.forget(e);
+        return keepSnapshot ? durability?.settledSaves(e) : durability?.forget(e);
       },
       advanced: (e) => this.dispatcher.sessionAdvanced(e),
     });
@@ -348,10 +349,12 @@ export class Pool implements Adapter {
 
   /**
    * Drops a session's state once the calls made before it settled, and resolves then; calls made
-   * after it start a new, empty session. A lost session can be used again after this.
+   * after it start a new, empty session. A lost session can be used again after this. With
+   * `keepSnapshot`, only this pool's copy goes: the store keeps the snapshot, for another pool
+   * sharing the store (a fleet host handing the session over) or this one later.
    */
-  closeSession(sessionId: string): Promise<void> {
-    return this.sessions.close(sessionId);
+  closeSession(sessionId: string, options: { keepSnapshot?: boolean } = {}): Promise<void> {
+    return this.sessions.close(sessionId, options.keepSnapshot === true);
   }
 
   /** The commands the workers registered, with their idempotency. */

@@ -15,6 +15,8 @@ export interface SessionCall {
 
 interface CloseMarker {
   readonly close: () => void;
+  /** Drop the state in the worker only; the store keeps the snapshot. */
+  readonly keepSnapshot: boolean;
 }
 
 type Op = SessionCall | CloseMarker;
@@ -33,7 +35,7 @@ export interface SessionEntry {
   version: number;
   stored: number;
   /** Snapshots being written to the store now (a restore waits for them). */
-  saving: Promise<void> | null;
+  saving: Promise<unknown> | null;
   /** Why the latest snapshot was not stored (the store failed): the stored state is older than the worker's. */
   storeFailed: string | null;
   /** Why the state cannot be kept as a snapshot (it cannot be pickled, or is too large): it dies with its worker. */
@@ -45,8 +47,8 @@ export interface SessionEntry {
 }
 
 export interface SessionHooks {
-  /** Frees the session's state: in worker `workerId` if it is bound, and in the store; resolves when done. */
-  drop(e: SessionEntry, workerId: number | null): Promise<void> | void;
+  /** Frees the session's state: in worker `workerId` if it is bound, and in the store unless `keepSnapshot`; resolves when done. */
+  drop(e: SessionEntry, workerId: number | null, keepSnapshot: boolean): Promise<void> | void;
   /** The session's first op changed: its next call may be able to run now. */
   advanced(e: SessionEntry): void;
 }
@@ -95,11 +97,11 @@ export class SessionTable {
   }
 
   /** Drops the session's state once the calls made before now have settled; resolves then. */
-  close(id: string): Promise<void> {
+  close(id: string, keepSnapshot = false): Promise<void> {
     const e = this.entries.get(id);
     if (e === undefined) return Promise.resolve();
     return new Promise<void>((resolve) => {
-      e.ops.push({ close: resolve });
+      e.ops.push({ close: resolve, keepSnapshot });
       if (e.ops.length === 1) this.advance(e);
     });
   }
@@ -182,7 +184,7 @@ export class SessionTable {
         head.close();
         this.advance(e);
       };
-      const dropped = this.forget(e);
+      const dropped = this.forget(e, head.keepSnapshot);
       if (dropped === undefined) done();
       else dropped.then(done, done);
       return;
@@ -195,7 +197,7 @@ export class SessionTable {
   private readonly closing = new Set<CloseMarker>();
 
   /** Frees the state: the entry stays (later calls start afresh in it) or goes when nothing waits. */
-  private forget(e: SessionEntry): Promise<void> | undefined {
+  private forget(e: SessionEntry, keepSnapshot: boolean): Promise<void> | undefined {
     const w = e.workerId;
     const bound = w !== null && e.lost === null;
     if (bound) {
@@ -203,14 +205,15 @@ export class SessionTable {
       if (n > 0) this.perWorker.set(w, n);
       else this.perWorker.delete(w);
     }
-    const dropped = this.hooks.drop(e, bound ? w : null);
+    const dropped = this.hooks.drop(e, bound ? w : null, keepSnapshot);
     e.workerId = null;
     e.lost = null;
     e.version = 0;
     e.stored = 0;
     e.storeFailed = null;
     e.notDurable = null;
-    e.restore = 'no';
+    // A snapshot kept in the store is the state of the session's next call (if it is still there then).
+    e.restore = keepSnapshot ? 'maybe' : 'no';
     e.refused = null;
     return dropped ?? undefined;
   }

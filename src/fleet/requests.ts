@@ -24,7 +24,8 @@ interface Pending {
 
 /**
  * This client's requests in flight on hosts. Every reply comes to one inbox subscription
- * (`<inbox>.<token>`); the token says whether it is a call's reply or a stream's message. A call
+ * (`<inbox>.<token>`); the token says whether it is a call's reply or a stream's message (`c` or
+ * `s`, then the sequence in base 36: a bare number may spell a stream's token, "s1" is 1009). A call
  * is re-sent to the same host (which de-duplicates by call id) whenever its reply may have been
  * lost: on a poll, and after a reconnect.
  */
@@ -59,7 +60,7 @@ export class RequestTable {
   send(call: FleetCall, attempt: number, route: Route): Promise<unknown> {
     const { host } = route;
     return new Promise((resolve, reject) => {
-      const token = (++this.tokenSeq).toString(36);
+      const token = `c${(++this.tokenSeq).toString(36)}`;
       const meta = callMeta(call, attempt, route);
       let done = false;
       let timer: NodeJS.Timeout | null = null;

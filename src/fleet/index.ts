@@ -2,7 +2,9 @@
  * `pyfleet/fleet`: Python calls spread over hosts on NATS. A subpath of its own so that
  * `import 'pyfleet'` never loads the NATS client for users of a single pool.
  */
-export { connectFleet, Fleet, FleetSession, type FleetOptions, type FleetStats, type FleetHostStats, type FleetStreamOptions } from './client.js';
+export { connectFleet, Fleet } from './client.js';
+export { FleetSession } from './fleet-session.js';
+export type { FleetOptions, FleetStats, FleetHostStats, FleetStreamOptions } from './client-options.js';
 export { startHost, FleetHost, type HostOptions } from './host.js';
 export { hostPoolOptions, type HostPoolOptions, type HostSessionOptions } from './host-pool-options.js';
 export { natsSessionStore, type NatsSessionStore, type NatsSessionStoreOptions } from './nats-session-store.js';

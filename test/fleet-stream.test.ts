@@ -148,6 +148,27 @@ describe('streams across hosts', () => {
     }
   });
 
+  it('a stream whose signal fires before iteration starts is not sent, and counts as one failed call', async () => {
+    const f = await connectFleet({ servers: srv.url, fleet: 'streams', requestTimeoutMs: 10_000 });
+    try {
+      await f.ready({ hosts: 1 });
+      const ac = new AbortController();
+      const progress = file('aborted');
+      const it = f.stream<Item>('count', { n: 3, progress }, { signal: ac.signal });
+      ac.abort(new Error('caller left'));
+      const e = await failure(it, []);
+      assert.equal(e.code, 'PYFLEET_ABORTED');
+      assert.equal(e.taken, false);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.throws(() => readFileSync(progress), /ENOENT/, 'the generator never ran');
+      const calls = f.stats().calls;
+      assert.deepEqual([calls.total, calls.failed, calls.inFlight], [1, 1, 0]);
+      assert.equal(f.stats().errorsByCategory.system_error, 1);
+    } finally {
+      await f.close();
+    }
+  });
+
   it('a host SIGKILLed before the first item: the idempotent stream is re-sent to another host and completes', async () => {
     const [a, b] = await Promise.all([start(), start()]);
     const f = await connectFleet({ servers: srv.url, fleet: 'streams', requestTimeoutMs: 10_000 });
@@ -174,6 +195,8 @@ describe('streams across hosts', () => {
       assert.notEqual(lines[1], firstHost);
       assert.ok(items.every((x) => x.host === Number(lines[1])));
       assert.ok(performance.now() - killedAt < 1_500 + 2_000, 'answered within the generator\'s own wait plus 2 s');
+      const calls = f.stats().calls;
+      assert.deepEqual([calls.total, calls.succeeded, calls.failed, calls.inFlight, calls.retries], [1, 1, 0, 0, 1], 'the stream counts as one call, re-sent once');
     } finally {
       await f.close();
       for (const h of [a, b]) h.kill('SIGTERM');

@@ -1,3 +1,4 @@
+import type { PoolError } from '../errors/pool-error.js';
 import type { RetryBudget } from '../resilience/budget.js';
 import { channels } from '../telemetry/channels.js';
 import type { CallCounts } from './client-options.js';
@@ -42,25 +43,30 @@ export class Attempts {
         const err = asPoolError(e, call.command);
         if (await this.router.sessionMoved(err, call, host, ticket, attempt)) continue;
         host.breaker.leaveFailed(ticket, err);
-        err.attempt = attempt;
-        const verdict = resendVerdict(err, { idempotent, attempt, maxAttempts: this.maxAttempts, budget: this.budget, stopped: this.state.closing || call.signal?.aborted === true });
-        if (verdict === 'final') throw err;
-        if (verdict !== 'resend') {
-          publishExhausted(call.command, attempt, err, verdict);
-          if (verdict === 'budget') err.message += ' It was not re-sent to another host: the retry budget is spent (too many re-sends lately).';
-          throw err;
-        }
-        this.counts.retries++;
+        this.resendOrThrow(err, call, attempt, idempotent);
         tried.add(host.id);
-        if (channels['retry:attempt'].hasSubscribers) channels['retry:attempt'].publish({ command: call.command, attempt: attempt + 1, delayMs: 0, category: err.category, code: err.code });
       }
     }
   }
 
+  /** After a failed attempt: returns when the call goes to another host (counted, published), throws what the caller gets otherwise. */
+  private resendOrThrow(err: PoolError, call: FleetCall, attempt: number, idempotent: boolean): void {
+    err.attempt = attempt;
+    const verdict = resendVerdict(err, { idempotent, attempt, maxAttempts: this.maxAttempts, budget: this.budget, stopped: this.state.closing || call.signal?.aborted === true });
+    if (verdict === 'final') throw err;
+    if (verdict !== 'resend') {
+      publishExhausted(call.command, attempt, err, verdict);
+      if (verdict === 'budget') err.message += ' It was not re-sent to another host: the retry budget is spent (too many re-sends lately).';
+      throw err;
+    }
+    this.counts.retries++;
+    if (channels['retry:attempt'].hasSubscribers) channels['retry:attempt'].publish({ command: call.command, attempt: attempt + 1, delayMs: 0, category: err.category, code: err.code });
+  }
+
   /**
-   * Unlike `run`, a stream's re-send is neither counted in the stats nor published as a retry
-   * event. It goes under a new call id: a host already tried may be picked again (when no other
-   * can take the stream), and a host ignores a stream request whose id it is still serving.
+   * A stream's attempts: re-sent by the same rule as `run` until its first item, never after. A
+   * re-send goes under a new call id: a host already tried may be picked again (when no other can
+   * take the stream), and a host ignores a stream request whose id it is still serving.
    */
   async *stream(call: FleetCall, hwm: number, chunkTimeoutMs: number): AsyncGenerator<unknown, void, undefined> {
     const tried = new Set<string>();
@@ -81,7 +87,7 @@ export class Attempts {
         const err = asPoolError(e, call.command);
         if (await this.router.sessionMoved(err, call, host, ticket, attempt)) continue;
         host.breaker.leaveFailed(ticket, err);
-        if (resendVerdict(err, { idempotent, attempt, maxAttempts: this.maxAttempts, budget: this.budget }) !== 'resend') throw err;
+        this.resendOrThrow(err, call, attempt, idempotent);
         tried.add(host.id);
         call.id = this.requests.nextCallId();
         continue;

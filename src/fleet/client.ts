@@ -140,9 +140,7 @@ export class Fleet implements Adapter {
     } catch (e) {
       return Promise.reject(e);
     }
-    this.counts.total++;
-    this.counts.inFlight++;
-    this.budget?.recordCall();
+    this.started();
     return this.attempts.run(call).then(
       (r) => {
         this.counts.inFlight--;
@@ -168,7 +166,31 @@ export class Fleet implements Adapter {
   stream<T = unknown>(command: string, args?: unknown, options: FleetStreamOptions = {}): AsyncIterableIterator<T> {
     const call = this.admit(command, args, options);
     const { hwm, chunkTimeoutMs } = fleetStreamLimits(command, options);
-    return this.attempts.stream(call, hwm, chunkTimeoutMs) as AsyncIterableIterator<T>;
+    return this.counted(call, this.attempts.stream(call, hwm, chunkTimeoutMs)) as AsyncIterableIterator<T>;
+  }
+
+  private started(): void {
+    this.counts.total++;
+    this.counts.inFlight++;
+    this.budget?.recordCall();
+  }
+
+  /** A stream in `stats().calls` as a call: from its first `next()`; a consumer's `break` ends it well. */
+  private async *counted(call: FleetCall, items: AsyncGenerator<unknown, void, undefined>): AsyncGenerator<unknown, void, undefined> {
+    this.started();
+    let failed = false;
+    try {
+      yield* items;
+    } catch (e) {
+      failed = true;
+      const err = asPoolError(e, call.command);
+      this.errorsByCategory[err.category]++;
+      throw err;
+    } finally {
+      this.counts.inFlight--;
+      if (failed) this.counts.failed++;
+      else this.counts.succeeded++;
+    }
   }
 
   private admit(command: string, args: unknown, options: ExecuteOptions): FleetCall {

@@ -48,14 +48,22 @@ export class Router {
    * send threw).
    */
   async take(call: FleetCall, tried: ReadonlySet<string>): Promise<Turn> {
-    if (call.sessionId === null) return { route: await this.acquire(call, tried), release: () => {} };
-    const release = await this.routeTurn(call.sessionId);
+    const release = call.sessionId === null ? () => {} : await this.routeTurn(call.sessionId);
+    let route: Route;
     try {
-      return { route: await this.acquireSession(call), release };
+      route = call.sessionId === null ? await this.acquire(call, tried) : await this.acquireSession(call);
     } catch (e) {
       release();
       throw e;
     }
+    // Aborted while it waited for its session's turn or for a host: not sent.
+    if (call.signal?.aborted) {
+      const err = abortedError(call.command, call.sessionId, call.signal, false);
+      route.host.breaker.leaveFailed(route.ticket, err);
+      release();
+      throw err;
+    }
+    return { route, release };
   }
 
   /** Waits for this session's earlier calls to be sent; resolves with the function that lets the next one go. */
@@ -101,8 +109,13 @@ export class Router {
           const serves = this.table.anyAliveServes(call.command);
           if (serves === false) throw this.unknownCommand(call.command);
           const open = this.table.alive().filter((x) => x.hb.commands[call.command] !== undefined);
-          // Every circuit refuses: fail now with the circuit's own error rather than wait.
-          if (open.length > 0 && open.every((x) => !x.breaker.allowsRequests)) open[0].breaker.enter();
+          // Every circuit refuses: fail now with the circuit's own error rather than wait. (If its
+          // open timeout ended just now, the ticket goes back and the next round picks the host.)
+          if (open.length > 0 && open.every((x) => !x.breaker.allowsRequests)) {
+            const b = open[0].breaker;
+            b.leaveFailed(b.enter(), null);
+            continue;
+          }
         }
       }
       const left = deadline - performance.now();

@@ -15,7 +15,7 @@ import { toHttpJson } from './http-json.js';
 /** What the server needs from a pool (`Pool` fits). */
 export interface ServedPool extends ObservedPool {
   /** The commands the workers registered; with schemas once the runtime sends them in its hello. */
-  readonly registeredCommands?: Readonly<Record<string, { idempotent: boolean } & Partial<CommandSchemas>>>;
+  readonly registeredCommands?: Readonly<Record<string, { idempotent: boolean; stream?: boolean } & Partial<CommandSchemas>>>;
   execute(command: string, args: unknown, options: { sessionId?: string; timeoutMs?: number; idempotent?: boolean; signal?: AbortSignal; detailed: true }): Promise<{ value: unknown; via: string; attempts: number; workerId: number | null; durationMs: number }>;
 }
 

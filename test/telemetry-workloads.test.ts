@@ -7,10 +7,12 @@
  */
 import assert from 'node:assert/strict';
 import diagnostics_channel from 'node:diagnostics_channel';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
-import { MemorySessionStore, type SessionStore } from '../src/index.js';
+import { MemorySessionStore, fileSessionStore, type SessionStore } from '../src/index.js';
 import { createPool, type Pool } from '../src/pool/pool.js';
 import { createServer, type PyfleetServer } from '../src/server/app.js';
 import type { EventName, EventPayloads } from '../src/telemetry/channels.js';
@@ -167,6 +169,25 @@ describe('metrics: concurrency, streams, sessions', () => {
     assert.equal(w('session_snapshots_total', { outcome: 'error' }), 1);
     assert.equal(w('session_snapshots_total', { outcome: 'ok' }), 0);
   });
+
+  it(
+    'a snapshot the pool refuses before any worker sees it is published as a failed restore',
+    { todo: 'Durability.prepare() (src/pool/durability.ts) throws PYFLEET_SESSION_REFUSED when open() refuses a snapshot (signature, session, version), and PYFLEET_SESSION_LOST when the store get() fails, without publishing session:restore { ok: false }' },
+    async () => {
+      const dir = mkdtempSync(path.join(tmpdir(), 'pyfleet-refused-'));
+      const writer = await createPool({ module: SESSIONS, workers: 1, logger: quiet, sessionStore: fileSessionStore(dir), sessionKey: 'one key' });
+      await writer.session('r').execute('put', { k: 'a', v: 1 });
+      await writer.close();
+      const { pool, scrape } = await served({ module: SESSIONS, workers: 1, sessionStore: fileSessionStore(dir), sessionKey: 'another key' });
+      const seen: Array<EventPayloads['session:restore']> = [];
+      const off = pool.on('session:restore', (e) => seen.push(e));
+      assert.equal((await rejection(pool.session('r').execute('get', { k: 'a' }))).code, 'PYFLEET_SESSION_REFUSED');
+      off();
+      assert.equal(seen.length, 1);
+      assert.equal(seen[0].ok, false);
+      assert.equal((await scrape())('session_restores_total', { outcome: 'error' }), 1);
+    },
+  );
 });
 
 /** A pool double that publishes what the pool does not yet: `call:end` with `stream`/`items`, and `stats().binary`. */

@@ -92,6 +92,20 @@ describe('pyfleet call', () => {
     assert.deepEqual(scanWorkersOf(pid), []);
   });
 
+  it('a reader that closes the pipe (| head -2) stops the stream the same way, exit 0', async () => {
+    const file = tempFile('endless-pipe.log');
+    let closed = false;
+    const r = await cli(['call', 'endless', JSON.stringify({ path: file }), '--module', STREAMS], 60_000, undefined, (stdout, child) => {
+      if (!closed && stdout.split('\n').length > 2) {
+        closed = true;
+        child.stdout!.destroy();
+      }
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /EPIPE/);
+    assert.deepEqual(lines(file), ['closed'], "the generator's finally ran");
+  });
+
   it('a stream that fails mid-way keeps its items on stdout, prints the traceback and exits 1', async () => {
     const r = await cli(['call', 'breaks', '--module', STREAMS]);
     assert.equal(r.code, 1);

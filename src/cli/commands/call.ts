@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { InvalidArgumentError, type Command } from 'commander';
 import { createPool, isPoolError, type Pool } from '../../index.js';
 import { toHttpJson } from '../../server/http-json.js';
@@ -30,6 +29,21 @@ function json(value: unknown, pretty: boolean): string {
   return JSON.stringify(toHttpJson(value), null, pretty ? 2 : undefined) ?? 'null';
 }
 
+/** Resolves when `out` drained, closed or failed (a failure is handled by its 'error' listener). */
+function writable(out: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      out.off('drain', done);
+      out.off('close', done);
+      out.off('error', done);
+      resolve();
+    };
+    out.on('drain', done);
+    out.on('close', done);
+    out.on('error', done);
+  });
+}
+
 /**
  * Prints each item of the stream as one JSON line as soon as it arrives. The first SIGINT (or a
  * reader that closed stdout, as `| head -1` does) stops the stream: the generator is closed in
@@ -56,9 +70,18 @@ async function printStream(pool: Pool, command: string, args: unknown, options: 
   try {
     for await (const item of it) {
       if (stoppedBy !== null) break;
+      let flowing: boolean;
+      try {
+        flowing = process.stdout.write(`${json(item, false)}\n`);
+      } catch (e) {
+        // A pipe's write fails at once (synchronously) when its reader is gone.
+        if ((e as NodeJS.ErrnoException).code !== 'EPIPE') throw e;
+        stop('EPIPE');
+        break;
+      }
       items++;
       // The terminal or the pipe sets the pace: waiting here withholds credit, so the generator waits too.
-      if (!process.stdout.write(`${json(item, false)}\n`)) await Promise.race([once(process.stdout, 'drain'), once(process.stdout, 'close')]);
+      if (!flowing) await writable(process.stdout);
     }
   } finally {
     process.off('SIGINT', onSigint);

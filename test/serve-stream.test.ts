@@ -169,6 +169,25 @@ describe('pyfleet serve: POST /v1/stream/:command (NDJSON)', () => {
     assert.deepEqual(count.oneOf[0].properties!.item, { type: 'integer' });
   });
 
+  it('closing the server lets a stream in flight finish, and refuses new requests meanwhile', async () => {
+    const own = await createServer({ pool });
+    const ownUrl = await own.listen({ port: 0 });
+    const gate = tempFile('gate-close');
+    const res = await fetch(`${ownUrl}/v1/stream/gated`, { method: 'POST', body: JSON.stringify({ gate }) });
+    const r = lineReader(res.body!);
+    assert.deepEqual(await within(r.next(), 5_000, 'the first item'), { item: 'first' });
+    let closed = false;
+    const closing = own.close().then(() => (closed = true));
+    // A new request is refused: the port is closed, or (if it got in first) fastify answers 503 while closing.
+    const late = await fetch(`${ownUrl}/v1/stream/count`, { method: 'POST', body: '{"n": 1}' }).then((x) => x.status, () => 'refused');
+    assert.ok(late === 'refused' || late === 503, String(late));
+    assert.equal(closed, false, 'close() waits for the stream');
+    writeFileSync(gate, '');
+    assert.deepEqual(await r.next(), { item: 'second' });
+    assert.deepEqual(await r.next(), { end: { items: 2 } });
+    await closing;
+  });
+
   it('the whole-stream timeout header ends a stream that runs too long with an error line', async () => {
     const res = await post('endless', { path: tempFile('timeout.log') }, { 'x-pyfleet-timeout-ms': '150' });
     const got = (await allLines(res)) as Array<{ item?: number; error?: { code: string } }>;

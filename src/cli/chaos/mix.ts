@@ -74,8 +74,10 @@ function bump(o: Record<string, number>, k: string): void {
 /**
  * The chaos workload's calls against `examples/chaos_handlers.py`, and what their outcomes say:
  * idempotent `compute` (answers checked), non-idempotent `record` (side effects in a ledger,
- * audited later), and session calls (state checked: never silently empty or another's). The pool
- * chaos and the fleet chaos run the same mix.
+ * audited later), session calls (state checked: never silently empty, older than a call that
+ * succeeded, or another session's), and, when `kinds` asks for them, async, threaded, streaming
+ * and binary calls (answers, items and checksums checked). The pool chaos and the fleet chaos run
+ * the same mix; the fleet chaos does not ask for the newer kinds.
  */
 export class ChaosMix {
   readonly failedByCategory: Record<string, number> = {};
@@ -127,10 +129,13 @@ export class ChaosMix {
       const free = this.sessions.filter((s) => !s.busy);
       if (free.length > 0) return this.sessionCall(free[Math.floor(rnd() * free.length)]);
     }
-    let r = rnd();
-    for (const [kind, share] of this.kindShares) {
-      if (r < share) return this.newerCall(kind);
-      r -= share;
+    // Drawn only when there are newer kinds, so the original mix replays as it did for a seed.
+    if (this.kindShares.length > 0) {
+      let r = rnd();
+      for (const [kind, share] of this.kindShares) {
+        if (r < share) return this.newerCall(kind);
+        r -= share;
+      }
     }
     return rnd() < this.o.idempotentShare ? this.computeCall() : this.recordCall();
   };

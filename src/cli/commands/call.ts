@@ -63,29 +63,22 @@ async function printStream(pool: Pool, command: string, args: unknown, options: 
   };
   const onSigint = (): void => stop('SIGINT');
   const onStdoutError = (e: NodeJS.ErrnoException): void => {
-    if (e.code === 'EPIPE') stop('EPIPE');
+    if (e.code === 'EPIPE' || e.code === 'ERR_STREAM_DESTROYED') stop('EPIPE');
   };
   process.on('SIGINT', onSigint);
+  // Left on for the rest of the process: a write that fails after the last item still reports
+  // its error asynchronously, and an 'error' with no listener would crash the command.
   process.stdout.on('error', onStdoutError);
   try {
     for await (const item of it) {
       if (stoppedBy !== null) break;
-      let flowing: boolean;
-      try {
-        flowing = process.stdout.write(`${json(item, false)}\n`);
-      } catch (e) {
-        // A pipe's write fails at once (synchronously) when its reader is gone.
-        if ((e as NodeJS.ErrnoException).code !== 'EPIPE') throw e;
-        stop('EPIPE');
-        break;
-      }
+      const flowing = process.stdout.write(`${json(item, false)}\n`);
       items++;
       // The terminal or the pipe sets the pace: waiting here withholds credit, so the generator waits too.
       if (!flowing) await writable(process.stdout);
     }
   } finally {
     process.off('SIGINT', onSigint);
-    process.stdout.off('error', onStdoutError);
   }
   if (stoppedBy === 'SIGINT') {
     process.stderr.write(`pyfleet: interrupted after ${items} item${items === 1 ? '' : 's'}; the generator was closed\n`);

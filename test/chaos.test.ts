@@ -22,7 +22,14 @@ interface Report {
   nonPoolErrors: number;
   orphans: number;
   idempotentSuccessRate: number;
-  idempotent: { calls: number; succeeded: number; injectedExceptions: number; failedByCode: Record<string, number> };
+  idempotent: { calls: number; succeeded: number; injectedExceptions: number; brokenStreams: number; failedByCode: Record<string, number> };
+  kinds: Record<'acompute' | 'tcompute' | 'stream' | 'blob', { calls: number; succeeded: number; injectedExceptions: number; failedByCode: Record<string, number> }>;
+  streams: { items: number; complete: number; failedAfterItems: number; broken: number };
+  streamBrokenMislabelled: number;
+  session: { calls: number; succeeded: number; lost: number };
+  durableSessions: { restored: number; snapshots: { ok: number; failed: number }; restores: { ok: number; failed: number } };
+  poolConcurrency: number;
+  maxWorkerInflight: number;
   circuitOpenings: number;
   nonIdempotent: { calls: number; succeeded: number; failed: number };
   injected: Record<string, number>;
@@ -33,7 +40,7 @@ interface Report {
 }
 
 describe('pyfleet chaos', () => {
-  it('10 s on 2 workers with every fault on: nothing lost, doubled, duplicated or orphaned', async () => {
+  it('10 s on 2 workers with every fault on, async, threaded, streaming, binary and durable-session calls: nothing lost, doubled, duplicated, wrong or orphaned', async () => {
     const r = await chaos(['--duration', '10', '--workers', '2', '--json', '--seed', '20240601']);
     const lines = r.stdout.trim().split('\n');
     assert.equal(lines.length, 1, `--json prints one line:\n${r.stdout}`);
@@ -62,6 +69,21 @@ describe('pyfleet chaos', () => {
     assert.ok(report.workerRestarts.total > 0, show);
     assert.ok(report.pidsSeen > 2, show);
     assert.ok(report.nonIdempotent.calls > 0 && report.idempotent.calls > 0, show);
+    // The newer kinds ran, most of them succeeded, and their answers were checked (wrongAnswers 0 above).
+    for (const k of ['acompute', 'tcompute', 'stream', 'blob'] as const) {
+      const t = report.kinds[k];
+      assert.ok(t.calls >= 20 && t.succeeded >= t.calls * 0.9, `${k}: ${JSON.stringify(t)}`);
+    }
+    assert.ok(report.streams.complete > 0 && report.streams.items >= report.streams.complete, show);
+    assert.equal(report.streamBrokenMislabelled, 0, show);
+    // Async calls shared a worker: the pool ran with concurrency > 1 and a worker held several calls at once.
+    assert.equal(report.poolConcurrency, 4);
+    assert.ok(report.maxWorkerInflight > 1, `at most ${report.maxWorkerInflight} calls at once on a worker`);
+    // Sessions are durable: worker deaths restored them elsewhere, and their state was checked after it.
+    assert.ok(report.session.succeeded > 0, show);
+    assert.ok(report.durableSessions.snapshots.ok > 0, show);
+    assert.ok(report.durableSessions.restores.ok > 0, `no session was restored on another worker: ${JSON.stringify(report.durableSessions)}`);
+    assert.equal(report.durableSessions.restores.ok, report.durableSessions.restored, 'the events and stats().sessions.restored agree');
     assert.ok(report.latencyMs.max >= report.latencyMs.p99 && report.latencyMs.p99 >= report.latencyMs.p50, show);
     // Every invariant checked and held, and the exit code says so.
     assert.ok(report.invariants.every((i) => i.ok && i.skipped === undefined), show);

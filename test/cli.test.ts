@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { scanWorkersOf } from '../src/cli/chaos/processes.js';
 import { cli } from './helpers/cli.js';
+import { lines, tempFile } from './helpers/pool.js';
 
 const HANDLERS = 'examples/handlers.py';
+const STREAMS = 'test/fixtures/http_streams.py';
 
 /** The number in the first line of `text` that starts with `label` (after optional spaces). */
 function figure(text: string, label: string): number {
@@ -49,6 +52,67 @@ describe('pyfleet call', () => {
     const badJson = await cli(['call', 'add', '{a: 1}', '--module', HANDLERS]);
     assert.equal(badJson.code, 2);
     assert.match(badJson.stderr, /must be JSON/);
+  });
+
+  it('prints a generator line by line, each item as it arrives', async () => {
+    const gate = tempFile('gate');
+    let firstWhileBlocked = false;
+    const r = await cli(['call', 'gated', JSON.stringify({ gate }), '--module', STREAMS], 60_000, undefined, (stdout) => {
+      // The generator waits on the gate after its first item: the line came before the generator ended.
+      if (stdout === '"first"\n' && !firstWhileBlocked) {
+        firstWhileBlocked = true;
+        writeFileSync(gate, '');
+      }
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(firstWhileBlocked, `stdout: ${r.stdout}`);
+    assert.equal(r.stdout, '"first"\n"second"\n');
+    // Binary items print as base64, as pyfleet serve sends them.
+    const b = await cli(['call', 'blobs', '--module', STREAMS]);
+    assert.equal(b.stdout, `"AAH/"\n{"data":"AAECAw==","n":4}\n`);
+  });
+
+  it('Ctrl-C (SIGINT) stops a stream cleanly: the generator is closed in Python, exit 130, no worker left', async () => {
+    const file = tempFile('endless.log');
+    let pid = 0;
+    let signalled = false;
+    const r = await cli(['call', 'endless', JSON.stringify({ path: file }), '--module', STREAMS], 60_000, undefined, (stdout, child) => {
+      pid = child.pid!;
+      if (!signalled && stdout.split('\n').length > 3) {
+        signalled = true;
+        child.kill('SIGINT');
+      }
+    });
+    assert.equal(r.code, 130, r.stderr);
+    const got = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as number);
+    assert.ok(got.length >= 3, r.stdout);
+    assert.deepEqual(got, got.map((_, i) => i), 'whole lines, in order');
+    assert.match(r.stderr, new RegExp(`interrupted after ${got.length} items; the generator was closed`));
+    assert.deepEqual(lines(file), ['closed'], "the generator's finally ran");
+    assert.deepEqual(scanWorkersOf(pid), []);
+  });
+
+  it('a reader that closes the pipe (| head -2) stops the stream the same way, exit 0', async () => {
+    const file = tempFile('endless-pipe.log');
+    let closed = false;
+    const r = await cli(['call', 'endless', JSON.stringify({ path: file }), '--module', STREAMS], 60_000, undefined, (stdout, child) => {
+      if (!closed && stdout.split('\n').length > 2) {
+        closed = true;
+        child.stdout!.destroy();
+      }
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /EPIPE/);
+    assert.deepEqual(lines(file), ['closed'], "the generator's finally ran");
+  });
+
+  it('a stream that fails mid-way keeps its items on stdout, prints the traceback and exits 1', async () => {
+    const r = await cli(['call', 'breaks', '--module', STREAMS]);
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout, '1\n2\n');
+    assert.match(r.stderr, /PYFLEET_PYTHON_ERROR \(python_error\)/);
+    assert.match(r.stderr, /ValueError: broke after two/);
+    assert.match(r.stderr, /Traceback \(most recent call last\)/);
   });
 
   it('prints the version from package.json', async () => {

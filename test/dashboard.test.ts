@@ -53,8 +53,8 @@ function chromiumPids(): number[] {
 }
 
 describe('dashboard', { skip: !haveChromium && !process.env.CI ? `no Chromium at ${CHROMIUM} (run .ci/install-chromium.sh)` : false }, () => {
-  it('loads in headless Chromium, shows the workers, and a killed worker turns red while its replacement appears', async (t) => {
-    const pool = await createPool({ module: EXAMPLES, workers: 2, logger: quiet, policy: FAST });
+  it('loads in headless Chromium, shows the workers with their calls in flight, sessions, and a killed worker turns red while its replacement appears', async (t) => {
+    const pool = await createPool({ module: EXAMPLES, workers: 2, logger: quiet, policy: FAST, concurrency: 4 });
     pools.push(pool);
     // With a token, as when served beyond loopback: the page passes it on to its event stream.
     const server = await createServer({ pool, token: 'dash-t0ken', live: { sampleMs: 200, bucketMs: 5_000, buckets: 24 } });
@@ -100,6 +100,13 @@ describe('dashboard', { skip: !haveChromium && !process.env.CI ? `no Chromium at
     await pool.execute('fail', {}).catch(() => {});
     await page.waitForFunction(() => /python_error 1/.test(document.getElementById('errors-legend')!.textContent ?? ''));
     assert.ok((await page.locator('#errors-chart rect').count()) >= 1);
+    // Concurrency per worker: async calls share workers, each tile shows its calls in flight against the capacity.
+    const asks = Array.from({ length: 5 }, (_, i) => pool.execute('ask', { prompt: `q${i}`, ms: 1_500 }));
+    await until(() => pool.stats().workers.reduce((n, w) => n + w.inflight, 0) === 5);
+    for (const w of pool.stats().workers) await page.waitForSelector(`.tile[data-worker-id="${w.id}"][data-inflight="${w.inflight}"][data-capacity="4"]`, { timeout: 5_000 });
+    assert.match((await tile(w1.id))?.text ?? '', new RegExp(`${pool.stats().workers.find((w) => w.id === w1.id)!.inflight}/4 in flight`));
+    await Promise.all(asks);
+    await page.waitForSelector(`.tile[data-worker-id="${w1.id}"][data-inflight="0"]`, { timeout: 5_000 });
     // Each command's circuit is drawn on its own line.
     await page.waitForSelector('.circuit[data-circuit="worker_commands:add"][data-state="closed"]', { timeout: 5_000 });
     await page.waitForSelector('.circuit[data-circuit="worker_commands:fail"][data-state="closed"]', { timeout: 5_000 });
@@ -115,6 +122,24 @@ describe('dashboard', { skip: !haveChromium && !process.env.CI ? `no Chromium at
     await page.waitForSelector(`.tile[data-worker-id="${fresh.id}"][data-state="ready"]`, { timeout: 5_000 });
     assert.match(await page.locator('#restarts').innerText(), /crash\s+1/);
     assert.match(await page.locator('#feed').innerText(), new RegExp(`worker ${w1.id} .*exited: killed by SIGKILL`));
+
+    // Sessions: durable, so the death of the session's worker restores it on another; the panel says so.
+    const s = pool.session('dash');
+    await s.execute('chat', { message: 'hello' });
+    const holder = pool.stats().workers.find((w) => w.sessions === 1)!;
+    await page.waitForFunction(() => /Durable\s*1/.test(document.getElementById('sessions')!.textContent ?? ''));
+    process.kill(holder.pid!, 'SIGKILL');
+    await until(() => pool.stats().workers.every((w) => w.id !== holder.id));
+    assert.deepEqual(await s.execute('history', {}), ['hello']);
+    await page.waitForFunction(() => /Restored\s*1/.test(document.getElementById('sessions')!.textContent ?? ''));
+    const sessions = await page.locator('#sessions').innerText();
+    assert.match(sessions, /Sessions\s+1/);
+    assert.match(sessions, /Snapshots\s+1/);
+    assert.match(sessions, /Restores\s+1, \d+ ms avg/);
+    assert.match(await page.locator('#feed').innerText(), /session dash restored/);
+    // Streams: counted as they end.
+    for await (const _ of pool.stream('tokens', { text: 'a b', ms: 1 }));
+    await page.waitForFunction(() => /Ended\s*1/.test(document.getElementById('streams')!.textContent ?? ''));
 
     // Light: the page, its stylesheet, its script and the event stream; nothing from elsewhere.
     const own = requests.filter((r) => r.startsWith(url));

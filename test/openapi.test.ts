@@ -64,8 +64,19 @@ describe('pyfleet serve: /openapi.json', () => {
     assert.equal((await new Validator().validate(broken)).valid, false);
     assert.equal(doc.openapi, '3.1.0');
     assert.equal(doc.info.title, 'typed handlers');
-    // Generators are left out: HTTP calls cannot stream.
-    assert.deepEqual(Object.keys(doc.paths), ['add', 'checksum', 'count_nodes', 'length', 'search', 'shapes', 'untyped', 'weird'].map((c) => `/v1/call/${c}`));
+    // A generator is called at /v1/stream (NDJSON), every other command at /v1/call.
+    const paths = Object.keys(doc.paths);
+    assert.deepEqual(paths.filter((p) => p.startsWith('/v1/call/')), ['add', 'checksum', 'count_nodes', 'length', 'search', 'shapes', 'untyped', 'weird'].map((c) => `/v1/call/${c}`));
+    assert.deepEqual(paths.filter((p) => p.startsWith('/v1/stream/')), ['/v1/stream/ticks', '/v1/stream/tokens']);
+    assert.equal(paths.length, 10);
+    const tokens = doc.paths['/v1/stream/tokens'].post;
+    assert.equal(tokens.operationId, 'stream_tokens');
+    const line = tokens.responses['200'].content['application/x-ndjson'].schema;
+    assert.deepEqual(line.oneOf[0].properties.item, { type: 'string' });
+    assert.deepEqual(line.oneOf.slice(1), [{ $ref: '#/components/schemas/PyfleetStreamEnd' }, { $ref: '#/components/schemas/PyfleetError' }]);
+    // A float item may be null (NaN), as in any response.
+    assert.deepEqual(doc.paths['/v1/stream/ticks'].post.responses['200'].content['application/x-ndjson'].schema.oneOf[0].properties.item.type, ['number', 'null']);
+    assert.ok(tokens.parameters.some((h: { name: string }) => h.name === 'x-pyfleet-high-water-mark'));
     const add = doc.paths['/v1/call/add'].post;
     assert.equal(add.summary, 'Adds two integers.');
     assert.deepEqual(add.requestBody.content['application/json'].schema, { $ref: '#/components/schemas/AddArgs' });

@@ -11,11 +11,12 @@ import { openApiDocument, type OpenApiOptions } from './openapi.js';
 import { hasSchemas, type CommandSchemas } from '../typing/schema.js';
 import { ArgsValidator } from '../validate/args-validator.js';
 import { toHttpJson } from './http-json.js';
+import { registerStreamRoute, type StreamingPool } from './stream-route.js';
 
-/** What the server needs from a pool (`Pool` fits). */
-export interface ServedPool extends ObservedPool {
+/** What the server needs from a pool (`Pool` fits); without `stream()`, `/v1/stream` answers 501. */
+export interface ServedPool extends ObservedPool, StreamingPool {
   /** The commands the workers registered; with schemas once the runtime sends them in its hello. */
-  readonly registeredCommands?: Readonly<Record<string, { idempotent: boolean } & Partial<CommandSchemas>>>;
+  readonly registeredCommands?: Readonly<Record<string, { idempotent: boolean; stream?: boolean } & Partial<CommandSchemas>>>;
   execute(command: string, args: unknown, options: { sessionId?: string; timeoutMs?: number; idempotent?: boolean; signal?: AbortSignal; detailed: true }): Promise<{ value: unknown; via: string; attempts: number; workerId: number | null; durationMs: number }>;
 }
 
@@ -81,7 +82,8 @@ function poolSchemas(pool: ServedPool): Readonly<Record<string, CommandSchemas>>
 }
 
 /**
- * The HTTP face of a pool (fastify): `POST /v1/call/:command`, `GET /openapi.json`,
+ * The HTTP face of a pool (fastify): `POST /v1/call/:command`, `POST /v1/stream/:command`
+ * (NDJSON, see stream-route.ts), `GET /openapi.json`,
  * `GET /v1/stats`, `GET /metrics`, `GET /healthz`, the dashboard at `/` and its live stream at
  * `/events`. Request bodies are always checked against the command's args schema (callers are
  * remote); binary values travel as base64 strings both ways.
@@ -179,6 +181,8 @@ export async function createServer(options: ServerOptions): Promise<PyfleetServe
       reply.raw.off('close', onClose);
     }
   });
+
+  registerStreamRoute(app, pool, validator, () => draining);
 
   app.get('/openapi.json', async () => {
     const cmds = schemas() ?? {};

@@ -1,6 +1,6 @@
 /**
  * The live dashboard: one HTML page, one stylesheet, one script, no dependencies and nothing
- * fetched from elsewhere (about 12 KB in all). Kept as strings so the build ships them with
+ * fetched from elsewhere (about 15 KB in all). Kept as strings so the build ships them with
  * the JavaScript. The script opens `/events` (Server-Sent Events) and redraws on each snapshot.
  */
 
@@ -42,20 +42,28 @@ export const DASHBOARD_HTML = `<!doctype html>
     <h2>Calls</h2>
     <table id="calls" class="kv"></table>
   </section>
+  <section>
+    <h2>Sessions</h2>
+    <table id="sessions" class="kv"></table>
+  </section>
+  <section>
+    <h2>Streams and binary data</h2>
+    <table id="streams" class="kv"></table>
+  </section>
+  <section>
+    <h2>Recoveries</h2>
+    <div id="recoveries"></div>
+  </section>
   <section class="wide">
     <h2>Errors by category <span id="errors-window" class="muted"></span></h2>
     <svg id="errors-chart" viewBox="0 0 600 120"></svg>
     <div id="errors-legend" class="legend"></div>
   </section>
   <section>
-    <h2>Recoveries</h2>
-    <div id="recoveries"></div>
-  </section>
-  <section>
     <h2>Restarts</h2>
     <table id="restarts" class="kv"></table>
   </section>
-  <section>
+  <section class="span2">
     <h2>Recent events</h2>
     <ol id="feed"></ol>
   </section>
@@ -77,13 +85,15 @@ h2{font-size:13px;text-transform:uppercase;letter-spacing:.6px;color:var(--muted
 .pill.on{background:#1e4d2b;color:#b2f2bb}.pill.off{background:#5c1d1d;color:#ffc9c9}
 main{display:grid;grid-template-columns:repeat(3,minmax(0,1fr));gap:14px;padding:14px 18px}
 section{background:var(--panel);border:1px solid var(--line);border-radius:8px;padding:12px 14px;min-width:0}
-section.wide{grid-column:span 3}
-@media (max-width:900px){main{grid-template-columns:1fr}section.wide{grid-column:span 1}}
+section.wide{grid-column:span 3}section.span2{grid-column:span 2}
+@media (max-width:900px){main{grid-template-columns:1fr}section.wide,section.span2{grid-column:span 1}}
 .tiles{display:flex;flex-wrap:wrap;gap:10px}
 .tile{width:200px;border-radius:8px;padding:8px 10px;color:#fff;border:2px solid transparent}
 .tile .id{font-weight:700;font-size:15px}.tile .st{float:right;font-size:12px;opacity:.95}
 .tile .meta{font-size:12px;opacity:.9;margin-top:4px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .tile.unhealthy{border-color:#ffd43b;border-style:dashed}
+.tile .load{height:5px;margin-top:6px;background:rgba(0,0,0,.3);border-radius:3px;overflow:hidden}
+.tile .load i{display:block;height:100%;background:#fff;opacity:.85}
 .s-initializing{background:var(--initializing)}.s-ready{background:var(--ready)}.s-busy{background:var(--busy)}
 .s-degraded{background:var(--degraded)}.s-terminating{background:var(--terminating)}.s-terminated{background:var(--terminated)}
 .legend{margin-top:8px;font-size:12px;color:var(--muted)}
@@ -120,19 +130,34 @@ export const DASHBOARD_JS = String.raw`(function () {
     });
   }
   function num(n) { return n == null ? '-' : Number(n).toLocaleString(); }
+  function bytes(n) {
+    if (n == null) return '-';
+    var u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'], i = 0;
+    while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+    return (i ? n.toFixed(1) : String(n)) + ' ' + u[i];
+  }
+  function kv(id, rows) {
+    $(id).innerHTML = rows.map(function (r) {
+      return '<tr data-key="' + esc(r[0]) + '"><td>' + esc(r[0]) + '</td><td>' + esc(r[1]) + '</td></tr>';
+    }).join('');
+  }
   function time(t) { var d = new Date(t); return d.toTimeString().slice(0, 8); }
 
   function workers(s) {
     $('serving').textContent = s.serving + ' of ' + s.workers.filter(function (w) { return w.state !== 'terminated'; }).length + ' serving';
     $('workers').innerHTML = s.workers.map(function (w) {
       var meta = w.exit ? esc(w.exit.reason) : 'pid ' + esc(w.pid) + ' · ' + num(w.requests) + ' req';
+      var cap = s.capacity || 1;
       var meta2 = w.exit
         ? 'pid ' + esc(w.pid) + ' · ' + num(w.requests) + ' req'
-        : (w.rssMb == null ? '' : w.rssMb + ' MB · ') + w.inflight + ' in flight · ↻ ' + w.restarts;
+        : (w.rssMb == null ? '' : w.rssMb + ' MB · ') + w.inflight + '/' + cap + ' in flight · ↻ ' + w.restarts;
+      var load = w.exit ? '' : '<div class="load" title="' + w.inflight + ' of ' + cap + ' calls at once"><i style="width:' +
+        Math.min(100, Math.round(w.inflight * 100 / cap)) + '%"></i></div>';
       return '<div class="tile s-' + esc(w.state) + (w.health === 'unhealthy' ? ' unhealthy' : '') + '" data-worker-id="' + w.id +
-        '" data-state="' + esc(w.state) + '" data-health="' + esc(w.health) + '" title="' + esc(w.state + ', ' + w.health) + '">' +
+        '" data-state="' + esc(w.state) + '" data-health="' + esc(w.health) + '" data-inflight="' + (w.exit ? 0 : w.inflight) +
+        '" data-capacity="' + cap + '" title="' + esc(w.state + ', ' + w.health) + '">' +
         '<span class="id">#' + w.id + '</span><span class="st">' + esc(w.state) + '</span>' +
-        '<div class="meta">' + meta + '</div><div class="meta">' + meta2 + '</div></div>';
+        '<div class="meta">' + meta + '</div><div class="meta">' + meta2 + '</div>' + load + '</div>';
     }).join('');
   }
 
@@ -194,6 +219,24 @@ export const DASHBOARD_JS = String.raw`(function () {
     }).join('') || 'no errors yet';
   }
 
+  function sessions(s) {
+    var x = s.sessions;
+    if (!x) { $('sessions').innerHTML = '<tr><td class="muted">not reported by this pool</td></tr>'; return; }
+    var sn = x.snapshots, snaps = sn.ok + sn.failed, rs = x.restores, rn = rs.ok + rs.failed;
+    kv('sessions', [['Sessions', num(x.total)], ['Bound to a worker', num(x.bound)], ['Durable', num(x.durable)], ['Restored', num(x.restored)],
+      ['Snapshots', num(sn.ok) + (sn.failed ? ' (' + num(sn.failed) + ' failed)' : '')],
+      ['Snapshot size', snaps ? bytes(Math.round(sn.bytes / snaps)) + ' avg, ' + bytes(sn.maxBytes) + ' max' : '-'],
+      ['Restores', num(rs.ok) + (rs.failed ? ' (' + num(rs.failed) + ' failed)' : '') + (rn ? ', ' + Math.round(rs.ms / rn) + ' ms avg' : '')],
+      ['Not durable', num(x.notDurable)]]);
+  }
+
+  function streams(s) {
+    var t = s.streams, b = s.binary;
+    kv('streams', [['Streams open', num(t.open)], ['Ended', num(t.ok)], ['Broken', num(t.broken)], ['Failed', num(t.error)],
+      ['Items', t.items == null ? 'not reported' : num(t.items)],
+      ['Binary to Python', b ? bytes(b.toPython) : 'not reported'], ['Binary from Python', b ? bytes(b.fromPython) : 'not reported']]);
+  }
+
   function recoveries(s) {
     var r = s.recoveries;
     var rows = Object.keys(r.byStrategy).filter(function (k) { return r.byStrategy[k].initiated; }).map(function (k) {
@@ -216,7 +259,7 @@ export const DASHBOARD_JS = String.raw`(function () {
 
   function render(s) {
     $('module').textContent = s.pool.module + ' · pool ' + s.pool.id + (s.pool.draining ? ' · draining' : '');
-    workers(s); circuits(s); queue(s); calls(s); errors(s); recoveries(s); restarts(s); feed(s);
+    workers(s); circuits(s); queue(s); calls(s); sessions(s); streams(s); errors(s); recoveries(s); restarts(s); feed(s);
     document.body.setAttribute('data-updated', String(s.at));
   }
 

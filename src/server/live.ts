@@ -1,4 +1,5 @@
-import { isServing, type ObservedPool, type ObservedStats, type ObservedWorker } from '../telemetry/source.js';
+import { isServing, workerCapacity, type ObservedPool, type ObservedSessions, type ObservedStats, type ObservedWorker } from '../telemetry/source.js';
+import { watchStreams, type StreamWatch } from '../telemetry/streams.js';
 
 export interface LiveOptions {
   /** Width of one bar of the error chart (default 10 000 ms). */
@@ -20,7 +21,7 @@ export interface LiveWorker extends ObservedWorker {
 
 export interface FeedItem {
   at: number;
-  kind: 'error' | 'recovery' | 'circuit' | 'exit';
+  kind: 'error' | 'recovery' | 'circuit' | 'exit' | 'session' | 'stream';
   text: string;
   level: 'info' | 'warn' | 'error';
 }
@@ -30,6 +31,8 @@ export interface LiveSnapshot {
   at: number;
   pool: { id: number; module: string; closed: boolean; draining: boolean; uptimeMs: number };
   workers: LiveWorker[];
+  /** Calls one worker may hold at once (the larger of concurrency and pipelineDepth): the tiles show in-flight against it. */
+  capacity: number;
   serving: number;
   queue: { length: number; max: number; series: number[] };
   calls: ObservedStats['calls'] & { perSecond: number };
@@ -37,7 +40,27 @@ export interface LiveSnapshot {
   recoveries: ObservedStats['recoveries'];
   restarts: ObservedStats['restarts'];
   errors: { bucketMs: number; totals: Record<string, number>; buckets: Array<{ t: number; counts: Record<string, number> }> };
+  /** `stats().sessions` and what the session events said since the dashboard started; null when the pool has no session stats. */
+  sessions: LiveSessions | null;
+  streams: LiveStreams;
+  /** Bytes of binary values to and from the workers; null until the pool counts them. */
+  binary: { toPython: number; fromPython: number } | null;
   feed: FeedItem[];
+}
+
+export interface LiveSessions extends ObservedSessions {
+  snapshots: { ok: number; failed: number; bytes: number; maxBytes: number; ms: number };
+  restores: { ok: number; failed: number; ms: number };
+  notDurable: number;
+}
+
+export interface LiveStreams {
+  open: number;
+  ok: number;
+  broken: number;
+  error: number;
+  /** Items of the streams that ended; null while the pool does not publish them. */
+  items: number | null;
 }
 
 type Listener = (s: LiveSnapshot) => void;
@@ -67,6 +90,9 @@ export class LiveState {
   private pushTimer: NodeJS.Timeout | null = null;
   private lastPush = 0;
   private lastStats: ObservedStats | null = null;
+  private readonly streamWatch: StreamWatch;
+  private readonly streamTotals: LiveStreams = { open: 0, ok: 0, broken: 0, error: 0, items: null };
+  private readonly sessionTotals = { snapshots: { ok: 0, failed: 0, bytes: 0, maxBytes: 0, ms: 0 }, restores: { ok: 0, failed: 0, ms: 0 }, notDurable: 0 };
   draining = false;
 
   constructor(pool: ObservedPool, options: LiveOptions = {}) {
@@ -120,7 +146,43 @@ export class LiveState {
         this.note('recovery', `recovery ${e.strategy} for ${e.category}: ${e.result} in ${Math.round(e.durationMs)} ms`, e.result === 'ok' ? 'info' : 'warn');
         this.changed();
       }),
+      pool.on('session:snapshot', (e) => {
+        const t = this.sessionTotals.snapshots;
+        if (e.ok) t.ok++;
+        else {
+          t.failed++;
+          this.note('session', `session ${e.sessionId}: snapshot (version ${e.version}) not stored: ${e.error ?? 'store failed'}`, 'warn');
+        }
+        t.bytes += e.bytes;
+        t.ms += e.durationMs;
+        if (e.bytes > t.maxBytes) t.maxBytes = e.bytes;
+      }),
+      pool.on('session:restore', (e) => {
+        const t = this.sessionTotals.restores;
+        if (e.ok) t.ok++;
+        else t.failed++;
+        t.ms += e.durationMs;
+        this.note('session', e.ok ? `session ${e.sessionId} restored (${e.bytes} bytes, version ${e.version}) in ${Math.round(e.durationMs)} ms` : `session ${e.sessionId}: restore failed: ${firstLine(e.error ?? '')}`, e.ok ? 'info' : 'warn');
+        this.changed();
+      }),
+      pool.on('session:not_durable', (e) => {
+        this.sessionTotals.notDurable++;
+        this.note('session', `session ${e.sessionId} is not durable: ${firstLine(e.reason)}`, 'warn');
+        this.changed();
+      }),
     );
+    this.streamWatch = watchStreams(pool, {
+      end: (e) => {
+        const t = this.streamTotals;
+        t[e.outcome]++;
+        if (e.items !== null) t.items = (t.items ?? 0) + e.items;
+        if (e.outcome === 'broken') {
+          this.note('stream', `stream ${e.command} broken after ${e.items ?? 'some'} items (its worker died)`, 'warn');
+          this.changed();
+        }
+      },
+    });
+    this.unsubscribe.push(() => this.streamWatch.close());
     this.sample();
     this.timer = setInterval(() => {
       this.sample();
@@ -199,6 +261,7 @@ export class LiveState {
       at: now,
       pool: { id: s.poolId, module: s.module, closed: s.closed, draining: this.draining, uptimeMs: now - this.startedAt },
       workers,
+      capacity: workerCapacity(this.pool),
       serving: s.workers.filter(isServing).length,
       queue: { length: s.queue.length, max: s.queue.max, series: this.queueSeries.slice() },
       calls: { ...s.calls, perSecond: Math.round(this.perSecond * 10) / 10 },
@@ -206,6 +269,9 @@ export class LiveState {
       recoveries: s.recoveries,
       restarts: s.restarts,
       errors: { bucketMs: this.bucketMs, totals: { ...s.errorsByCategory }, buckets },
+      sessions: s.sessions === undefined ? null : sessionsOf(s.sessions, this.sessionTotals),
+      streams: { ...this.streamTotals, open: this.streamWatch.open },
+      binary: s.binary === undefined ? null : { toPython: s.binary.toPython, fromPython: s.binary.fromPython },
       feed: this.feed.slice(-15).reverse(),
     };
   }
@@ -243,6 +309,18 @@ export class LiveState {
       }
     }
   }
+}
+
+function sessionsOf(s: ObservedSessions, t: Pick<LiveSessions, 'snapshots' | 'restores' | 'notDurable'>): LiveSessions {
+  return {
+    total: s.total,
+    bound: s.bound,
+    durable: s.durable,
+    restored: s.restored,
+    snapshots: { ...t.snapshots },
+    restores: { ...t.restores },
+    notDurable: t.notDurable,
+  };
 }
 
 function firstLine(s: string): string {

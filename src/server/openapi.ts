@@ -68,6 +68,18 @@ const HEADERS = [
   { name: 'x-pyfleet-idempotent', in: 'header', required: false, description: 'May the call be sent again after a worker took it?', schema: { type: 'string', enum: ['true', 'false'] } },
 ];
 
+const STREAM_HEADERS = [
+  HEADERS[0],
+  { name: 'x-pyfleet-timeout-ms', in: 'header', required: false, description: 'Time for the whole stream, in milliseconds.', schema: { type: 'integer', minimum: 1 } },
+  HEADERS[2],
+  { name: 'x-pyfleet-chunk-timeout-ms', in: 'header', required: false, description: 'The longest wait for the next item from Python, in milliseconds.', schema: { type: 'integer', minimum: 1 } },
+  { name: 'x-pyfleet-high-water-mark', in: 'header', required: false, description: 'Items Python may send ahead of the reader (default 16); a slow reader makes the generator wait.', schema: { type: 'integer', minimum: 1 } },
+];
+
+const STREAM_LINE_DOC =
+  'NDJSON: one JSON object per line, sent as the generator yields: {"item": ...} per item, then {"end": {"items": n}}, or {"error": {...}} (the last line) when the stream fails after its first item. ' +
+  'A failure before the first item is answered with its own status and one {"error": ...} line instead. A reader that hangs up closes the generator in Python.';
+
 function errorResponse(description: string): Json {
   return { description, content: { 'application/json': { schema: { $ref: '#/components/schemas/PyfleetError' } } } };
 }
@@ -75,6 +87,11 @@ function errorResponse(description: string): Json {
 function operationId(name: string): string {
   const id = name.replace(/[^A-Za-z0-9_]/g, '_');
   return /^[A-Za-z_]/.test(id) ? id : `call_${id}`;
+}
+
+/** A generator: its calls stream (the hello says so; a schema without a result but with an item does too). */
+function isGenerator(info: CommandSchemas & { stream?: boolean }): boolean {
+  return info.stream === true || ((info.result === null || info.result === undefined) && info.item !== null && info.item !== undefined);
 }
 
 /** Does a call with no body (null) fit? Only an args schema that admits null does. */
@@ -87,11 +104,13 @@ function bodyRequired(args: JsonSchema | null | undefined): boolean {
 /**
  * The OpenAPI 3.1 document of `pyfleet serve`: one `POST /v1/call/<command>` per command (its
  * body is the args schema, its 200 answer `{ "result": <result schema> }`), the named Python
- * types under `components/schemas`. Generators are left out: HTTP calls cannot stream yet.
+ * types under `components/schemas`. A generator gets `POST /v1/stream/<command>` instead: its 200
+ * answer is NDJSON, each line an item (`{"item": <item schema>}`), the end or an error.
  */
 export function openApiDocument(commands: Readonly<Record<string, CommandSchemas>>, options: OpenApiOptions = {}): Json {
   const namer = new DefNamer();
   namer.reserve('PyfleetError');
+  namer.reserve('PyfleetStreamEnd');
   const components: Record<string, JsonSchema> = { PyfleetError: ERROR_SCHEMA };
   const paths: Record<string, Json> = {};
 
@@ -105,7 +124,10 @@ export function openApiDocument(commands: Readonly<Record<string, CommandSchemas
 
   for (const name of Object.keys(commands).sort()) {
     const info = commands[name];
-    if ((info.result === null || info.result === undefined) && info.item !== null && info.item !== undefined) continue;
+    if (isGenerator(info)) {
+      paths[`/v1/stream/${encodeURIComponent(name)}`] = streamPath(name, info, place(info.args, 'request', 'Args'), place(info.item, 'response', 'Item'), options);
+      continue;
+    }
     const args = place(info.args, 'request', 'Args');
     const result = place(info.result, 'response', 'Result');
     const doc = info.doc ?? undefined;
@@ -129,6 +151,7 @@ export function openApiDocument(commands: Readonly<Record<string, CommandSchemas
     };
   }
 
+  if (Object.keys(paths).some((p) => p.startsWith('/v1/stream/'))) components.PyfleetStreamEnd = STREAM_END_SCHEMA;
   const doc: Json = {
     openapi: '3.1.0',
     info: { title: options.title ?? 'pyfleet', version: options.version ?? '1', description: 'Python commands served by pyfleet. Binary values are base64 strings.' },
@@ -140,4 +163,41 @@ export function openApiDocument(commands: Readonly<Record<string, CommandSchemas
     doc.security = [{ bearer: [] }];
   }
   return doc;
+}
+
+const STREAM_END_SCHEMA: JsonSchema = {
+  type: 'object',
+  description: 'The last line of a stream that ended: how many items it sent.',
+  properties: { end: { type: 'object', properties: { items: { type: 'integer', minimum: 0 } }, required: ['items'] } },
+  required: ['end'],
+};
+
+/** `POST /v1/stream/<command>` of a generator: its body is the args, its 200 answer NDJSON lines. */
+function streamPath(name: string, info: CommandSchemas, args: JsonSchema, item: JsonSchema, options: OpenApiOptions): Json {
+  const doc = info.doc ?? undefined;
+  const line = {
+    oneOf: [
+      { type: 'object', description: 'One item the generator yielded.', properties: { item }, required: ['item'] },
+      { $ref: '#/components/schemas/PyfleetStreamEnd' },
+      { $ref: '#/components/schemas/PyfleetError' },
+    ],
+  };
+  return {
+    post: {
+      operationId: `stream_${operationId(name)}`,
+      summary: doc?.split('\n', 1)[0] ?? `Stream ${name}`,
+      ...(doc !== undefined ? { description: doc } : {}),
+      ...(info.idempotent !== undefined ? { 'x-pyfleet-idempotent': info.idempotent } : {}),
+      parameters: STREAM_HEADERS,
+      requestBody: { required: bodyRequired(info.args), description: 'The arguments, as JSON.', content: { 'application/json': { schema: args } } },
+      responses: {
+        '200': { description: STREAM_LINE_DOC, content: { 'application/x-ndjson': { schema: line } } },
+        '400': errorResponse('The body is not JSON, the arguments do not fit the schema, or a header is invalid (PYFLEET_INVALID_ARGS).'),
+        ...(options.token ? { '401': errorResponse('A token is required.') } : {}),
+        '404': errorResponse('No such command (PYFLEET_UNKNOWN_COMMAND).'),
+        '500': errorResponse('The generator raised before its first item (PYFLEET_PYTHON_ERROR, with the traceback).'),
+        default: errorResponse('The pool could not start the stream (worker crashed, timeout, open circuit, ...).'),
+      },
+    },
+  };
 }

@@ -28,8 +28,29 @@ export interface EventPayloads {
   'worker:transition': { poolId: number; workerId: number; pid: number | null; from: string; to: string; reason: string; durationMs: number };
   'worker:exit': { poolId: number; workerId: number; pid: number | null; exitCode: number | null; signal: string | null; reason: string };
   'worker:log': { poolId: number; workerId: number; stream: 'stdout' | 'stderr'; line: string };
-  'call:start': { poolId: number; callId: number; command: string; sessionId: string | null };
-  'call:end': { poolId: number; callId: number; command: string; sessionId: string | null; ok: boolean; durationMs: number; attempts: number; code: string | null; via: 'pool' | 'fallback' };
+  /**
+   * `stream`: the call came from `pool.stream()`. Optional because the pool does not publish it
+   * yet (see docs/workloads.md, Telemetry); until it does, telemetry takes a call of a generator
+   * command for a stream.
+   */
+  'call:start': { poolId: number; callId: number; command: string; sessionId: string | null; stream?: boolean };
+  /**
+   * `stream` as on `call:start`; `items`: the items a stream delivered. Both optional, for the
+   * same reason: without `items`, streamed items are not counted.
+   */
+  'call:end': {
+    poolId: number;
+    callId: number;
+    command: string;
+    sessionId: string | null;
+    ok: boolean;
+    durationMs: number;
+    attempts: number;
+    code: string | null;
+    via: 'pool' | 'fallback';
+    stream?: boolean;
+    items?: number;
+  };
   /** `pool.close()` was called: the pool stops taking calls and drains (workers going down now are a shutdown, not an outage). */
   'pool:closing': { poolId: number };
   /** A session's snapshot was stored (or the store failed: `ok` false). */

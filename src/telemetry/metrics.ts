@@ -1,11 +1,16 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import { FastCounter, FastHistogram } from './fast-metrics.js';
-import { OBSERVED_WORKER_STATES, isServing, type ObservedPool, type ObservedStats } from './source.js';
+import { OBSERVED_WORKER_STATES, isServing, workerCapacity, type ObservedPool, type ObservedStats } from './source.js';
+import { watchStreams, type StreamWatch } from './streams.js';
 
 /** Latency buckets (seconds): sub-millisecond round trips up to the one-minute operation timeout. */
 export const DEFAULT_LATENCY_BUCKETS: readonly number[] = Object.freeze([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]);
 
+/** Snapshot sizes (bytes): 256 B to 64 MiB, x4 per bucket (maxSessionBytes is 16 MiB by default). */
+export const DEFAULT_SIZE_BUCKETS: readonly number[] = Object.freeze([256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]);
+
 const CIRCUIT_STATES = ['closed', 'open', 'half_open'] as const;
+const SESSION_STATES = ['total', 'bound', 'durable'] as const;
 
 export interface MetricsOptions {
   /** Where the metrics are registered (default: a new `Registry`, see `.registry`). Pass prom-client's `register` to use the global one. */
@@ -36,6 +41,7 @@ interface Attachment {
   last: Map<string, number>;
   rssWorkers: Set<string>;
   circuits: Set<string>;
+  streams: StreamWatch;
 }
 
 /**
@@ -49,7 +55,12 @@ interface Attachment {
  * `circuit_state{circuit,state}` (1 for the current state), `circuit_opened_total{circuit}`,
  * `circuit_rejected_total{circuit}`, `worker_restarts_total{reason}`, `workers{state}`,
  * `workers_healthy`, `queue_length`, `queue_max`, `calls_in_flight`,
- * `worker_rss_bytes{worker}`, `worker_requests_total{worker}` — all with a `pool` label.
+ * `worker_rss_bytes{worker}`, `worker_requests{worker}`, `worker_inflight{worker}`,
+ * `worker_capacity`, `sessions{state}`, `streams_open`, `binary_bytes_total{direction}` (once
+ * the pool counts binary bytes). From events: `session_snapshots_total{outcome}`,
+ * `session_snapshot_bytes`, `session_snapshot_seconds`, `session_restores_total{outcome}`,
+ * `session_restore_seconds`, `sessions_not_durable_total`, `streams_total{command,outcome}`,
+ * `stream_items_total{command}` (once `call:end` carries `items`) — all with a `pool` label.
  */
 export class PyfleetMetrics {
   readonly registry: Registry;
@@ -76,6 +87,20 @@ export class PyfleetMetrics {
   private readonly inFlight: Gauge<'pool'>;
   private readonly rss: Gauge<'pool' | 'worker'>;
   private readonly workerRequests: Gauge<'pool' | 'worker'>;
+  private readonly workerInflight: Gauge<'pool' | 'worker'>;
+  private readonly workerCapacity: Gauge<'pool'>;
+  private readonly sessions: Gauge<'pool' | 'state'>;
+  private readonly streamsOpen: Gauge<'pool'>;
+  private readonly binaryBytes: Counter<'pool' | 'direction'>;
+  // From events (sessions and streams are far rarer than calls, but cheap all the same).
+  private readonly snapshots: FastCounter;
+  private readonly snapshotBytes: FastHistogram;
+  private readonly snapshotSeconds: FastHistogram;
+  private readonly restores: FastCounter;
+  private readonly restoreSeconds: FastHistogram;
+  private readonly notDurable: FastCounter;
+  private readonly streams: FastCounter;
+  private readonly streamItems: FastCounter;
 
   constructor(options: MetricsOptions = {}) {
     this.registry = options.registry ?? new Registry();
@@ -110,6 +135,21 @@ export class PyfleetMetrics {
     this.inFlight = new Gauge({ name: `${p}calls_in_flight`, help: 'Calls started and not settled yet.', labelNames: ['pool'], registers, collect });
     this.rss = new Gauge({ name: `${p}worker_rss_bytes`, help: 'Resident memory of each Python worker process (sampled every health check).', labelNames: ['pool', 'worker'], registers, collect });
     this.workerRequests = new Gauge({ name: `${p}worker_requests`, help: 'Requests served by each live worker since it started.', labelNames: ['pool', 'worker'], registers, collect });
+    this.workerInflight = new Gauge({ name: `${p}worker_inflight`, help: 'Calls in flight on each live worker now (async and threaded calls share a worker up to concurrency).', labelNames: ['pool', 'worker'], registers, collect });
+    this.workerCapacity = new Gauge({ name: `${p}worker_capacity`, help: 'Calls one worker may hold at once: the larger of concurrency and pipelineDepth.', labelNames: ['pool'], registers, collect });
+    this.sessions = new Gauge({ name: `${p}sessions`, help: 'Sessions now: total (known), bound (to a worker), durable (latest state stored as a snapshot).', labelNames: ['pool', 'state'], registers, collect });
+    this.streamsOpen = new Gauge({ name: `${p}streams_open`, help: 'Streams started and not ended.', labelNames: ['pool'], registers, collect });
+    this.binaryBytes = new Counter({ name: `${p}binary_bytes_total`, help: 'Bytes of binary values (Buffers, typed arrays) sent to (to_python) and received from (from_python) the workers, every attempt counted.', labelNames: ['pool', 'direction'], registers, collect });
+    const sizes = DEFAULT_SIZE_BUCKETS;
+    const seconds = options.buckets ?? DEFAULT_LATENCY_BUCKETS;
+    this.snapshots = new FastCounter({ name: `${p}session_snapshots_total`, help: 'Session snapshots given to the store, by outcome (ok, error: the store failed).', labelNames: ['pool', 'outcome'], registers });
+    this.snapshotBytes = new FastHistogram({ name: `${p}session_snapshot_bytes`, help: 'Size of each session snapshot (the pickled state).', labelNames: ['pool'], buckets: sizes, registers });
+    this.snapshotSeconds = new FastHistogram({ name: `${p}session_snapshot_seconds`, help: 'Time the store took to accept a snapshot (the call waits for it).', labelNames: ['pool'], buckets: seconds, registers });
+    this.restores = new FastCounter({ name: `${p}session_restores_total`, help: 'Sessions restored on a new worker from their snapshot, by outcome (ok, error).', labelNames: ['pool', 'outcome'], registers });
+    this.restoreSeconds = new FastHistogram({ name: `${p}session_restore_seconds`, help: 'Time a worker took to verify and load a snapshot.', labelNames: ['pool', 'outcome'], buckets: seconds, registers });
+    this.notDurable = new FastCounter({ name: `${p}sessions_not_durable_total`, help: 'Sessions found not durable (cannot be pickled, or over maxSessionBytes): lost with their worker.', labelNames: ['pool'], registers });
+    this.streams = new FastCounter({ name: `${p}streams_total`, help: 'Streams ended, by command and outcome (ok, broken: worker died after the first item, error).', labelNames: ['pool', 'command', 'outcome'], registers });
+    this.streamItems = new FastCounter({ name: `${p}stream_items_total`, help: 'Items delivered by streams, counted when each stream ends.', labelNames: ['pool', 'command'], registers });
   }
 
   /** Starts recording `pool`; returns the function that stops it and removes the pool's series. */
@@ -117,7 +157,31 @@ export class PyfleetMetrics {
     const existing = this.attachments.get(pool);
     if (existing !== undefined) return () => this.detach(pool);
     const name = options.name ?? String(pool.id);
-    const a: Attachment = { pool, name, unsubscribe: [], calls: new Map(), failures: new Map(), errors: new Map(), last: new Map(), rssWorkers: new Set(), circuits: new Set() };
+    const streams = watchStreams(pool, {
+      end: (e) => {
+        this.streams.inc({ pool: name, command: e.command, outcome: e.outcome });
+        if (e.items !== null) this.streamItems.inc({ pool: name, command: e.command }, e.items);
+      },
+    });
+    const a: Attachment = { pool, name, unsubscribe: [() => streams.close()], calls: new Map(), failures: new Map(), errors: new Map(), last: new Map(), rssWorkers: new Set(), circuits: new Set(), streams };
+    const labels = { pool: name };
+    const snapOk = this.snapshots.child({ pool: name, outcome: 'ok' });
+    const snapErr = this.snapshots.child({ pool: name, outcome: 'error' });
+    const snapBytes = this.snapshotBytes.child(labels);
+    const snapSeconds = this.snapshotSeconds.child(labels);
+    a.unsubscribe.push(
+      pool.on('session:snapshot', (e) => {
+        (e.ok ? snapOk : snapErr).inc();
+        snapBytes.observe(e.bytes);
+        snapSeconds.observe(e.durationMs / 1000);
+      }),
+      pool.on('session:restore', (e) => {
+        const outcome = e.ok ? 'ok' : 'error';
+        this.restores.inc({ pool: name, outcome });
+        this.restoreSeconds.child({ pool: name, outcome }).observe(e.durationMs / 1000);
+      }),
+      pool.on('session:not_durable', () => this.notDurable.inc(labels)),
+    );
     a.unsubscribe.push(
       pool.on('call:end', (e) => {
         const outcome = e.ok ? (e.via === 'fallback' ? 'fallback' : 'ok') : 'error';
@@ -167,7 +231,7 @@ export class PyfleetMetrics {
     for (const u of a.unsubscribe) u();
     this.attachments.delete(pool);
     const pick = { pool: a.name };
-    for (const m of [this.calls, this.latency, this.callFailures, this.errors]) m.removeMatching(pick);
+    for (const m of [this.calls, this.latency, this.callFailures, this.errors, this.snapshots, this.snapshotBytes, this.snapshotSeconds, this.restores, this.restoreSeconds, this.notDurable, this.streams, this.streamItems]) m.removeMatching(pick);
     for (const m of [
       this.retries,
       this.recoveries,
@@ -183,6 +247,11 @@ export class PyfleetMetrics {
       this.inFlight,
       this.rss,
       this.workerRequests,
+      this.workerInflight,
+      this.workerCapacity,
+      this.sessions,
+      this.streamsOpen,
+      this.binaryBytes,
     ] as Array<{ remove(labels: Record<string, string>): void }>) {
       removeMatching(m, pick);
     }
@@ -246,12 +315,21 @@ export class PyfleetMetrics {
       seen.add(worker);
       if (w.rssMb !== null) this.rss.set({ pool, worker }, Math.round(w.rssMb * 1048576));
       this.workerRequests.set({ pool, worker }, w.requests);
+      this.workerInflight.set({ pool, worker }, w.inflight);
     }
     for (const old of a.rssWorkers) {
       if (!seen.has(old)) {
         this.rss.remove({ pool, worker: old });
         this.workerRequests.remove({ pool, worker: old });
+        this.workerInflight.remove({ pool, worker: old });
       }
+    }
+    this.workerCapacity.set({ pool }, workerCapacity(a.pool));
+    if (s.sessions !== undefined) for (const st of SESSION_STATES) this.sessions.set({ pool, state: st }, s.sessions[st]);
+    this.streamsOpen.set({ pool }, a.streams.open);
+    if (s.binary !== undefined) {
+      delta('binary:to', s.binary.toPython, (d) => this.binaryBytes.inc({ pool, direction: 'to_python' }, d));
+      delta('binary:from', s.binary.fromPython, (d) => this.binaryBytes.inc({ pool, direction: 'from_python' }, d));
     }
     a.rssWorkers = seen;
     for (const [state, n] of Object.entries(byState)) this.workers.set({ pool, state }, n);

@@ -41,12 +41,31 @@ export interface ObservedStats {
     timedOut: number;
     byStrategy: Record<string, { initiated: number; succeeded: number; failed: number }>;
   };
+  /** Sessions known, bound to a worker, with their latest state stored (durable), and restored on a new worker so far. */
+  sessions?: ObservedSessions;
+  /**
+   * Bytes of binary values (Buffers, typed arrays) that crossed the workers' pipes, every
+   * attempt counted. Optional: the pool does not count them yet (see docs/workloads.md).
+   */
+  binary?: { toPython: number; fromPython: number };
+}
+
+export interface ObservedSessions {
+  total: number;
+  bound: number;
+  durable: number;
+  restored: number;
 }
 
 export interface ObservedPool {
   readonly id: number;
-  /** The pool's resolved options; `min` tells an idle pool shrunk to zero workers from one that lost them all. */
-  readonly options?: { readonly min?: number };
+  /**
+   * The pool's resolved options: `min` tells an idle pool shrunk to zero workers from one that
+   * lost them all; `concurrency` and `pipelineDepth` say how many calls one worker may hold.
+   */
+  readonly options?: { readonly min?: number; readonly concurrency?: number; readonly pipelineDepth?: number };
+  /** The commands the workers registered: `stream` marks a generator (its calls are streams). */
+  readonly registeredCommands?: Readonly<Record<string, { readonly stream?: boolean }>>;
   stats(): ObservedStats;
   on<K extends EventName>(name: K, fn: (payload: EventPayloads[K]) => void): () => void;
   close(options?: { timeoutMs?: number }): Promise<void>;
@@ -54,6 +73,15 @@ export interface ObservedPool {
 
 /** Worker states as the pool reports them (kept here so telemetry needs nothing from src/worker). */
 export const OBSERVED_WORKER_STATES = ['initializing', 'ready', 'busy', 'degraded', 'terminating', 'terminated'] as const;
+
+/**
+ * Calls one worker may hold at once: `concurrency` async or threaded calls, or `pipelineDepth`
+ * idempotent plain `def` calls (whichever is larger; 1 when the pool does not say).
+ */
+export function workerCapacity(pool: ObservedPool): number {
+  const o = pool.options;
+  return Math.max(1, o?.concurrency ?? 1, o?.pipelineDepth ?? 1);
+}
 
 /** A worker that can serve: ready or busy, and healthy. */
 export function isServing(w: ObservedWorker): boolean {

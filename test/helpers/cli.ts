@@ -13,10 +13,15 @@ export interface CliRun {
 
 /**
  * Runs the CLI as `node --import tsx src/cli/main.ts ...args` from the package root; rejects if
- * it outlives `timeoutMs`. `onStderr` sees the stderr so far after each chunk (to signal the
- * process once it has printed something).
+ * it outlives `timeoutMs`. `onStderr` and `onStdout` see what was printed so far after each
+ * chunk (to act once the process has printed something).
  */
-export function cli(args: string[], timeoutMs = 60_000, onStderr?: (stderr: string, child: ChildProcess) => void): Promise<CliRun> {
+export function cli(
+  args: string[],
+  timeoutMs = 60_000,
+  onStderr?: (stderr: string, child: ChildProcess) => void,
+  onStdout?: (stdout: string, child: ChildProcess) => void,
+): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const t0 = Date.now();
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
@@ -26,7 +31,10 @@ export function cli(args: string[], timeoutMs = 60_000, onStderr?: (stderr: stri
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      onStdout?.(stdout, child);
+    });
     child.stderr.setEncoding('utf8').on('data', (d: string) => {
       stderr += d;
       onStderr?.(stderr, child);

@@ -16,7 +16,7 @@ export function renderReport(r: ChaosReport): string {
     const v = (r.faults[f.key] as number | undefined) ?? 0;
     return v > 0 ? `${f.name} ${v}` : null;
   }).filter((x): x is string => x !== null);
-  out.push(`pyfleet chaos: ${r.durationS} s on ${r.workers} workers, ${r.rate} calls/s, concurrency ${r.concurrency}, seed ${r.seed}${r.interrupted ? ' (interrupted)' : ''}`);
+  out.push(`pyfleet chaos: ${r.durationS} s on ${r.workers} workers (pool concurrency ${r.poolConcurrency}), ${r.rate} calls/s, ${r.concurrency} in flight at most, seed ${r.seed}${r.interrupted ? ' (interrupted)' : ''}`);
   out.push(`faults: ${faults.length > 0 ? faults.join(', ') : 'none'}`);
   out.push(`replay: pyfleet chaos --seed ${r.seed} (same options)`);
   out.push('');
@@ -28,12 +28,18 @@ export function renderReport(r: ChaosReport): string {
         ['settled', r.settled],
         ['succeeded', r.succeeded],
         ['failed', r.failed],
-        ['  idempotent (compute)', `${r.idempotent.succeeded}/${r.idempotent.calls} ok, ${r.idempotent.injectedExceptions} injected exceptions`],
+        ['  idempotent (all kinds)', `${r.idempotent.succeeded}/${r.idempotent.calls} ok, ${r.idempotent.injectedExceptions} injected exceptions, ${r.idempotent.brokenStreams} broken streams`],
+        ...Object.entries(r.kinds)
+          .filter(([, k]) => k.calls > 0)
+          .map(([name, k]) => [`    ${name}`, `${k.succeeded}/${k.calls} ok, ${k.injectedExceptions} injected exceptions${Object.keys(k.failedByCode).length > 0 ? `, failed: ${kv(k.failedByCode)}` : ''}`]),
         ['  non-idempotent (record)', `${r.nonIdempotent.succeeded}/${r.nonIdempotent.calls} ok, ${r.failedButRan} failed but ran (may-have-run errors)`],
         ['  session', `${r.session.succeeded}/${r.session.calls} ok, ${r.session.lost} lost sessions, ${r.session.reopened} reopened`],
       ],
     ),
   );
+  if (r.kinds.stream.calls > 0) out.push(`streams: ${r.streams.complete} complete, ${r.streams.items} items, ${r.streams.failedAfterItems} failed after items (${r.streams.broken} PYFLEET_STREAM_BROKEN)`);
+  const d = r.durableSessions;
+  out.push(`durable sessions: ${d.restores.ok} restored on another worker (${d.restores.failed} restores failed), ${d.snapshots.ok} snapshots stored (${d.snapshots.failed} failed), ${d.notDurable} not durable`);
   out.push('');
   out.push(`failed by category: ${kv(r.failedByCategory)}`);
   out.push(`failed by code:     ${kv(r.failedByCode)}`);
@@ -41,7 +47,7 @@ export function renderReport(r: ChaosReport): string {
   out.push(`retries ${r.retries}; recoveries ${r.recoveries.initiated} initiated, ${r.recoveries.succeeded} succeeded, ${r.recoveries.failed} failed (${kv(Object.fromEntries(Object.entries(r.recoveries.byStrategy).map(([k, c]) => [k, c.initiated])))})`);
   out.push(`circuit openings ${r.circuitOpenings} (${Object.entries(r.circuits).map(([k, c]) => `${k}: opened ${c.opened}, rejected ${c.rejected}, now ${c.state}`).join('; ')})`);
   out.push(`worker restarts ${r.workerRestarts.total} (${kv(r.workerRestarts.byReason)}); poison quarantined ${r.poison.quarantined}, refused ${r.poison.refused}`);
-  out.push(`latency p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, max ${r.latencyMs.max} ms; drain ${r.drainMs} ms, close ${r.closeMs} ms; ${r.pidsSeen} worker pids seen`);
+  out.push(`latency p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, max ${r.latencyMs.max} ms; drain ${r.drainMs} ms, close ${r.closeMs} ms; ${r.pidsSeen} worker pids seen; at most ${r.maxWorkerInflight} calls at once on one worker`);
   out.push('');
   out.push('invariants');
   out.push(
@@ -56,6 +62,8 @@ export function renderReport(r: ChaosReport): string {
       '  ',
     ),
   );
+  if (r.wrongAnswers > 0) out.push(`wrong answers by kind: ${kv(r.wrongAnswersByKind)}`);
+  if (r.sessionStateErrors > 0) out.push(`session state errors: ${kv(r.sessionStateErrorsByKind)}`);
   if (r.lost > 0) out.push(`lost calls by command: ${kv(r.lostByCommand)}${r.settledLate > 0 ? ` (${r.settledLate} settled later, while the pool closed)` : ''}`);
   if (r.orphans > 0) out.push(`orphaned worker pids (killed now): ${r.orphanPids.join(', ')}`);
   if (r.nonPoolErrorSamples.length > 0) out.push(`rejections that were not PoolErrors:\n${r.nonPoolErrorSamples.join('\n')}`);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { createPool, subscribe, type ChaosOptions, type Logger, type Pool, type PoolOptions, type PoolStats } from '../../index.js';
 import { exampleFile } from '../paths.js';
 import { auditLedger, reap } from './ledger.js';
-import { ChaosMix } from './mix.js';
+import { ChaosMix, type KindTally, type NewerKind, type SessionStateError } from './mix.js';
 import { runWorkload, type WorkloadState } from '../workload.js';
 import { infraFaultRate } from './faults.js';
 import { findOrphans } from './processes.js';
@@ -38,7 +38,11 @@ export interface ChaosRunOptions {
   /** Calls started per second. */
   rate: number;
   concurrency: number;
-  /** Share of session-less calls that are idempotent (compute); the rest are not (record). */
+  /** `concurrency` of the pool: async and threaded calls one worker runs at once. */
+  poolConcurrency: number;
+  /** Shares of session-less calls given to acompute, tcompute, stream and blob (default: none). */
+  kinds?: Partial<Record<NewerKind, number>>;
+  /** Share of the other session-less calls that are idempotent (compute); the rest are not (record). */
   idempotentShare: number;
   /** Session ids used (0: no session calls). */
   sessions: number;
@@ -75,6 +79,7 @@ export interface ChaosReport {
   workers: number;
   rate: number;
   concurrency: number;
+  poolConcurrency: number;
   interrupted: boolean;
   faults: ChaosOptions;
   poolOptions: Omit<typeof CHAOS_POOL_OPTIONS, 'requestTimeoutMs'> & { requestTimeoutMs: number };
@@ -96,13 +101,22 @@ export interface ChaosReport {
   failedButRan: number;
   ledgerCorruptLines: number;
   wrongAnswers: number;
+  wrongAnswersByKind: Record<string, number>;
   sessionStateErrors: number;
+  sessionStateErrorsByKind: Record<SessionStateError, number>;
+  streamBrokenMislabelled: number;
   nonPoolErrors: number;
   nonPoolErrorSamples: string[];
-  idempotent: { calls: number; succeeded: number; injectedExceptions: number; failedByCode: Record<string, number> };
+  /** compute and the newer kinds (all idempotent). */
+  idempotent: { calls: number; succeeded: number; injectedExceptions: number; brokenStreams: number; failedByCode: Record<string, number> };
+  /** The newer kinds one by one. */
+  kinds: Record<NewerKind, KindTally>;
+  streams: { items: number; complete: number; failedAfterItems: number; broken: number };
   idempotentSuccessRate: number;
   nonIdempotent: { calls: number; succeeded: number; failed: number };
   session: { calls: number; succeeded: number; lost: number; reopened: number };
+  /** The pool's durable sessions: `stats().sessions` at the end, and the snapshot and restore events of the run. */
+  durableSessions: { restored: number; durable: number; snapshots: { ok: number; failed: number }; restores: { ok: number; failed: number }; notDurable: number };
   injectedExceptionsSeen: number;
   retries: number;
   recoveries: { initiated: number; succeeded: number; failed: number; byStrategy: Record<string, { initiated: number; succeeded: number; failed: number }> };
@@ -114,6 +128,8 @@ export interface ChaosReport {
   poolCalls: PoolStats['calls'] | null;
   latencyMs: { p50: number; p99: number; max: number };
   pidsSeen: number;
+  /** The most calls one worker held at once, sampled every 100 ms (above 1: calls shared a worker). */
+  maxWorkerInflight: number;
   orphans: number;
   orphanPids: number[];
   closeMs: number;
@@ -134,6 +150,8 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
 
   // Every worker pid the run sees, for the orphan check after close.
   const pids = new Set<number>();
+  const durable = { snapshots: { ok: 0, failed: 0 }, restores: { ok: 0, failed: 0 }, notDurable: 0 };
+  let poolId: number | null = null;
   const unsubscribe = [
     subscribe('worker:transition', (p) => {
       if (p.pid !== null) pids.add(p.pid);
@@ -141,12 +159,23 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
     subscribe('worker:exit', (p) => {
       if (p.pid !== null) pids.add(p.pid);
     }),
+    // The pool's id is known once it is created; its sessions' events only come after.
+    subscribe('session:snapshot', (e) => {
+      if (e.poolId === poolId) durable.snapshots[e.ok ? 'ok' : 'failed']++;
+    }),
+    subscribe('session:restore', (e) => {
+      if (e.poolId === poolId) durable.restores[e.ok ? 'ok' : 'failed']++;
+    }),
+    subscribe('session:not_durable', (e) => {
+      if (e.poolId === poolId) durable.notDurable++;
+    }),
   ];
 
   const pool = await createPool({
     module: exampleFile('chaos_handlers.py'),
     ...(o.python !== undefined ? { python: o.python } : {}),
     workers: o.workers,
+    concurrency: o.poolConcurrency,
     ...CHAOS_POOL_OPTIONS,
     requestTimeoutMs: o.requestTimeoutMs,
     logger: o.logger,
@@ -157,14 +186,24 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
     rmSync(ledgerDir, { recursive: true, force: true });
     throw e;
   });
+  poolId = pool.id;
   const samplePids = (): void => {
     for (const p of pool.pids()) pids.add(p);
   };
   samplePids();
 
-  const mix = new ChaosMix({ target: pool, runId, sessions: o.sessions, sessionShare: o.sessionShare, idempotentShare: o.idempotentShare, rnd });
+  let mix: ChaosMix;
+  try {
+    mix = new ChaosMix({ target: pool, runId, sessions: o.sessions, sessionShare: o.sessionShare, idempotentShare: o.idempotentShare, rnd, ...(o.kinds !== undefined ? { kinds: o.kinds } : {}) });
+  } catch (e) {
+    for (const u of unsubscribe) u();
+    await pool.close();
+    rmSync(ledgerDir, { recursive: true, force: true });
+    throw e;
+  }
   const { failedByCategory, failedByCode, idem, nonIdem, sess } = mix;
 
+  let maxWorkerInflight = 0;
   let result;
   try {
     result = await runWorkload({
@@ -176,6 +215,7 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
       ...(o.signal !== undefined ? { signal: o.signal } : {}),
       onTick: (st) => {
         samplePids();
+        for (const w of pool.stats().workers) if (w.inflight > maxWorkerInflight) maxWorkerInflight = w.inflight;
         o.onTick?.(st, pool);
       },
     });
@@ -220,7 +260,7 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
   if (o.keepLedger !== true) rmSync(ledgerDir, { recursive: true, force: true });
 
   const stats = pool.stats();
-  const idemDenominator = idem.calls - idem.injectedExceptions;
+  const idemDenominator = idem.calls - idem.injectedExceptions - idem.brokenStreams;
   const idempotentSuccessRate = idemDenominator === 0 ? 1 : idem.succeeded / idemDenominator;
   const infraRate = infraFaultRate(o.chaos);
   const circuitOpenings = Object.values(stats.circuits).reduce((s, c) => s + c.opened, 0);
@@ -235,6 +275,7 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
     zero('ledgerCorruptLines', ledgerCorruptLines),
     zero('wrongAnswers', mix.wrongAnswers),
     zero('sessionStateErrors', mix.sessionStateErrors),
+    zero('streamBrokenMislabelled', mix.streamBrokenMislabelled),
     zero('nonPoolErrors', mix.nonPoolErrors),
     zero('orphans', orphanPids.length),
     zero('closeTimedOut', closeTimedOut ? 1 : 0),
@@ -252,6 +293,7 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
     workers: o.workers,
     rate: o.rate,
     concurrency: o.concurrency,
+    poolConcurrency: o.poolConcurrency,
     interrupted: result.interrupted,
     faults: o.chaos,
     poolOptions: { ...CHAOS_POOL_OPTIONS, requestTimeoutMs: o.requestTimeoutMs },
@@ -271,14 +313,20 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
     failedButRan,
     ledgerCorruptLines,
     wrongAnswers: mix.wrongAnswers,
+    wrongAnswersByKind: mix.wrongAnswersByKind,
     sessionStateErrors: mix.sessionStateErrors,
+    sessionStateErrorsByKind: mix.sessionStateErrorsByKind,
+    streamBrokenMislabelled: mix.streamBrokenMislabelled,
     nonPoolErrors: mix.nonPoolErrors,
     nonPoolErrorSamples: mix.nonPoolErrorSamples,
     idempotent: idem,
+    kinds: mix.kinds,
+    streams: mix.streamStats,
     // Rounded down, so a rate that failed the check never prints as passing.
     idempotentSuccessRate: Math.floor(idempotentSuccessRate * 10_000) / 10_000,
     nonIdempotent: nonIdem,
     session: sess,
+    durableSessions: { restored: stats.sessions.restored, durable: stats.sessions.durable, ...durable },
     injectedExceptionsSeen: mix.injectedExceptionsSeen,
     retries: stats.calls.retries,
     recoveries: {
@@ -295,6 +343,7 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
     poolCalls: statsBefore.calls,
     latencyMs: result.latencies.summary(),
     pidsSeen: pids.size,
+    maxWorkerInflight,
     orphans: orphanPids.length,
     orphanPids,
     closeMs: Math.round(closeMs),

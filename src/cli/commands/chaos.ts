@@ -1,4 +1,4 @@
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { intArg, logLevelArg, numberArg, type LogLevel } from '../args.js';
 import { printError } from '../errors.js';
 import { cliLogger } from '../log.js';
@@ -6,6 +6,7 @@ import { Progress } from '../progress.js';
 import { FAULTS, FAULT_SIZES, chaosOptions, parseFaultList, parseFaultRates } from '../chaos/faults.js';
 import { renderReport } from '../chaos/report.js';
 import { CHAOS_POOL_OPTIONS, SLO_MAX_INFRA_RATE, runChaos } from '../chaos/run.js';
+import { DEFAULT_KIND_SHARES, NEWER_KINDS, type NewerKind } from '../chaos/mix.js';
 
 interface ChaosCliOptions {
   duration: number;
@@ -13,6 +14,8 @@ interface ChaosCliOptions {
   seed?: number;
   rate: number;
   concurrency: number;
+  poolConcurrency: number;
+  kinds: Partial<Record<NewerKind, number>>;
   idempotentShare: number;
   sessions: number;
   sessionShare: number;
@@ -31,6 +34,25 @@ interface ChaosCliOptions {
   killEvery: number;
 }
 
+/** `--kinds acompute=0.2,stream=0.1` (the others 0), or 'none'. */
+function parseKinds(value: string): Partial<Record<NewerKind, number>> {
+  const v = value.trim().toLowerCase();
+  if (v === 'none' || v === '') return {};
+  const out: Partial<Record<NewerKind, number>> = {};
+  for (const part of v.split(',')) {
+    const m = /^\s*([a-z]+)\s*=\s*([0-9.eE+-]+)\s*$/.exec(part);
+    if (m === null || !(NEWER_KINDS as readonly string[]).includes(m[1])) throw new InvalidArgumentError(`expected kind=share pairs of ${NEWER_KINDS.join(', ')} (or none), got ${JSON.stringify(part)}`);
+    const n = Number(m[2]);
+    if (!Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError(`${m[1]} must be a share from 0 to 1, got ${m[2]}`);
+    out[m[1] as NewerKind] = n;
+  }
+  const total = Object.values(out).reduce((t, x) => t + x, 0);
+  if (total > 1) throw new InvalidArgumentError(`the shares add up to ${total}, over 1`);
+  return out;
+}
+
+const DEFAULT_KINDS_TEXT = NEWER_KINDS.map((k) => `${k}=${DEFAULT_KIND_SHARES[k]}`).join(',');
+
 const faultHelp = FAULTS.map((f) => `  ${f.name.padEnd(19)} ${String(f.defaultValue).padEnd(6)} ${f.what}`).join('\n');
 
 const HELP = `
@@ -38,16 +60,22 @@ Faults (per call attempt unless said; every one is on by default at this rate):
 ${faultHelp}
   sizes: memoryMb ${FAULT_SIZES.memoryMb}, heartbeatStallMs ${FAULT_SIZES.heartbeatStallMs}, slowStartMs ${FAULT_SIZES.slowStartMs}
 
-Workload (examples/chaos_handlers.py): session-less calls are compute (idempotent, its
-answer is checked) or record (not idempotent: appends a unique token to a ledger file);
---session-share of calls are session_put/session_get on --sessions sessions, one call per
-session at a time, with the session's state checked. A lost session is closed and reopened.
+Workload (examples/chaos_handlers.py): --kinds of the session-less calls are the newer
+kinds, all idempotent, each answer checked: acompute (async def) and tcompute (threaded), which
+share a worker up to --pool-concurrency; stream (an async generator: items in order and
+complete, or a PoolError); blob (binary args and results, SHA-256 checked both ways). The rest
+are compute (idempotent, its answer is checked) or record (not idempotent: appends a unique
+token to a ledger file). --session-share of calls are session_put/session_get on --sessions
+sessions, one call per session at a time, with the session's state checked; sessions are
+durable (the pool's default 'memory' store), so a worker death restores them elsewhere. A lost
+session is closed and reopened.
 
 Pool options used (shorter than the production defaults so that each fault costs about a
 second; the retry delays are the decision matrix's own, e.g. 1 s then 3 s after a crash):
   requestTimeoutMs ${CHAOS_POOL_OPTIONS.requestTimeoutMs} (--timeout), cancelGraceMs ${CHAOS_POOL_OPTIONS.cancelGraceMs}, startupTimeoutMs ${CHAOS_POOL_OPTIONS.startupTimeoutMs},
   queueTimeoutMs ${CHAOS_POOL_OPTIONS.queueTimeoutMs}, healthCheck { intervalMs ${CHAOS_POOL_OPTIONS.healthCheck.intervalMs}, maxMissed ${CHAOS_POOL_OPTIONS.healthCheck.maxMissed} },
-  circuitBreaker { openTimeoutMs ${CHAOS_POOL_OPTIONS.circuitBreaker.openTimeoutMs} }, recycle { maxMemoryMb ${CHAOS_POOL_OPTIONS.recycle.maxMemoryMb} }, workers min = max = --workers.
+  circuitBreaker { openTimeoutMs ${CHAOS_POOL_OPTIONS.circuitBreaker.openTimeoutMs} }, recycle { maxMemoryMb ${CHAOS_POOL_OPTIONS.recycle.maxMemoryMb} }, workers min = max = --workers,
+  concurrency --pool-concurrency.
 
 Invariants (the exit code is 1 when one breaks, 0 when all hold, 2 on a usage error):
   lost 0                   every call settles before the drain deadline (--drain-timeout)
@@ -56,17 +84,23 @@ Invariants (the exit code is 1 when one breaks, 0 when all hold, 2 on a usage er
   missingSideEffects 0     every record call that succeeded did append its token
   ranButReportedNotTaken 0 no failed record call said "not run" (taken=false) yet ran
   ledgerCorruptLines 0     every ledger line is a token that was sent
-  wrongAnswers 0           each answer belongs to its call (compute value, echoed token)
-  sessionStateErrors 0     session_get returns what the session holds, never a silently emptied state
+  wrongAnswers 0           each answer belongs to its call and is right (compute values, echoed
+                           tokens, stream items in order and complete, blob checksums)
+  sessionStateErrors 0     session_get returns what the last completed call left: never silently
+                           empty, older than a call that succeeded, or another session's
+  streamBrokenMislabelled 0 a stream that failed after items says PYFLEET_STREAM_BROKEN with the
+                           count that arrived (or a timeout), never another connection_error
   nonPoolErrors 0          every failure is a PoolError
   orphans 0                no worker process alive after close (pids seen + a /proc scan)
   closeTimedOut 0          pool.close() returns within 30 s
-  idempotentSuccessRate    >= --min-success-rate: compute calls that succeeded over those not
-                           given an injected Python exception (which fail with python_error);
+  idempotentSuccessRate    >= --min-success-rate: idempotent calls that succeeded over those not
+                           given an injected Python exception (which fail with python_error)
+                           and streams broken after their first item (never re-sent, by design);
                            checked when the infrastructure fault rate per call is <= ${SLO_MAX_INFRA_RATE}
 
 Across hosts (--fleet): injected faults are host SIGKILLs instead (Python-level --faults
-do not apply); the same workload and invariants, the orphan check covering every host's workers.
+do not apply); the same workload (without the --kinds calls) and invariants, the orphan check
+covering every host's workers.
 
 Examples:
   pyfleet chaos --duration 60 --workers 2
@@ -83,6 +117,8 @@ export function register(program: Command): void {
     .option('--seed <n>', 'seed of the fault and workload choices (default: random; printed, to replay a run)', intArg(0, 2 ** 31 - 1))
     .option('-r, --rate <calls/s>', 'calls started per second', numberArg(0.1), 50)
     .option('-c, --concurrency <n>', 'calls in flight at most', intArg(1, 10_000), 16)
+    .option('--pool-concurrency <n>', "the pool's concurrency: async and threaded calls one worker runs at once", intArg(1, 1_000), 4)
+    .addOption(new Option('--kinds <list>', "shares of session-less calls for acompute, tcompute, stream, blob (e.g. stream=0.2), or 'none'").argParser(parseKinds).default({ ...DEFAULT_KIND_SHARES }, DEFAULT_KINDS_TEXT))
     .option('--idempotent-share <0..1>', 'share of session-less calls that are idempotent', numberArg(0, 1), 0.7)
     .option('--sessions <n>', 'sessions used by session calls (0: none)', intArg(0, 1_000), 4)
     .option('--session-share <0..1>', 'share of calls made in a session', numberArg(0, 1), 0.1)
@@ -161,6 +197,8 @@ export function register(program: Command): void {
           seed,
           rate: opts.rate,
           concurrency: opts.concurrency,
+          poolConcurrency: opts.poolConcurrency,
+          kinds: opts.kinds,
           idempotentShare: opts.idempotentShare,
           sessions: opts.sessions,
           sessionShare: opts.sessionShare,

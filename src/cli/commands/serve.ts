@@ -41,6 +41,11 @@ Routes:
                             Headers: x-pyfleet-session, x-pyfleet-timeout-ms, x-pyfleet-idempotent
                             Bodies are checked against the handler's type hints (400 naming
                             the field); binary values are base64 strings both ways.
+  POST /v1/stream/<command> a generator's items as NDJSON, one line each as it is yielded:
+                            {"item": ...} ... then {"end": {"items": n}}, or {"error": {...}}.
+                            A failure before the first item gets /v1/call's status; a client
+                            that hangs up closes the generator. Extra headers:
+                            x-pyfleet-chunk-timeout-ms, x-pyfleet-high-water-mark
   GET  /openapi.json        OpenAPI 3.1 document of the commands, from their type hints
   GET  /                    live dashboard (workers, circuits, errors, recoveries, queue)
   GET  /metrics             Prometheus metrics
@@ -51,7 +56,8 @@ SIGTERM or SIGINT: stop taking requests, finish those in flight, stop every work
 
 Example:
   pyfleet serve --module examples/handlers.py --workers 2
-  curl -s localhost:7700/v1/call/add -d '{"a": 1, "b": 2}'`,
+  curl -s localhost:7700/v1/call/add -d '{"a": 1, "b": 2}'
+  curl -sN localhost:7700/v1/stream/tokens -d '{"text": "one two three"}'`,
     )
     .action(async (opts: ServeCliOptions) => {
       const logger = cliLogger(opts.logLevel);

@@ -38,19 +38,41 @@ after(async () => {
 
 const haveChromium = existsSync(CHROMIUM);
 
-/** Live (not zombie) Chromium processes started by playwright (they run with its temporary profile). */
+/**
+ * Live (not zombie) Chromium processes of this test's browser: every one of them runs with its
+ * temporary profile (other test runs on the machine have profiles of their own).
+ */
 function chromiumPids(): number[] {
+  if (profile === null) return [];
   const out: number[] = [];
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
-      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('playwright_chromiumdev_profile') && alive(Number(d))) out.push(Number(d));
+      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(profile) && alive(Number(d))) out.push(Number(d));
     } catch {
       // gone meanwhile
     }
   }
   return out;
 }
+
+/** The profile directory of the browser this process launched (its main process is our child). */
+function ownProfile(): string | null {
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const ppid = Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+      if (ppid !== process.pid) continue;
+      const m = /playwright_chromiumdev_profile-[A-Za-z0-9]+/.exec(readFileSync(`/proc/${d}/cmdline`, 'utf8'));
+      if (m !== null) return m[0];
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return null;
+}
+
+let profile: string | null = null;
 
 describe('dashboard', { skip: !haveChromium && !process.env.CI ? `no Chromium at ${CHROMIUM} (run .ci/install-chromium.sh)` : false }, () => {
   it('loads in headless Chromium, shows the workers with their calls in flight, sessions, and a killed worker turns red while its replacement appears', async (t) => {
@@ -66,6 +88,8 @@ describe('dashboard', { skip: !haveChromium && !process.env.CI ? `no Chromium at
       headless: true,
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-crash-reporter', '--disable-breakpad'],
     });
+    profile = ownProfile();
+    assert.notEqual(profile, null, 'the browser runs with a profile of its own');
     const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
     const pageErrors: string[] = [];
     page.on('pageerror', (e) => pageErrors.push(e.message));

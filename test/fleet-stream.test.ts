@@ -119,7 +119,7 @@ describe('streams across hosts', () => {
     await s.close();
   });
 
-  it('a host SIGKILLed after the first item: PYFLEET_STREAM_BROKEN saying how many chunks arrived, never re-sent', async () => {
+  it('a host SIGKILLed after the first item: PYFLEET_STREAM_BROKEN saying how many items arrived, never re-sent', async () => {
     const [a, b] = await Promise.all([start(), start()]);
     const f = await connectFleet({ servers: srv.url, fleet: 'streams', requestTimeoutMs: 10_000 });
     try {
@@ -135,8 +135,8 @@ describe('streams across hosts', () => {
       assert.equal(e.code, 'PYFLEET_STREAM_BROKEN');
       assert.equal(e.category, 'connection_error');
       assert.equal(e.taken, true);
-      assert.match(e.message, /broke after 1 chunk\b/);
-      assert.equal(e.details?.chunks, 1);
+      assert.match(e.message, /broke after 1 item\b/);
+      assert.equal(e.details?.items, 1, 'details.items, as a pool says it');
       assert.deepEqual(await linesOf(starts, 1), [String(victim.pid)], 'started once, on the killed host');
       assert.equal((await victim.exited).signal, 'SIGKILL');
       assert.deepEqual(await orphansOf([victim.pid]), []);

@@ -10,6 +10,7 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import { createPool, type Pool } from '../src/pool/pool.js';
 import { createServer, type PyfleetServer } from '../src/server/app.js';
 import { toHttpJson } from '../src/server/http-json.js';
+import { NDArray } from '../src/protocol/ndarray.js';
 import { openApiDocument } from '../src/server/openapi.js';
 import { serve, type Serving } from '../src/server/serve.js';
 import { describeModule } from '../src/typing/introspect.js';
@@ -134,6 +135,7 @@ describe('pyfleet serve: request bodies are validated', () => {
     assert.deepEqual(toHttpJson({ a: Buffer.from('abc'), b: [1, f], c: 'x' }), { a: 'YWJj', b: [1, 'AAAAAAAA8D8='], c: 'x' });
     const plain = { a: [1, { b: 2 }] };
     assert.equal(toHttpJson(plain), plain);
+    assert.deepEqual(toHttpJson({ m: new NDArray(new Float64Array([1, 2]), [1, 2]) }), { m: { data: 'AAAAAAAA8D8AAAAAAAAAQA==', shape: [1, 2], dtype: 'float64' } });
   });
 });
 

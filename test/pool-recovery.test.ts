@@ -50,7 +50,8 @@ describe('error handling and recovery, wired into pool.execute (real Python)', (
     writeFileSync(flag, 'down');
     const pool = await testPool({
       workers: 2,
-      circuitBreaker: { failureThreshold: 3, successThreshold: 2, openTimeoutMs: 400, halfOpenRequests: 1 },
+      // Long enough for the replacements to start on a loaded machine before a trial is let through.
+      circuitBreaker: { failureThreshold: 3, successThreshold: 2, openTimeoutMs: 2_500, halfOpenRequests: 1 },
     });
     const transitions: string[] = [];
     const off = subscribe('circuit:opened', (p) => transitions.push(`opened:${p.circuit}`));

@@ -96,6 +96,8 @@ function fakePool(id: number): ObservedPool & { state: ObservedStats } {
     restarts: { total: 0, byReason: {} },
     circuits: { pool_operations: { state: 'closed', failures: 0, retryAfterMs: 0, rejected: 0, opened: 0 } },
     recoveries: { initiated: 0, succeeded: 0, failed: 0, active: 0, timedOut: 0, byStrategy: {} },
+    sessions: { total: 0, bound: 0, durable: 0, restored: 0 },
+    binary: { toPython: 0, fromPython: 0 },
   };
   return {
     id,

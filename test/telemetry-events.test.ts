@@ -52,7 +52,8 @@ describe('telemetry events', () => {
     stop();
     assert.equal(seen['call:start'].length, 1);
     const start = seen['call:start'][0];
-    assert.deepEqual(Object.keys(start).sort(), ['callId', 'command', 'poolId', 'sessionId']);
+    assert.deepEqual(Object.keys(start).sort(), ['callId', 'command', 'poolId', 'sessionId', 'stream']);
+    assert.equal(start.stream, false);
     assert.equal(start.poolId, p.id);
     assert.equal(start.command, 'fail');
     assert.equal(start.sessionId, 's1');
@@ -82,6 +83,7 @@ describe('telemetry events', () => {
     assert.equal(end.sessionId, 's1');
     assert.equal(end.attempts, 1);
     assert.equal(end.via, 'pool');
+    assert.deepEqual([end.stream, end.items], [false, 0]);
     assert.ok(end.durationMs > 0);
     // No worker died for a Python exception.
     assert.equal(seen['worker:exit'].length, 0);

@@ -1,12 +1,9 @@
 /**
  * Metrics of the workloads beyond the seed, against real pools: calls in flight per worker,
  * streams (open, and how they ended), durable sessions (snapshots, restores, the sessions
- * gauges), scraped over HTTP. What the pool does not publish yet (stream items, binary bytes) is
- * checked against a pool double that publishes the proposed fields, and against the real pool
- * only once it does.
+ * gauges), stream items and binary bytes, scraped over HTTP.
  */
 import assert from 'node:assert/strict';
-import diagnostics_channel from 'node:diagnostics_channel';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,9 +12,8 @@ import { Registry } from 'prom-client';
 import { MemorySessionStore, fileSessionStore, type SessionStore } from '../src/index.js';
 import { createPool, type Pool } from '../src/pool/pool.js';
 import { createServer, type PyfleetServer } from '../src/server/app.js';
-import type { EventName, EventPayloads } from '../src/telemetry/channels.js';
+import type { EventPayloads } from '../src/telemetry/channels.js';
 import { PyfleetMetrics } from '../src/telemetry/metrics.js';
-import type { ObservedPool, ObservedStats } from '../src/telemetry/source.js';
 import { FIXTURES, alive, quiet, rejection, until } from './helpers/pool.js';
 
 const WORKLOADS = path.join(FIXTURES, 'workloads.py');
@@ -104,27 +100,21 @@ describe('metrics: concurrency, streams, sessions', () => {
     assert.equal(v('streams_total', { command: 'add', outcome: 'ok' }), undefined, 'an ordinary call is no stream');
   });
 
-  it('stream items are counted once the pool publishes call:end.items', async (t) => {
+  it('stream items are counted; pool.stream() on an ordinary command is a stream of one item, execute none', async () => {
     const { pool, scrape } = await served({ module: WORKLOADS, workers: 1 });
-    let sample: EventPayloads['call:end'] | null = null;
-    const off = pool.on('call:end', (e) => (sample ??= e));
     await drain(pool.stream('gen', { n: 3 }));
-    off();
-    if (sample!.items === undefined) {
-      t.skip('the pool does not publish call:end.items yet (stream and items in src/pool/call-policy.ts settle(); see docs/workloads.md)');
-      return;
-    }
-    assert.equal((await scrape())('stream_items_total', { command: 'gen' }), 3);
+    await drain(pool.stream('add', { a: 1, b: 2 }));
+    await pool.execute('add', { a: 1, b: 2 });
+    const v = await scrape();
+    assert.equal(v('stream_items_total', { command: 'gen' }), 3);
+    assert.equal(v('stream_items_total', { command: 'add' }), 1);
+    assert.equal(v('streams_total', { command: 'add', outcome: 'ok' }), 1);
   });
 
-  it('binary bytes are counted once the pool counts them in stats().binary', async (t) => {
+  it('binary bytes are counted both ways, in stats().binary and the metrics', async () => {
     const { pool, scrape } = await served({ module: WORKLOADS, workers: 1 });
     await pool.execute('echo', { b: Buffer.alloc(1000) });
-    const s = pool.stats() as unknown as ObservedStats;
-    if (s.binary === undefined) {
-      t.skip('the pool does not count binary bytes yet (stats().binary; see docs/workloads.md)');
-      return;
-    }
+    assert.deepEqual(pool.stats().binary, { toPython: 1000, fromPython: 1000 });
     const v = await scrape();
     assert.equal(v('binary_bytes_total', { direction: 'to_python' }), 1000);
     assert.equal(v('binary_bytes_total', { direction: 'from_python' }), 1000);
@@ -170,98 +160,19 @@ describe('metrics: concurrency, streams, sessions', () => {
     assert.equal(w('session_snapshots_total', { outcome: 'ok' }), 0);
   });
 
-  it(
-    'a snapshot the pool refuses before any worker sees it is published as a failed restore',
-    { todo: 'Durability.prepare() (src/pool/durability.ts) throws PYFLEET_SESSION_REFUSED when open() refuses a snapshot (signature, session, version), and PYFLEET_SESSION_LOST when the store get() fails, without publishing session:restore { ok: false }' },
-    async () => {
-      const dir = mkdtempSync(path.join(tmpdir(), 'pyfleet-refused-'));
-      const writer = await createPool({ module: SESSIONS, workers: 1, logger: quiet, sessionStore: fileSessionStore(dir), sessionKey: 'one key' });
-      await writer.session('r').execute('put', { k: 'a', v: 1 });
-      await writer.close();
-      const { pool, scrape } = await served({ module: SESSIONS, workers: 1, sessionStore: fileSessionStore(dir), sessionKey: 'another key' });
-      const seen: Array<EventPayloads['session:restore']> = [];
-      const off = pool.on('session:restore', (e) => seen.push(e));
-      assert.equal((await rejection(pool.session('r').execute('get', { k: 'a' }))).code, 'PYFLEET_SESSION_REFUSED');
-      off();
-      assert.equal(seen.length, 1);
-      assert.equal(seen[0].ok, false);
-      assert.equal((await scrape())('session_restores_total', { outcome: 'error' }), 1);
-    },
-  );
-});
-
-/** A pool double that publishes what the pool does not yet: `call:end` with `stream`/`items`, and `stats().binary`. */
-function poolDouble(): ObservedPool & { emit<K extends EventName>(name: K, p: EventPayloads[K]): void; binary: { toPython: number; fromPython: number } } {
-  const ch = diagnostics_channel.channel('pyfleet-test:double');
-  const self = {
-    id: 9_999,
-    binary: { toPython: 0, fromPython: 0 },
-    options: { concurrency: 8, pipelineDepth: 2 },
-    registeredCommands: {},
-    stats(): ObservedStats {
-      return {
-        poolId: 9_999,
-        module: 'double.py',
-        closed: false,
-        workers: [{ id: 1, pid: 1, state: 'busy', health: 'healthy', requests: 0, restarts: 0, inflight: 5, rssMb: null }],
-        queue: { length: 0, max: 10 },
-        calls: { total: 0, succeeded: 0, failed: 0, inFlight: 0, retries: 0, viaRecovery: 0, viaFallback: 0 },
-        errorsByCategory: {},
-        restarts: { total: 0, byReason: {} },
-        circuits: {},
-        recoveries: { initiated: 0, succeeded: 0, failed: 0, active: 0, timedOut: 0, byStrategy: {} },
-        sessions: { total: 3, bound: 2, durable: 1, restored: 0 },
-        binary: { ...self.binary },
-      };
-    },
-    on<K extends EventName>(name: K, fn: (p: EventPayloads[K]) => void): () => void {
-      const h = (m: unknown): void => {
-        const { name: n, p } = m as { name: string; p: EventPayloads[K] };
-        if (n === name) fn(p);
-      };
-      ch.subscribe(h);
-      return () => ch.unsubscribe(h);
-    },
-    emit<K extends EventName>(name: K, p: EventPayloads[K]): void {
-      ch.publish({ name, p });
-    },
-    async close() {},
-  };
-  return self;
-}
-
-describe('metrics: the fields the pool is to publish', () => {
-  it('counts stream items from call:end.items, takes `stream` over the command registry, and binary bytes from stats().binary', async () => {
-    const pool = poolDouble();
-    const registry = new Registry();
-    const metrics = new PyfleetMetrics({ registry });
-    metrics.attach(pool, { name: 'd' });
-    const end = { poolId: pool.id, sessionId: null, durationMs: 5, attempts: 1, via: 'pool' as const };
-    // pool.stream() on an ordinary command: a stream because the event says so.
-    pool.emit('call:start', { poolId: pool.id, callId: 1, command: 'add', sessionId: null, stream: true });
-    pool.emit('call:start', { poolId: pool.id, callId: 2, command: 'gen', sessionId: null, stream: true });
-    pool.emit('call:start', { poolId: pool.id, callId: 3, command: 'add', sessionId: null, stream: false });
-    await new Promise((r) => setTimeout(r, 10)); // past the 5 ms scrape coalescing of refresh() (attach() just refreshed)
-    let v = reader(parse(await registry.metrics()), 'd');
-    assert.equal(v('streams_open'), 2);
-    assert.equal(v('worker_inflight', { worker: '1' }), 5);
-    assert.equal(v('worker_capacity'), 8);
-    assert.equal(v('sessions', { state: 'bound' }), 2);
-    pool.emit('call:end', { ...end, callId: 1, command: 'add', ok: true, code: null, stream: true, items: 1 });
-    pool.emit('call:end', { ...end, callId: 2, command: 'gen', ok: false, code: 'PYFLEET_STREAM_BROKEN', stream: true, items: 7 });
-    pool.emit('call:end', { ...end, callId: 3, command: 'add', ok: true, code: null, stream: false });
-    pool.binary.toPython = 4096;
-    pool.binary.fromPython = 100;
-    await new Promise((r) => setTimeout(r, 10)); // past the 5 ms scrape coalescing of refresh()
-    v = reader(parse(await registry.metrics()), 'd');
-    assert.equal(v('streams_open'), 0);
-    assert.equal(v('streams_total', { command: 'add', outcome: 'ok' }), 1);
-    assert.equal(v('streams_total', { command: 'gen', outcome: 'broken' }), 1);
-    assert.equal(v('stream_items_total', { command: 'add' }), 1);
-    assert.equal(v('stream_items_total', { command: 'gen' }), 7);
-    assert.equal(v('binary_bytes_total', { direction: 'to_python' }), 4096);
-    assert.equal(v('binary_bytes_total', { direction: 'from_python' }), 100);
-    metrics.detach(pool);
-    assert.doesNotMatch(await registry.metrics(), /pool="d"/);
+  it('a snapshot the pool refuses before any worker sees it is published as a failed restore', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pyfleet-refused-'));
+    const writer = await createPool({ module: SESSIONS, workers: 1, logger: quiet, sessionStore: fileSessionStore(dir), sessionKey: 'one key' });
+    await writer.session('r').execute('put', { k: 'a', v: 1 });
+    await writer.close();
+    const { pool, scrape } = await served({ module: SESSIONS, workers: 1, sessionStore: fileSessionStore(dir), sessionKey: 'another key' });
+    const seen: Array<EventPayloads['session:restore']> = [];
+    const off = pool.on('session:restore', (e) => seen.push(e));
+    assert.equal((await rejection(pool.session('r').execute('get', { k: 'a' }))).code, 'PYFLEET_SESSION_REFUSED');
+    off();
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0].ok, false);
+    assert.equal((await scrape())('session_restores_total', { outcome: 'error' }), 1);
   });
 });
+

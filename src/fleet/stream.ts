@@ -261,8 +261,8 @@ export class StreamReceiver implements AsyncIterableIterator<unknown> {
       command: this.meta.command,
       sessionId: this.meta.sessionId,
       taken: true,
-      message: `The stream of ${this.meta.command} from host ${this.hostId} broke after ${this.received} chunk${this.received === 1 ? '' : 's'}: ${why}. A stream is not re-sent once it has started; call it again if that is safe.`,
-      details: { hostId: this.hostId, chunks: this.received },
+      message: `The stream of ${this.meta.command} from host ${this.hostId} broke after ${this.received} item${this.received === 1 ? '' : 's'}: ${why}. A stream is not re-sent once it has started; call it again if that is safe.`,
+      details: { hostId: this.hostId, items: this.received },
     });
   }
 
@@ -280,8 +280,8 @@ export class StreamReceiver implements AsyncIterableIterator<unknown> {
           code: 'PYFLEET_TIMEOUT',
           command: this.meta.command,
           taken: true,
-          message: `No ${first ? 'first ' : 'next '}chunk of ${this.meta.command} from host ${this.hostId} within ${ms} ms (chunkTimeoutMs${first ? ' + timeoutMs' : ''}); the stream was cancelled after ${this.received} chunks.`,
-          details: { hostId: this.hostId, chunks: this.received },
+          message: `No ${first ? 'first ' : 'next '}item of ${this.meta.command} from host ${this.hostId} within ${ms} ms (chunkTimeoutMs${first ? ' + timeoutMs' : ''}); the stream was cancelled after ${this.received} items.`,
+          details: { hostId: this.hostId, items: this.received },
         }),
       );
     }, ms);

@@ -133,6 +133,8 @@ export class CallPolicy {
         attempts: call.attempts,
         code: err?.code ?? null,
         via: via === 'fallback' ? 'fallback' : 'pool',
+        stream: call.sink !== null,
+        items: call.items,
       });
     }
   }

@@ -19,6 +19,8 @@ export class Counters {
   readonly errorsByCategory = Object.fromEntries(ERROR_CATEGORIES.map((c) => [c, 0])) as Record<ErrorCategory, number>;
   readonly restarts = { total: 0, byReason: {} as Record<string, number> };
   poisonRefused = 0;
+  /** Bytes of binary parts sent to the workers (every attempt) and received in results and items. */
+  readonly binary = { toPython: 0, fromPython: 0 };
 
   started(): void {
     this.calls.total++;

@@ -27,6 +27,8 @@ export interface DispatcherDeps {
   idle(w: Worker): void;
   /** Durable sessions, when the pool keeps them. */
   durability: Durability | null;
+  /** Where the bytes of binary args sent are counted. */
+  binary: { toPython: number };
 }
 
 export interface AttemptOptions {
@@ -266,7 +268,10 @@ export class Dispatcher {
     if (fault !== undefined) json += `,"x":${JSON.stringify(fault)}`;
     const max = this.deps.options.maxFrameBytes;
     try {
-      return call.argsParts.length === 0 ? encodeFrame(`${json}}`, max) : encodeFrameParts(`${json}}`, call.argsParts, max);
+      if (call.argsParts.length === 0) return encodeFrame(`${json}}`, max);
+      const frame = encodeFrameParts(`${json}}`, call.argsParts, max);
+      for (const p of call.argsParts) this.deps.binary.toPython += p.data.byteLength;
+      return frame;
     } catch (e) {
       if (e instanceof FrameError) {
         throw new PoolErrorClass({ code: 'PYFLEET_FRAME_TOO_LARGE', command: call.command, message: `The call to ${call.command} is over maxFrameBytes (${this.deps.options.maxFrameBytes}). Pass smaller arguments or raise maxFrameBytes.` });

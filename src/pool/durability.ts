@@ -109,14 +109,20 @@ export class Durability {
     if (e.restore === 'no' && e.stored > 0) e.restore = 'yes';
     if (e.restore === 'no') return;
     let bytes: Uint8Array | undefined;
+    const t0 = performance.now();
+    // A restore that fails before any worker sees the snapshot is a failed restore all the same.
+    const failed = (error: string, version: number, size: number): void =>
+      publish('session:restore', { poolId: this.o.poolId, sessionId: e.id, version, bytes: size, durationMs: performance.now() - t0, ok: false, error });
     try {
       bytes = await this.o.store.get(e.id);
     } catch (err) {
+      failed(`the store failed: ${(err as Error)?.message ?? String(err)}`, e.stored, 0);
       throw new PoolError({ code: 'PYFLEET_SESSION_LOST', command: call.command, sessionId: e.id, callId: call.id, cause: err, message: `Session ${JSON.stringify(e.id)} could not be restored: its store failed (${(err as Error)?.message ?? String(err)}). The call was not run; try again when the store is back.` });
     }
     if (bytes === undefined) {
       if (e.restore === 'yes') {
         e.lost = `its snapshot (version ${e.stored}) is no longer in the store (expired or deleted)`;
+        failed(e.lost, e.stored, 0);
         throw new PoolError({ code: 'PYFLEET_SESSION_LOST', command: call.command, sessionId: e.id, callId: call.id, message: `Session ${JSON.stringify(e.id)} lost its state: ${e.lost}. Close it and start it again.` });
       }
       e.restore = 'no';
@@ -127,6 +133,7 @@ export class Durability {
       snap = open(bytes, e.id, this.o.keys, e.stored);
     } catch (err) {
       e.refused = (err as Error).message;
+      failed(e.refused, e.stored, bytes.byteLength);
       throw refusedError(e, call);
     }
     e.version = Math.max(e.version, snap.version);

@@ -155,6 +155,7 @@ export class Pool implements Adapter {
         if (channels['worker:log'].hasSubscribers) channels['worker:log'].publish({ poolId: this.id, workerId: w.id, stream, line });
       },
       bug: (w, err) => logger.error({ poolId: this.id, workerId: w.id, err: err.message }, err.message),
+      binaryIn: (n) => (this.counters.binary.fromPython += n),
     });
     this.dispatcher = new Dispatcher({
       options,
@@ -167,6 +168,7 @@ export class Pool implements Adapter {
       grow: () => this.supervisor.grow(this.dispatcher.queue.length),
       idle: (w) => this.supervisor.idle(w),
       durability,
+      binary: this.counters.binary,
     });
     this.orchestrator = new RecoveryOrchestrator<Call>({
       baseTimeoutMs: options.requestTimeoutMs,
@@ -299,7 +301,7 @@ export class Pool implements Adapter {
     } catch (e) {
       return Promise.reject(e);
     }
-    if (channels['call:start'].hasSubscribers) channels['call:start'].publish({ poolId: this.id, callId: call.id, command, sessionId: call.session?.id ?? null });
+    if (channels['call:start'].hasSubscribers) channels['call:start'].publish({ poolId: this.id, callId: call.id, command, sessionId: call.session?.id ?? null, stream: false });
     return this.policy.run<T>(call);
   }
 
@@ -329,7 +331,7 @@ export class Pool implements Adapter {
         } catch (e) {
           return Promise.reject(e);
         }
-        if (channels['call:start'].hasSubscribers) channels['call:start'].publish({ poolId: this.id, callId: call.id, command, sessionId: call.session?.id ?? null });
+        if (channels['call:start'].hasSubscribers) channels['call:start'].publish({ poolId: this.id, callId: call.id, command, sessionId: call.session?.id ?? null, stream: true });
         const ended = this.policy.run(call);
         if (both !== null) void ended.finally(both.dispose).catch(() => {});
         return ended;
@@ -400,6 +402,7 @@ export class Pool implements Adapter {
       recoveries: this.orchestrator.metrics(),
       retryBudget: budgetStats(this.budget),
       poison: { quarantined: this.poison.size, refused: this.counters.poisonRefused },
+      binary: { ...this.counters.binary },
       chaos: this.chaos === null ? null : { seed: this.chaos.config.seed, injected: { ...this.chaos.injected } },
     };
   }

@@ -37,6 +37,8 @@ export interface PoolStats {
   recoveries: RecoveryMetrics;
   retryBudget: { calls: number; retries: number; denied: number } | null;
   poison: { quarantined: number; refused: number };
+  /** Bytes of binary parts (Buffers, typed arrays, NDArrays) sent to the workers, every attempt counted, and received in results and stream items. */
+  binary: { toPython: number; fromPython: number };
   chaos: { seed: number; injected: Record<string, number> } | null;
 }
 

@@ -30,6 +30,8 @@ export interface SupervisorHooks {
   sessionsOn(workerId: number): number;
   log(w: Worker, stream: 'stdout' | 'stderr', line: string): void;
   bug(w: Worker, err: Error): void;
+  /** Bytes of binary parts a worker sent in results and stream items. */
+  binaryIn(bytes: number): void;
 }
 
 /**
@@ -225,6 +227,7 @@ export class Supervisor {
           onLog: (x, stream, line) => this.hooks.log(x, stream, line),
           onAbandonedDied: (x, a) => this.hooks.abandonedDied(x, a),
           onBug: (x, err) => this.hooks.bug(x, err),
+          onBinaryIn: (n) => this.hooks.binaryIn(n),
         },
       );
       this.workers.push(w);

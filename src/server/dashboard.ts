@@ -221,7 +221,6 @@ export const DASHBOARD_JS = String.raw`(function () {
 
   function sessions(s) {
     var x = s.sessions;
-    if (!x) { $('sessions').innerHTML = '<tr><td class="muted">not reported by this pool</td></tr>'; return; }
     var sn = x.snapshots, snaps = sn.ok + sn.failed, rs = x.restores, rn = rs.ok + rs.failed;
     kv('sessions', [['Sessions', num(x.total)], ['Bound to a worker', num(x.bound)], ['Durable', num(x.durable)], ['Restored', num(x.restored)],
       ['Snapshots', num(sn.ok) + (sn.failed ? ' (' + num(sn.failed) + ' failed)' : '')],
@@ -233,8 +232,7 @@ export const DASHBOARD_JS = String.raw`(function () {
   function streams(s) {
     var t = s.streams, b = s.binary;
     kv('streams', [['Streams open', num(t.open)], ['Ended', num(t.ok)], ['Broken', num(t.broken)], ['Failed', num(t.error)],
-      ['Items', t.items == null ? 'not reported' : num(t.items)],
-      ['Binary to Python', b ? bytes(b.toPython) : 'not reported'], ['Binary from Python', b ? bytes(b.fromPython) : 'not reported']]);
+      ['Items', num(t.items)], ['Binary to Python', bytes(b.toPython)], ['Binary from Python', bytes(b.fromPython)]]);
   }
 
   function recoveries(s) {

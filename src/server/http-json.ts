@@ -1,3 +1,5 @@
+import { NDArray } from '../protocol/ndarray.js';
+
 /**
  * A result as the HTTP answer carries it: binary values (Buffer, typed arrays) become base64
  * strings of their bytes, as `/openapi.json` describes them; JSON.stringify would turn a Buffer
@@ -15,6 +17,8 @@ export function toHttpJson(value: unknown): unknown {
     }
     return out ?? value;
   }
+  // An array of numbers with a shape: its data as base64, like any typed array, beside shape and dtype.
+  if (value instanceof NDArray) return { data: toHttpJson(value.data), shape: value.shape, dtype: value.dtype };
   if (Object.getPrototypeOf(value) !== Object.prototype) return value;
   let out: Record<string, unknown> | null = null;
   for (const [k, v] of Object.entries(value)) {

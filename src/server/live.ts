@@ -41,10 +41,10 @@ export interface LiveSnapshot {
   restarts: ObservedStats['restarts'];
   errors: { bucketMs: number; totals: Record<string, number>; buckets: Array<{ t: number; counts: Record<string, number> }> };
   /** `stats().sessions` and what the session events said since the dashboard started; null when the pool has no session stats. */
-  sessions: LiveSessions | null;
+  sessions: LiveSessions;
   streams: LiveStreams;
-  /** Bytes of binary values to and from the workers; null until the pool counts them. */
-  binary: { toPython: number; fromPython: number } | null;
+  /** Bytes of binary values to and from the workers. */
+  binary: { toPython: number; fromPython: number };
   feed: FeedItem[];
 }
 
@@ -59,8 +59,8 @@ export interface LiveStreams {
   ok: number;
   broken: number;
   error: number;
-  /** Items of the streams that ended; null while the pool does not publish them. */
-  items: number | null;
+  /** Items of the streams that ended. */
+  items: number;
 }
 
 type Listener = (s: LiveSnapshot) => void;
@@ -91,7 +91,7 @@ export class LiveState {
   private lastPush = 0;
   private lastStats: ObservedStats | null = null;
   private readonly streamWatch: StreamWatch;
-  private readonly streamTotals: LiveStreams = { open: 0, ok: 0, broken: 0, error: 0, items: null };
+  private readonly streamTotals: LiveStreams = { open: 0, ok: 0, broken: 0, error: 0, items: 0 };
   private readonly sessionTotals = { snapshots: { ok: 0, failed: 0, bytes: 0, maxBytes: 0, ms: 0 }, restores: { ok: 0, failed: 0, ms: 0 }, notDurable: 0 };
   draining = false;
 
@@ -175,9 +175,9 @@ export class LiveState {
       end: (e) => {
         const t = this.streamTotals;
         t[e.outcome]++;
-        if (e.items !== null) t.items = (t.items ?? 0) + e.items;
+        t.items += e.items;
         if (e.outcome === 'broken') {
-          this.note('stream', `stream ${e.command} broken after ${e.items ?? 'some'} items (its worker died)`, 'warn');
+          this.note('stream', `stream ${e.command} broken after ${e.items} items (its worker died)`, 'warn');
           this.changed();
         }
       },
@@ -269,9 +269,9 @@ export class LiveState {
       recoveries: s.recoveries,
       restarts: s.restarts,
       errors: { bucketMs: this.bucketMs, totals: { ...s.errorsByCategory }, buckets },
-      sessions: s.sessions === undefined ? null : sessionsOf(s.sessions, this.sessionTotals),
+      sessions: sessionsOf(s.sessions, this.sessionTotals),
       streams: { ...this.streamTotals, open: this.streamWatch.open },
-      binary: s.binary === undefined ? null : { toPython: s.binary.toPython, fromPython: s.binary.fromPython },
+      binary: { toPython: s.binary.toPython, fromPython: s.binary.fromPython },
       feed: this.feed.slice(-15).reverse(),
     };
   }

@@ -28,16 +28,9 @@ export interface EventPayloads {
   'worker:transition': { poolId: number; workerId: number; pid: number | null; from: string; to: string; reason: string; durationMs: number };
   'worker:exit': { poolId: number; workerId: number; pid: number | null; exitCode: number | null; signal: string | null; reason: string };
   'worker:log': { poolId: number; workerId: number; stream: 'stdout' | 'stderr'; line: string };
-  /**
-   * `stream`: the call came from `pool.stream()`. Optional because the pool does not publish it
-   * yet (see docs/workloads.md, Telemetry); until it does, telemetry takes a call of a generator
-   * command for a stream.
-   */
-  'call:start': { poolId: number; callId: number; command: string; sessionId: string | null; stream?: boolean };
-  /**
-   * `stream` as on `call:start`; `items`: the items a stream delivered. Both optional, for the
-   * same reason: without `items`, streamed items are not counted.
-   */
+  /** `stream`: made by `pool.stream()`. */
+  'call:start': { poolId: number; callId: number; command: string; sessionId: string | null; stream: boolean };
+  /** `items`: the items a stream delivered (0 for `execute`). */
   'call:end': {
     poolId: number;
     callId: number;
@@ -48,8 +41,8 @@ export interface EventPayloads {
     attempts: number;
     code: string | null;
     via: 'pool' | 'fallback';
-    stream?: boolean;
-    items?: number;
+    stream: boolean;
+    items: number;
   };
   /** `pool.close()` was called: the pool stops taking calls and drains (workers going down now are a shutdown, not an outage). */
   'pool:closing': { poolId: number };

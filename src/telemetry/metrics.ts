@@ -56,11 +56,11 @@ interface Attachment {
  * `circuit_rejected_total{circuit}`, `worker_restarts_total{reason}`, `workers{state}`,
  * `workers_healthy`, `queue_length`, `queue_max`, `calls_in_flight`,
  * `worker_rss_bytes{worker}`, `worker_requests{worker}`, `worker_inflight{worker}`,
- * `worker_capacity`, `sessions{state}`, `streams_open`, `binary_bytes_total{direction}` (once
- * the pool counts binary bytes). From events: `session_snapshots_total{outcome}`,
+ * `worker_capacity`, `sessions{state}`, `streams_open`, `binary_bytes_total{direction}`.
+ * From events: `session_snapshots_total{outcome}`,
  * `session_snapshot_bytes`, `session_snapshot_seconds`, `session_restores_total{outcome}`,
  * `session_restore_seconds`, `sessions_not_durable_total`, `streams_total{command,outcome}`,
- * `stream_items_total{command}` (once `call:end` carries `items`) — all with a `pool` label.
+ * `stream_items_total{command}` — all with a `pool` label.
  */
 export class PyfleetMetrics {
   readonly registry: Registry;
@@ -325,12 +325,10 @@ export class PyfleetMetrics {
       }
     }
     this.workerCapacity.set({ pool }, workerCapacity(a.pool));
-    if (s.sessions !== undefined) for (const st of SESSION_STATES) this.sessions.set({ pool, state: st }, s.sessions[st]);
+    for (const st of SESSION_STATES) this.sessions.set({ pool, state: st }, s.sessions[st]);
     this.streamsOpen.set({ pool }, a.streams.open);
-    if (s.binary !== undefined) {
-      delta('binary:to', s.binary.toPython, (d) => this.binaryBytes.inc({ pool, direction: 'to_python' }, d));
-      delta('binary:from', s.binary.fromPython, (d) => this.binaryBytes.inc({ pool, direction: 'from_python' }, d));
-    }
+    delta('binary:to', s.binary.toPython, (d) => this.binaryBytes.inc({ pool, direction: 'to_python' }, d));
+    delta('binary:from', s.binary.fromPython, (d) => this.binaryBytes.inc({ pool, direction: 'from_python' }, d));
     a.rssWorkers = seen;
     for (const [state, n] of Object.entries(byState)) this.workers.set({ pool, state }, n);
     this.workersHealthy.set({ pool }, healthy);

@@ -42,12 +42,9 @@ export interface ObservedStats {
     byStrategy: Record<string, { initiated: number; succeeded: number; failed: number }>;
   };
   /** Sessions known, bound to a worker, with their latest state stored (durable), and restored on a new worker so far. */
-  sessions?: ObservedSessions;
-  /**
-   * Bytes of binary values (Buffers, typed arrays) that crossed the workers' pipes, every
-   * attempt counted. Optional: the pool does not count them yet (see docs/workloads.md).
-   */
-  binary?: { toPython: number; fromPython: number };
+  sessions: ObservedSessions;
+  /** Bytes of binary values (Buffers, typed arrays) that crossed the workers' pipes, every attempt counted. */
+  binary: { toPython: number; fromPython: number };
 }
 
 export interface ObservedSessions {

@@ -10,8 +10,8 @@ export interface StreamEnd {
   outcome: StreamOutcome;
   code: string | null;
   durationMs: number;
-  /** Items delivered; null while the pool does not publish `call:end.items`. */
-  items: number | null;
+  /** Items delivered. */
+  items: number;
 }
 
 export interface StreamWatch {
@@ -21,30 +21,27 @@ export interface StreamWatch {
 }
 
 /**
- * Streams, told apart from other calls by the `call:start` / `call:end` events: by their
- * `stream` field when the pool sends one, else by the command being a generator in the pool's
- * registered commands (so `pool.stream()` on an ordinary command is counted only once the pool
- * says so). Shared by the metrics and the dashboard, so both count the same streams.
+ * Streams (calls made by `pool.stream()`), from the `call:start` / `call:end` events. Shared by
+ * the metrics and the dashboard, so both count the same streams.
  */
 export function watchStreams(pool: ObservedPool, on: { start?(e: EventPayloads['call:start']): void; end?(e: StreamEnd): void }): StreamWatch {
   const open = new Set<number>();
-  const isStream = (e: { command: string; stream?: boolean }): boolean => e.stream ?? pool.registeredCommands?.[e.command]?.stream === true;
   const offs = [
     pool.on('call:start', (e) => {
-      if (!isStream(e)) return;
+      if (!e.stream) return;
       open.add(e.callId);
       on.start?.(e);
     }),
     pool.on('call:end', (e) => {
       // A stream that started before we watched still ends as one (the gauge just never saw it open).
-      if (!open.delete(e.callId) && !isStream(e)) return;
+      if (!open.delete(e.callId) && !e.stream) return;
       on.end?.({
         callId: e.callId,
         command: e.command,
         outcome: e.ok ? 'ok' : e.code === 'PYFLEET_STREAM_BROKEN' ? 'broken' : 'error',
         code: e.code,
         durationMs: e.durationMs,
-        items: e.items ?? null,
+        items: e.items,
       });
     }),
   ];

@@ -46,4 +46,6 @@ export interface WorkerHooks {
   onAbandonedDied?(w: Worker, a: Attempt, info: ExitInfo): void;
   /** Something that should not happen (an illegal state transition outside strict mode). */
   onBug?(w: Worker, err: Error): void;
+  /** A result or stream item arrived with binary parts of `bytes` bytes in all. */
+  onBinaryIn?(bytes: number): void;
 }

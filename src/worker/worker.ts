@@ -266,6 +266,11 @@ export class Worker {
     if (this.finished) return;
     const problem = validateWorkerMessage(m as unknown as { t: string } & Record<string, unknown>);
     if (problem !== null) return this.protocolFault(`worker sent an invalid message: ${problem}`);
+    // Binary parts of values (a snapshot's are the session events' to count).
+    if ((m.t === 'ok' || m.t === 'item') && this.hooks.onBinaryIn !== undefined) {
+      const b = (m as { b?: Array<{ n: number }> }).b;
+      if (b !== undefined) this.hooks.onBinaryIn(partBytes(b));
+    }
     switch (m.t) {
       case 'ok':
         return this.answer(m.id, null, m.v);
@@ -444,4 +449,10 @@ export class Worker {
     this.lifecycle.to(to, reason, now);
   }
 
+}
+
+function partBytes(descriptors: ReadonlyArray<{ n: number }>): number {
+  let n = 0;
+  for (const d of descriptors) n += d.n;
+  return n;
 }

@@ -13,7 +13,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { auditLedger, reap } from './ledger.js';
-import { ChaosMix } from './mix.js';
+import { ChaosMix, type KindTally, type NewerKind } from './mix.js';
 import { seededRandom } from '../../pool/chaos.js';
 import { exampleFile } from '../paths.js';
 import { isAlive, scanWorkersOf } from './processes.js';
@@ -37,6 +37,8 @@ export interface FleetChaosOptions {
   drainTimeoutMs: number;
   /** Hosts with --session-store nats (default true); false: sessions die with their host. */
   durableSessions?: boolean;
+  /** Shares of session-less calls for the newer kinds (async, threaded, streams, binary), as in the pool chaos. */
+  kinds?: Partial<Record<NewerKind, number>>;
   onLine?(line: string): void;
   signal?: AbortSignal;
 }
@@ -72,6 +74,9 @@ export interface FleetChaosReport {
   wrongAnswers: number;
   sessionStateErrors: number;
   nonPoolErrors: number;
+  streamBrokenMislabelled: number;
+  kinds: Record<NewerKind, KindTally>;
+  streams: { items: number; complete: number; failedAfterItems: number; broken: number };
   orphans: number;
   orphanPids: number[];
   retries: number;
@@ -153,7 +158,7 @@ export async function runFleetChaos(o: FleetChaosOptions): Promise<FleetChaosRep
     const f = fleet;
 
     const runId = `${process.pid.toString(36)}${Date.now().toString(36)}`;
-    const mix = new ChaosMix({ target: f, runId, sessions: o.sessions, sessionShare: o.sessionShare, idempotentShare: o.idempotentShare, rnd });
+    const mix = new ChaosMix({ target: f, runId, sessions: o.sessions, sessionShare: o.sessionShare, idempotentShare: o.idempotentShare, rnd, ...(o.kinds !== undefined ? { kinds: o.kinds } : {}) });
     const { failedByCode, idem, nonIdem, sess } = mix;
 
     // The killer: every killEveryS, SIGKILL a random host and start a new one.
@@ -215,6 +220,7 @@ export async function runFleetChaos(o: FleetChaosOptions): Promise<FleetChaosRep
       zero('wrongAnswers', mix.wrongAnswers),
       zero('sessionStateErrors', mix.sessionStateErrors),
       zero('nonPoolErrors', mix.nonPoolErrors),
+      zero('streamBrokenMislabelled', mix.streamBrokenMislabelled),
       zero('orphans', orphanPids.length),
       { name: 'idempotentSuccessRate', ok: rate >= o.minSuccessRate, value: Math.floor(rate * 10_000) / 10_000, expected: `>= ${o.minSuccessRate}` },
     ];
@@ -250,6 +256,9 @@ export async function runFleetChaos(o: FleetChaosOptions): Promise<FleetChaosRep
       wrongAnswers: mix.wrongAnswers,
       sessionStateErrors: mix.sessionStateErrors,
       nonPoolErrors: mix.nonPoolErrors,
+      streamBrokenMislabelled: mix.streamBrokenMislabelled,
+      kinds: mix.kinds,
+      streams: mix.streamStats,
       orphans: orphanPids.length,
       orphanPids,
       retries,
@@ -276,12 +285,16 @@ export function renderFleetReport(r: FleetChaosReport): string {
         ['sent', r.sent],
         ['succeeded', r.succeeded],
         ['failed', r.failed],
-        ['  idempotent (compute)', `${r.idempotent.succeeded}/${r.idempotent.calls} ok`],
+        ['  idempotent (all kinds)', `${r.idempotent.succeeded}/${r.idempotent.calls} ok`],
+        ...Object.entries(r.kinds)
+          .filter(([, k]) => k.calls > 0)
+          .map(([name, k]) => [`    ${name}`, `${k.succeeded}/${k.calls} ok${Object.keys(k.failedByCode).length > 0 ? `, failed: ${kv(k.failedByCode)}` : ''}`]),
         ['  non-idempotent (record)', `${r.nonIdempotent.succeeded}/${r.nonIdempotent.calls} ok, ${r.nonIdempotent.failedButRan} failed but ran (may-have-run errors)`],
         ['  session', `${r.session.succeeded}/${r.session.calls} ok, ${r.session.lost} lost sessions, ${r.session.reopened} reopened, ${r.sessionsRestored} restored from snapshots (${r.durableSessions ? 'durable: natsSessionStore' : 'not durable'})`],
       ],
     ),
     '',
+    ...(r.kinds.stream.calls > 0 ? [`streams: ${r.streams.complete} complete, ${r.streams.items} items, ${r.streams.failedAfterItems} failed after items (${r.streams.broken} PYFLEET_STREAM_BROKEN)`] : []),
     `failed by code: ${kv(r.failedByCode)}`,
     `re-sends to another host ${r.retries}; latency p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, max ${r.latencyMs.max} ms`,
     '',

@@ -99,8 +99,8 @@ Invariants (the exit code is 1 when one breaks, 0 when all hold, 2 on a usage er
                            checked when the infrastructure fault rate per call is <= ${SLO_MAX_INFRA_RATE}
 
 Across hosts (--fleet): injected faults are host SIGKILLs instead (Python-level --faults
-do not apply); the same workload (without the --kinds calls) and invariants, the orphan check
-covering every host's workers.
+do not apply); the same workload, --kinds included, and invariants, the orphan check covering
+every host's workers.
 
 Examples:
   pyfleet chaos --duration 60 --workers 2
@@ -156,6 +156,7 @@ export function register(program: Command): void {
             sessionShare: opts.sessionShare,
             minSuccessRate: opts.minSuccessRate,
             drainTimeoutMs: opts.drainTimeout,
+            kinds: opts.kinds,
             ...(opts.quiet === true ? {} : { onLine: (l: string) => process.stderr.write(`pyfleet chaos --fleet: ${l}\n`) }),
           });
           process.stdout.write(opts.json === true ? `${JSON.stringify(report)}\n` : `${renderFleetReport(report)}\n`);

@@ -11,7 +11,7 @@ import type { Logger } from '../dist/util/logger.js';
 /** Other processes using more CPU than this during a round make it a disturbed round. */
 export const DISTURBED_CPUS = 0.25;
 /** Before each section, wait up to this long for a quiet moment. */
-const QUIET_MAX_WAIT_MS = Number(process.env.BENCH_QUIET_WAIT_MS ?? 5_000);
+const QUIET_MAX_WAIT_MS = Number(process.env.BENCH_QUIET_WAIT_MS ?? 3_000);
 
 export const silent: Logger = { info() {}, warn() {}, error() {}, debug() {} };
 

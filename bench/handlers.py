@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 import time
 from typing import Literal, Required, TypedDict
 
@@ -66,20 +67,18 @@ def append(args, ctx):
 
 @command
 def big(args, ctx):
-    """Makes the session about `bytes` large on its first call (half a bytes blob, half rows), then counts calls."""
+    """Makes the session at least `bytes` large pickled on its first call (half a bytes blob, half
+    a list of small dicts), then counts calls (every call reads the session: a snapshot each)."""
     s = ctx.session
     if "rows" not in s:
-        half = args["bytes"] // 2
-        s["blob"] = os.urandom(half)
-        rows = []
-        size = 0
+        target = args["bytes"]
+        s["blob"] = os.urandom(target // 2)
+        rows = s["rows"] = []
         i = 0
-        while size < half:
-            row = {"id": i, "name": "user-%06d" % i, "score": i * 0.5, "tags": ["a", "b"]}
-            rows.append(row)
-            size += 64
-            i += 1
-        s["rows"] = rows
+        while len(pickle.dumps(s, protocol=5)) < target:
+            for _ in range(1000):
+                rows.append({"id": i, "name": "user-%06d" % i, "score": i * 0.5, "tags": ["a", "b"]})
+                i += 1
     s["n"] = s.get("n", 0) + 1
     return s["n"]
 

@@ -83,6 +83,7 @@ export async function benchRecovery(python: string): Promise<string> {
     `| the pool sees the death (\`worker:exit\`) | ${dist(col('exit'))} |`,
     `| \`retry:attempt\` published | ${dist(col('retry'))} |`,
     `| the re-send: the other worker goes busy | ${dist(resend)} |`,
+    `| (between the two: from \`worker:exit\` to the re-send) | ${dist(got.map((g) => g.resend - g.exit).filter((x) => !Number.isNaN(x)))} |`,
     `| the caller has its value (includes the ${HOLD_MS} ms handler) | ${dist(col('value'))} |`,
     '',
     `Kill to re-send, p90: **${fmt(p90, 1)} ms** (target < 20 ms, judged on p90) ${pass(ok)}`,

@@ -139,7 +139,7 @@ type SeqRound = Partial<Record<Placement, SeqFigures[]>>;
 
 async function benchSequential(python: string): Promise<string> {
   const N = 1000;
-  const WANT = 21;
+  const WANT = 15;
   log(`a. one at a time: rounds of ${N} calls per variant, placements: ${PLACEMENTS.join(', ')}`);
   const raw = await RawWorker.start(python, MODULE);
   const pool = await newPool({ workers: 1 });
@@ -151,7 +151,7 @@ async function benchSequential(python: string): Promise<string> {
   let rounds: Rounds<SeqRound>;
   try {
     for (const run of runs) await run(3 * N); // warm-up (JIT, caches)
-    rounds = await runRounds(WANT, 3 * WANT, 25_000, async (r) => {
+    rounds = await runRounds(WANT, 3 * WANT, 15_000, async (r) => {
       const got: SeqRound = {};
       for (let q = 0; q < PLACEMENTS.length; q++) {
         const p = PLACEMENTS[(q + r) % PLACEMENTS.length];

@@ -18,7 +18,7 @@ import { createPool, type Pool } from '../dist/pool/pool.js';
 import type { PoolOptions } from '../dist/pool/options.js';
 import { fileSessionStore } from '../dist/sessions/file-store.js';
 import { callLoop } from './loops.js';
-import { JUDGED, dist, fmt, fmtInt, homeCpu, log, median, pass, percentile, place, roundsNote, runRounds, silent, spread, targets, until, type Rounds } from './common.js';
+import { JUDGED, withCpus, dist, fmt, fmtInt, homeCpu, log, median, pass, percentile, place, roundsNote, runRounds, silent, spread, targets, until, type Rounds } from './common.js';
 
 const MODULE = fileURLToPath(new URL('./handlers.py', import.meta.url));
 const KEEP = 40;
@@ -26,6 +26,7 @@ const item = (i: number): string => `item-${String(i).padStart(8, '0')}-abcdef`;
 
 export async function benchSessions(python: string): Promise<string> {
   const N = 1000;
+  const N_FILE = 200;
   const N_FSYNC = 100;
   const WANT = 15;
   log(`l. durable sessions: per-call cost (${JUDGED}), file store, 1 MiB restore, snapshot sizes`);
@@ -48,44 +49,49 @@ export async function benchSessions(python: string): Promise<string> {
     });
     return p;
   };
-  let rounds: Rounds<Record<string, number>>;
+  let rounds: Rounds<Record<string, { us: number; node: number; py: number }>>;
   const restore = { first: [] as number[], normal: [] as number[], restoreMs: [] as number[], bytes: 0 };
   let names: string[] = [];
   try {
     const mem = await open({});
     const off = await open({ sessionStore: false });
+    const off2 = await open({ sessionStore: false });
     const file = await open({ sessionStore: fileSessionStore(path.join(dir, 'plain')), sessionKey: 'bench' });
     const fsync = await open({ sessionStore: fileSessionStore(path.join(dir, 'fsync'), { fsync: true }), sessionKey: 'bench' });
     const add = (i: number) => ({ a: i, b: 1 });
     let seq = 0;
     const append = () => ({ item: item(++seq), keep: KEEP });
+    const poolOf: Record<string, Pool> = {};
     const variants: Record<string, () => Promise<{ ms: number }>> = {
       'add, memory store': () => callLoop(mem, N, 'add', add),
       'add, sessionStore false': () => callLoop(off, N, 'add', add),
+      'add, sessionStore false, another pool (A/A control)': () => callLoop(off2, N, 'add', add),
       'add in a session, memory store': () => callLoop(mem, N, 'add', add, { sessionId: 'quiet' }),
       'add in a session, sessionStore false': () => callLoop(off, N, 'add', add, { sessionId: 'quiet' }),
       'append, memory store': () => callLoop(mem, N, 'append', append, { sessionId: 's' }),
       'append, sessionStore false': () => callLoop(off, N, 'append', append, { sessionId: 's' }),
-      'append, file store': () => callLoop(file, N, 'append', append, { sessionId: 's' }),
+      'append, file store': () => callLoop(file, N_FILE, 'append', append, { sessionId: 's' }),
       'append, file store with fsync': () => callLoop(fsync, N_FSYNC, 'append', append, { sessionId: 's' }),
     };
     names = Object.keys(variants);
-    const calls = (n: string): number => (n.endsWith('fsync') ? N_FSYNC : N);
+    for (const n of names) poolOf[n] = n.includes('fsync') ? fsync : n.includes('file store') ? file : n.includes('memory') ? mem : n.includes('A/A') ? off2 : off;
+    const calls = (n: string): number => (n.endsWith('fsync') ? N_FSYNC : n.endsWith('file store') ? N_FILE : N);
     for (const n of names) await variants[n](); // warm-up: every session is ~1 KB from here on
     const pids = (): number[] => pools.flatMap((p) => p.pids());
     place(JUDGED, pids());
-    rounds = await runRounds(WANT, 2 * WANT, 30_000, async (r) => {
-      const got: Record<string, number> = {};
+    rounds = await runRounds(WANT, 2 * WANT, 15_000, async (r) => {
+      const got: Record<string, { us: number; node: number; py: number }> = {};
       for (let k = 0; k < names.length; k++) {
         const n = names[(k + r) % names.length];
-        got[n] = ((await variants[n]()).ms * 1000) / calls(n);
+        const res = await withCpus(poolOf[n].pids(), variants[n]);
+        got[n] = { us: (res.ms * 1000) / calls(n), node: res.nodeUs / calls(n), py: res.pyUs / calls(n) };
       }
       return got;
     });
     place('unpinned', pids());
 
     // 1 MiB session restored after a SIGKILL: 2 workers, unpinned.
-    const RESTORE_ROUNDS = Number(process.env.BENCH_RESTORE_ROUNDS ?? 12);
+    const RESTORE_ROUNDS = Number(process.env.BENCH_RESTORE_ROUNDS ?? 10);
     const two = await open({ workers: 2 });
     const restoreEvents: Array<{ ms: number; bytes: number }> = [];
     two.on('session:restore', (e) => {
@@ -128,11 +134,12 @@ export async function benchSessions(python: string): Promise<string> {
     for (const p of pools) await p.close();
     rmSync(dir, { recursive: true, force: true });
   }
-  const us = (n: string): number => median(rounds.used.map((g) => g[n]));
-  const ratio = (a: string, b: string): number[] => rounds.used.map((g) => g[a] / g[b]);
+  const us = (n: string, k: 'us' | 'node' | 'py' = 'us'): number => median(rounds.used.map((g) => g[n][k]));
+  const ratio = (a: string, b: string): number[] => rounds.used.map((g) => g[a].us / g[b].us);
   const quiet = median(ratio('add, memory store', 'add, sessionStore false'));
   const quietSid = median(ratio('add in a session, memory store', 'add in a session, sessionStore false'));
   const app = median(ratio('append, memory store', 'append, sessionStore false'));
+  const aa = median(ratio('add, sessionStore false, another pool (A/A control)', 'add, sessionStore false'));
   const added = median(restore.first) - median(restore.normal);
   const perRound = restore.first.map((f, i) => f - restore.normal[i]);
   const where = JUDGED === 'one core' ? `Node and the workers on CPU ${homeCpu()}` : 'unpinned';
@@ -144,17 +151,17 @@ export async function benchSessions(python: string): Promise<string> {
   return [
     '## l. Durable sessions',
     '',
-    `One worker per pool (\`bench/handlers.py\`), ${where}; rounds interleaved (the order rotates), ${fmtInt(N)} calls one at a time per variant (${N_FSYNC} with fsync), after a warm-up that also brings each \`append\` session to its steady size. \`add\` never reads \`ctx.session\`; \`append\` adds one ~24-byte string to the session's list and keeps its last ${KEEP} (about 1 KB pickled). File stores in a temporary directory on ${fsType}. ${roundsNote(rounds)}`,
+    `One worker per pool (\`bench/handlers.py\`), ${where}; rounds interleaved (the order rotates), ${fmtInt(N)} calls one at a time per variant (${N_FILE} with the file store, ${N_FSYNC} with fsync), after a warm-up that also brings each \`append\` session to its steady size. \`add\` never reads \`ctx.session\`; \`append\` adds one ~24-byte string to the session's list and keeps its last ${KEEP} (about 1 KB pickled). File stores in a temporary directory on ${fsType}. ${roundsNote(rounds)}`,
     '',
-    '| variant | µs per call (median) | vs sessionStore false (median of rounds) | per round |',
-    '|---|---:|---:|---|',
+    '| variant | µs per call (median) | Node CPU µs per call | Python CPU µs per call | vs sessionStore false (median of rounds) | per round |',
+    '|---|---:|---:|---:|---:|---|',
     ...names.map((n) => {
       const againstName = n.startsWith('add in a session') ? 'add in a session, sessionStore false' : n.startsWith('add') ? 'add, sessionStore false' : 'append, sessionStore false';
       const rs = ratio(n, againstName);
-      return `| ${n} | ${fmt(us(n), 1)} | ${n === againstName ? '1.00' : fmt(median(rs), 3)} | ${n === againstName ? '' : spread(rs, 3)} |`;
+      return `| ${n} | ${fmt(us(n), 1)} | ${fmt(us(n, 'node'), 1)} | ${fmt(us(n, 'py'), 1)} | ${n === againstName ? '1.00' : fmt(median(rs), 3)} | ${n === againstName ? '' : spread(rs, 3)} |`;
     }),
     '',
-    `A call that does not touch the session, memory store / sessionStore false: **${fmt(quiet, 3)}** without a session, **${fmt(quietSid, 3)}** in a session (target <= 1.05) ${pass(quiet <= 1.05 && quietSid <= 1.05)}. Appending to a ~1 KB session: **${fmt(app)}x** (target <= 1.25x) ${pass(app <= 1.25)}. The file store costs ${fmt(us('append, file store') - us('append, sessionStore false'), 0)} µs per call over no store, ${fmt(us('append, file store with fsync') - us('append, sessionStore false'), 0)} µs with fsync (a flush of the file and of its directory per call).`,
+    `A call that does not touch the session, memory store / sessionStore false: **${fmt(quiet, 3)}** without a session, **${fmt(quietSid, 3)}** in a session (target <= 1.05) ${pass(quiet <= 1.05 && quietSid <= 1.05)}; the A/A control (two identical pools without a store) gives ${fmt(aa, 3)}, what noise alone does here. Appending to a ~1 KB session: **${fmt(app)}x** (target <= 1.25x) ${pass(app <= 1.25)}. The file store costs ${fmt(us('append, file store') - us('append, sessionStore false'), 0)} µs per call over no store, ${fmt(us('append, file store with fsync') - us('append, sessionStore false'), 0)} µs with fsync (a flush of the file and of its directory per call).`,
     '',
     `**Restoring a 1 MiB session.** Two workers, unpinned. The session \`big\` holds ${fmtInt(restore.bytes)} bytes of snapshot (half \`os.urandom\` bytes, half a list of small dicts); every call of \`big\` reads it (a snapshot per call). Each of ${restore.first.length} rounds: a normal call of the session (timed), SIGKILL of its worker, wait for the pool to see the death and for the replacement to be ready (start-up is not counted), then the session's next call (timed): it restores the snapshot on a worker first.`,
     '',

@@ -121,7 +121,7 @@ export async function benchStreaming(python: string): Promise<string> {
   const first: number[] = [];
   try {
     for (const f of runs) await f();
-    rounds = await runRounds(WANT, 2 * WANT, 20_000, async (r) => {
+    rounds = await runRounds(WANT, 2 * WANT, 10_000, async (r) => {
       const got: number[] = [];
       for (let k = 0; k < runs.length; k++) {
         const i = (k + r) % runs.length;
@@ -130,7 +130,7 @@ export async function benchStreaming(python: string): Promise<string> {
       return got;
     });
     for (let i = 0; i < 20; i++) await firstItem(pool); // warm-up
-    for (let i = 0; i < 300; i++) {
+    for (let i = 0; i < 200; i++) {
       first.push(await firstItem(pool));
       if (i % 10 === 9) await new Promise((res) => setTimeout(res, 1));
     }

@@ -23,7 +23,7 @@ import { createPool } from '../dist/pool/pool.js';
 import { resolvePython } from '../dist/worker/python-path.js';
 import { RawWorker, workerEnv } from './raw.js';
 import { poolPipelined, poolSequential, type Executes } from './loops.js';
-import { JUDGED, PLACEMENTS, fmt, fmtInt, log, median, place, quietMoment, roundsNote, runRounds, silent, spread, type Placement, type Rounds } from './common.js';
+import { JUDGED, PLACEMENTS, fmt, fmtInt, log, median, place, quietMoment, roundsNote, runRounds, silent, spread, withCpu, type Placement, type Rounds } from './common.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const OUT = fileURLToPath(new URL('./COMPARE-REFS.md', import.meta.url));
@@ -32,8 +32,11 @@ const arg = (name: string, fallback: string): string => {
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
 };
 const PRE = path.resolve(arg('--pre', '/tmp/pre'));
+/** The build compared with PRE: this tree by default (another tree's root with --new, e.g. to place a regression between two commits). */
+const NEW = path.resolve(arg('--new', ROOT));
 const RUNS = Number(arg('--runs', '3'));
 const WRITE = process.argv.includes('--write');
+if (WRITE && NEW !== path.resolve(ROOT)) throw new Error('--write records this tree against --pre; run without --new to write it');
 const PYTHON = process.env.PYFLEET_PYTHON ?? 'python3';
 
 interface Build {
@@ -47,17 +50,23 @@ const git = (dir: string, ...args: string[]): string => execFileSync('git', ['-C
 
 async function builds(): Promise<[Build, Build]> {
   const pre = (await import(pathToFileURL(path.join(PRE, 'dist/pool/pool.js')).href)) as { createPool: Build['createPool'] };
+  const cur = NEW === path.resolve(ROOT) ? { createPool: createPool as unknown as Build['createPool'] } : ((await import(pathToFileURL(path.join(NEW, 'dist/pool/pool.js')).href)) as { createPool: Build['createPool'] });
   return [
-    { name: 'reshaped', root: ROOT, commit: git(ROOT, 'rev-parse', '--short', 'HEAD'), createPool: createPool as unknown as Build['createPool'] },
+    { name: 'reshaped', root: NEW, commit: git(NEW, 'rev-parse', '--short', 'HEAD'), createPool: cur.createPool },
     { name: 'pre-reshape', root: PRE, commit: git(PRE, 'rev-parse', '--short', 'HEAD'), createPool: pre.createPool },
   ];
 }
 
 /** The four variants of a round: [new raw, new pool, old raw, old pool]. */
 type Four = [number, number, number, number];
+/** Calls per second, and Node's CPU per call (µs), of the four variants. */
+interface Round4 {
+  rate: Four;
+  cpu: Four;
+}
 interface RunFigures {
-  seq: Rounds<Partial<Record<Placement, Four>>>;
-  pipe: Rounds<Four>;
+  seq: Rounds<Partial<Record<Placement, Round4>>>;
+  pipe: Rounds<Round4>;
 }
 
 async function oneRun(python: string, [nb, ob]: [Build, Build], run: number): Promise<RunFigures> {
@@ -82,15 +91,17 @@ async function oneRun(python: string, [nb, ob]: [Build, Build], run: number): Pr
     for (const f of pipeRuns) await f();
     log(`run ${run}: a. one at a time (${PLACEMENTS.join(', ')})`);
     const seq = await runRounds(WANT_SEQ, 3 * WANT_SEQ, 60_000, async (r) => {
-      const got: Partial<Record<Placement, Four>> = {};
+      const got: Partial<Record<Placement, Round4>> = {};
       for (let q = 0; q < PLACEMENTS.length; q++) {
         const p = PLACEMENTS[(q + r) % PLACEMENTS.length];
         place(p, pids());
-        const four = [0, 0, 0, 0] as Four;
+        const four: Round4 = { rate: [0, 0, 0, 0], cpu: [0, 0, 0, 0] };
         for (let k = 0; k < seqRuns.length; k++) {
           const i = (k + r) % seqRuns.length;
           await seqRuns[i](50);
-          four[i] = SEQ_N / ((await seqRuns[i](SEQ_N)).ms / 1000);
+          const res = await withCpu(() => seqRuns[i](SEQ_N));
+          four.rate[i] = SEQ_N / (res.ms / 1000);
+          four.cpu[i] = res.cpuUs / SEQ_N;
         }
         got[p] = four;
       }
@@ -99,10 +110,12 @@ async function oneRun(python: string, [nb, ob]: [Build, Build], run: number): Pr
     });
     log(`run ${run}: b. ${DEPTH} in flight (unpinned)`);
     const pipe = await runRounds(WANT_PIPE, 3 * WANT_PIPE, 60_000, async (r) => {
-      const four = [0, 0, 0, 0] as Four;
+      const four: Round4 = { rate: [0, 0, 0, 0], cpu: [0, 0, 0, 0] };
       for (let k = 0; k < pipeRuns.length; k++) {
         const i = (k + r) % pipeRuns.length;
-        four[i] = PIPE_N / ((await pipeRuns[i]()).ms / 1000);
+        const res = await withCpu(pipeRuns[i]);
+        four.rate[i] = PIPE_N / (res.ms / 1000);
+        four.cpu[i] = res.cpuUs / PIPE_N;
       }
       return four;
     });
@@ -128,9 +141,12 @@ interface Summary {
   /** Median of per-round new pool / old pool. */
   poolVsPool: number;
   rawVsRaw: number;
+  /** Node CPU per call (µs, median): reshaped raw, reshaped pool, pre-reshape raw, pre-reshape pool. */
+  cpu: Four;
 }
 
-function summarize(rounds: Four[]): Summary {
+function summarize(all: Round4[]): Summary {
+  const rounds = all.map((g) => g.rate);
   const col = (i: number): number => median(rounds.map((g) => g[i]));
   const per = rounds.map((g) => g[1] / g[0] / (g[3] / g[2]));
   return {
@@ -144,6 +160,7 @@ function summarize(rounds: Four[]): Summary {
     perRound: per,
     poolVsPool: median(rounds.map((g) => g[1] / g[3])),
     rawVsRaw: median(rounds.map((g) => g[0] / g[2])),
+    cpu: [0, 1, 2, 3].map((i) => median(all.map((g) => g.cpu[i]))) as Four,
   };
 }
 
@@ -159,7 +176,7 @@ async function main(): Promise<void> {
   }
   const rows: string[] = [];
   const row = (label: string, s: Summary): string =>
-    `| ${label} | ${fmtInt(s.newRaw)} | ${fmtInt(s.newRate)} | **${fmt(s.newRatio, 3)}** | ${fmtInt(s.oldRaw)} | ${fmtInt(s.oldRate)} | **${fmt(s.oldRatio, 3)}** | **${fmt(s.ratioOfRatios, 3)}** | ${fmt(s.poolVsPool, 3)} | ${fmt(s.rawVsRaw, 3)} |`;
+    `| ${label} | ${fmtInt(s.newRaw)} | ${fmtInt(s.newRate)} | **${fmt(s.newRatio, 3)}** | ${fmtInt(s.oldRaw)} | ${fmtInt(s.oldRate)} | **${fmt(s.oldRatio, 3)}** | **${fmt(s.ratioOfRatios, 3)}** | ${fmt(s.poolVsPool, 3)} | ${fmt(s.rawVsRaw, 3)} | ${s.cpu.map((c) => fmt(c, 1)).join(' / ')} |`;
   const seqSummaries: Record<string, Summary[]> = Object.fromEntries(PLACEMENTS.map((p) => [p, []]));
   const pipeSummaries: Summary[] = [];
   runs.forEach((run, k) => {
@@ -172,7 +189,7 @@ async function main(): Promise<void> {
     pipeSummaries.push(s);
     rows.push(row(`run ${k + 1}, b. 64 in flight, unpinned`, s));
   });
-  const over = (ss: Summary[], k: keyof Omit<Summary, 'perRound'>): number => median(ss.map((s) => s[k]));
+  const over = (ss: Summary[], k: keyof Omit<Summary, 'perRound' | 'cpu'>): number => median(ss.map((s) => s[k]));
   const overall = (ss: Summary[]): Summary => ({
     newRate: over(ss, 'newRate'),
     newRaw: over(ss, 'newRaw'),
@@ -184,6 +201,7 @@ async function main(): Promise<void> {
     perRound: ss.flatMap((s) => s.perRound),
     poolVsPool: over(ss, 'poolVsPool'),
     rawVsRaw: over(ss, 'rawVsRaw'),
+    cpu: [0, 1, 2, 3].map((i) => median(ss.map((s) => s.cpu[i]))) as Four,
   });
   const seqJudged = overall(seqSummaries[JUDGED]);
   const pipeAll = overall(pipeSummaries);
@@ -192,10 +210,10 @@ async function main(): Promise<void> {
   const md = [
     '## Reshaped pool vs pre-reshape pool (bench/compare-refs.ts)',
     '',
-    `Not part of \`npm run bench\` (it needs a second tree). Run on ${date} (${fmt(minutes, 1)} min): \`node --import tsx bench/compare-refs.ts --runs ${RUNS} --write\` with the reshaped build (\`${bs[0].commit}\`, this tree's \`dist/\`, \`npm run build\`) and the pre-reshape build (\`${bs[1].commit}\`, the parent of the reshape, 1874186: \`git worktree add --detach /tmp/pre 838536a\`, its own \`npx tsc -p tsconfig.build.json\` against a symlink to this tree's node_modules), both loaded into one Node process. Each build runs against its own raw baseline: its own Python runtime (\`python/\` of its tree) spawned as its pool spawns it and driven by hand (\`bench/raw.ts\`), so each pool/raw ratio is what that build's Node side keeps of its own runtime's speed. ${RUNS} runs, each with fresh processes; within a run the four variants (reshaped raw, reshaped pool, pre-reshape raw, pre-reshape pool) are interleaved in a rotated order, round after round: section a's loop (\`add\`, 1,000 calls one at a time per variant, one worker), in every CPU placement in each round (see "CPU placement"); section b's (10,000 calls, 64 in flight, \`pipelineDepth: 64\`, one worker, unpinned). The "ratio of ratios" is the median over rounds of (reshaped pool / reshaped raw) / (pre-reshape pool / pre-reshape raw) in the same round; "pool vs pool" is reshaped pool / pre-reshape pool in the same round, and "raw vs raw" the same for the two runtimes.`,
+    `Not part of \`npm run bench\` (it needs a second tree). Run on ${date} (${fmt(minutes, 1)} min): \`node --import tsx bench/compare-refs.ts --runs ${RUNS} --write\` with the reshaped build (\`${bs[0].commit}\`, this tree's \`dist/\`, \`npm run build\`) and the pre-reshape build (\`${bs[1].commit}\`, the parent of the reshape, 1874186: \`git worktree add --detach /tmp/pre 838536a\`, its own \`npx tsc -p tsconfig.build.json\` against a symlink to this tree's node_modules), both loaded into one Node process. Each build runs against its own raw baseline: its own Python runtime (\`python/\` of its tree) spawned as its pool spawns it and driven by hand (\`bench/raw.ts\`), so each pool/raw ratio is what that build's Node side keeps of its own runtime's speed. ${RUNS} runs, each with fresh processes; within a run the four variants (reshaped raw, reshaped pool, pre-reshape raw, pre-reshape pool) are interleaved in a rotated order, round after round: section a's loop (\`add\`, 1,000 calls one at a time per variant, one worker), in every CPU placement in each round (see "CPU placement"); section b's (10,000 calls, 64 in flight, \`pipelineDepth: 64\`, one worker, unpinned). The "ratio of ratios" is the median over rounds of (reshaped pool / reshaped raw) / (pre-reshape pool / pre-reshape raw) in the same round; "pool vs pool" is reshaped pool / pre-reshape pool in the same round, and "raw vs raw" the same for the two runtimes. The last column is this Node process's CPU time per call in each variant (steadier than wall time on a busy machine: the pools' own work, without the waits).`,
     '',
-    '| run, section, placement | reshaped raw calls/s | reshaped pool calls/s | reshaped pool/raw | pre-reshape raw | pre-reshape pool | pre-reshape pool/raw | ratio of ratios | pool vs pool | raw vs raw |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| run, section, placement | reshaped raw calls/s | reshaped pool calls/s | reshaped pool/raw | pre-reshape raw | pre-reshape pool | pre-reshape pool/raw | ratio of ratios | pool vs pool | raw vs raw | Node CPU µs per call: reshaped raw / pool, pre-reshape raw / pool |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
     ...rows,
     ...PLACEMENTS.map((p) => row(`**all runs (medians of the runs), a. one at a time, ${p}**`, overall(seqSummaries[p]))),
     row('**all runs (medians of the runs), b. 64 in flight, unpinned**', pipeAll),

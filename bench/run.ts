@@ -2,13 +2,26 @@
  * `npm run bench`: pyfleet against its limits, side by side in one run, written to
  * bench/RESULTS.md.
  *
- *   a. one call at a time: raw framed pipe vs pool.execute on 1 worker vs python-shell, and the
- *      Python runtime's own share of a call, in-process (bench/runtime_loop.py)
+ *   a. one call at a time: raw framed pipe vs pool.execute on 1 worker vs python-shell, in
+ *      each CPU placement, and the Python runtime's own share of a call, in-process
+ *      (bench/runtime_loop.py)
  *   b. 64 calls in flight on one worker: raw pipelined vs pool with pipelineDepth 64
  *   c. CPU-bound (~2 ms of Python) on 2 workers vs 1, and the machine's own 2-vs-1 ceiling
  *   d. time to ready: createPool({ workers: 8 }) vs 8 bare interpreters; the pyenv shim's cost
  *   e. the resilience layer's per-call overhead (bench/resilience.ts)
+ *   f. telemetry's per-call cost (bench/telemetry.ts)
  *   g. a fleet on NATS against raw NATS request-reply and the local pool (bench/fleet.ts)
+ *   h. recovery: SIGKILL of a worker running an idempotent call to its re-send (bench/recovery.ts)
+ *   i. concurrency inside a worker: 200 async sleeps on one worker; async def vs def (bench/concurrency.ts)
+ *   j. streaming: pool.stream vs raw item frames; first-item latency (bench/streaming.ts)
+ *   k. binary payloads: Buffer round trips vs a raw socket-pair echo, and base64 (bench/binary.ts)
+ *   l. durable sessions: per-call cost, file store, restore after a death, snapshot sizes (bench/sessions.ts)
+ *   m. validateArgs through the pool (bench/validate-pool.ts)
+ *
+ * Handlers of h-m: bench/handlers.py. The figures measured one call at a time run in fixed CPU
+ * placements (bench/common.ts, `place`; RESULTS.md, "CPU placement"). bench/compare-refs.ts
+ * (not run here) compares this build with the pre-reshape one; its last output,
+ * bench/COMPARE-REFS.md, is copied into RESULTS.md.
  *
  * The machines are 2-core, shared and noisy. Every benchmark runs its variants interleaved,
  * in a rotated order, round after round; a ratio is the median of the per-round ratios (the

@@ -48,12 +48,19 @@ interface Build {
 
 const git = (dir: string, ...args: string[]): string => execFileSync('git', ['-C', dir, ...args], { encoding: 'utf8' }).trim();
 
+/** The tree's commit, and the last one that changed its library (src/, python/) when that is an older one. */
+function code(dir: string): string {
+  const head = git(dir, 'rev-parse', '--short', 'HEAD');
+  const lib = git(dir, 'log', '-1', '--format=%h', '--', 'src', 'python');
+  return lib === head ? head : `${head}, library as of ${lib}`;
+}
+
 async function builds(): Promise<[Build, Build]> {
   const pre = (await import(pathToFileURL(path.join(PRE, 'dist/pool/pool.js')).href)) as { createPool: Build['createPool'] };
   const cur = NEW === path.resolve(ROOT) ? { createPool: createPool as unknown as Build['createPool'] } : ((await import(pathToFileURL(path.join(NEW, 'dist/pool/pool.js')).href)) as { createPool: Build['createPool'] });
   return [
-    { name: 'reshaped', root: NEW, commit: git(NEW, 'rev-parse', '--short', 'HEAD'), createPool: cur.createPool },
-    { name: 'pre-reshape', root: PRE, commit: git(PRE, 'rev-parse', '--short', 'HEAD'), createPool: pre.createPool },
+    { name: 'reshaped', root: NEW, commit: code(NEW), createPool: cur.createPool },
+    { name: 'pre-reshape', root: PRE, commit: code(PRE), createPool: pre.createPool },
   ];
 }
 

@@ -10,10 +10,10 @@ import { PYTHON_PACKAGE_DIR } from '../dist/worker/env.js';
 const BOOT = 'from pyfleet._worker import main; main()';
 const MAX_FRAME = 64 * 1024 * 1024;
 
-/** The environment the pool gives its workers (see Pool's constructor). */
-export function workerEnv(): Record<string, string> {
+/** The environment the pool gives its workers (see Pool's constructor); `packageDir` holds the `pyfleet` Python package (another build's, for bench/compare-refs.ts). */
+export function workerEnv(packageDir = PYTHON_PACKAGE_DIR): Record<string, string> {
   const env = { ...(process.env as Record<string, string>) };
-  env.PYTHONPATH = env.PYTHONPATH ? `${PYTHON_PACKAGE_DIR}:${env.PYTHONPATH}` : PYTHON_PACKAGE_DIR;
+  env.PYTHONPATH = env.PYTHONPATH ? `${packageDir}:${env.PYTHONPATH}` : packageDir;
   env.PYFLEET_MAX_FRAME = String(MAX_FRAME);
   env.PYFLEET_HEARTBEAT_MS = '1000';
   env.PYFLEET_PARENT_PID = String(process.pid);

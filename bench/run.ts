@@ -2,13 +2,26 @@
  * `npm run bench`: pyfleet against its limits, side by side in one run, written to
  * bench/RESULTS.md.
  *
- *   a. one call at a time: raw framed pipe vs pool.execute on 1 worker vs python-shell, and the
- *      Python runtime's own share of a call, in-process (bench/runtime_loop.py)
+ *   a. one call at a time: raw framed pipe vs pool.execute on 1 worker vs python-shell, in
+ *      each CPU placement, and the Python runtime's own share of a call, in-process
+ *      (bench/runtime_loop.py)
  *   b. 64 calls in flight on one worker: raw pipelined vs pool with pipelineDepth 64
  *   c. CPU-bound (~2 ms of Python) on 2 workers vs 1, and the machine's own 2-vs-1 ceiling
  *   d. time to ready: createPool({ workers: 8 }) vs 8 bare interpreters; the pyenv shim's cost
  *   e. the resilience layer's per-call overhead (bench/resilience.ts)
+ *   f. telemetry's per-call cost (bench/telemetry.ts)
  *   g. a fleet on NATS against raw NATS request-reply and the local pool (bench/fleet.ts)
+ *   h. recovery: SIGKILL of a worker running an idempotent call to its re-send (bench/recovery.ts)
+ *   i. concurrency inside a worker: 200 async sleeps on one worker; async def vs def (bench/concurrency.ts)
+ *   j. streaming: pool.stream vs raw item frames; first-item latency (bench/streaming.ts)
+ *   k. binary payloads: Buffer round trips vs a raw socket-pair echo, and base64 (bench/binary.ts)
+ *   l. durable sessions: per-call cost, file store, restore after a death, snapshot sizes (bench/sessions.ts)
+ *   m. validateArgs through the pool (bench/validate-pool.ts)
+ *
+ * Handlers of h-m: bench/handlers.py. The figures measured one call at a time run in fixed CPU
+ * placements (bench/common.ts, `place`; RESULTS.md, "CPU placement"). bench/compare-refs.ts
+ * (not run here) compares this build with the pre-reshape one; its last output,
+ * bench/COMPARE-REFS.md, is copied into RESULTS.md.
  *
  * The machines are 2-core, shared and noisy. Every benchmark runs its variants interleaved,
  * in a rotated order, round after round; a ratio is the median of the per-round ratios (the
@@ -19,228 +32,71 @@
  * when there are enough of them (RESULTS.md says which, and gives the all-rounds ratio too).
  */
 import { spawn } from 'node:child_process';
-import { accessSync, constants, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { PythonShell } from 'python-shell';
 import { createPool, type Pool } from '../dist/pool/pool.js';
 import type { PoolOptions } from '../dist/pool/options.js';
-import type { Logger } from '../dist/util/logger.js';
 import { resolvePython } from '../dist/worker/python-path.js';
+import { PYTHON_PACKAGE_DIR } from '../dist/worker/env.js';
 import { benchResilience } from './resilience.js';
 import { benchTelemetry } from './telemetry.js';
 import { benchFleet } from './fleet.js';
 import { RawWorker, workerEnv } from './raw.js';
-import { PYTHON_PACKAGE_DIR } from '../dist/worker/env.js';
+import { poolPipelined, poolSequential } from './loops.js';
+import {
+  CAN_PIN,
+  DISTURBED_CPUS,
+  JUDGED,
+  PLACEMENTS,
+  fmt,
+  fmtInt,
+  homeCpu,
+  log,
+  median,
+  othersLoad,
+  otherCpu,
+  pass,
+  percentile,
+  place,
+  pythonChildren,
+  roundsNote,
+  runRounds,
+  section,
+  silent,
+  spread,
+  targets,
+  us,
+  withCpu,
+  withCpus,
+  type Placement,
+  type Rounds,
+} from './common.js';
+import { benchRecovery } from './recovery.js';
+import { benchConcurrency } from './concurrency.js';
+import { benchStreaming } from './streaming.js';
+import { benchBinary } from './binary.js';
+import { benchSessions } from './sessions.js';
+import { benchValidate } from './validate-pool.js';
 
 const MODULE = fileURLToPath(new URL('../examples/handlers.py', import.meta.url));
 const SHELL_SCRIPT = fileURLToPath(new URL('./shell_echo.py', import.meta.url));
 const SPIN_SCRIPT = fileURLToPath(new URL('./spin.py', import.meta.url));
 const RUNTIME_LOOP = fileURLToPath(new URL('./runtime_loop.py', import.meta.url));
 const RESULTS = fileURLToPath(new URL('./RESULTS.md', import.meta.url));
+/** Written by bench/compare-refs.ts (not part of `npm run bench`); copied into RESULTS.md when present. */
+const COMPARE_REFS = fileURLToPath(new URL('./COMPARE-REFS.md', import.meta.url));
 const PYTHON = process.env.PYFLEET_PYTHON ?? 'python3';
-/** Other processes using more CPU than this during a round make it a disturbed round. */
-const DISTURBED_CPUS = 0.25;
 /** BENCH_ONLY=a,b runs only those sections (letters as in RESULTS.md) and leaves RESULTS.md alone. */
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((x) => x.trim())) : null;
 const wanted = (letter: string): boolean => ONLY === null || ONLY.has(letter);
-/** Before each section, wait up to this long for a quiet machine. */
-const QUIET_MAX_WAIT_MS = Number(process.env.BENCH_QUIET_WAIT_MS ?? 10_000);
-
-const silent: Logger = { info() {}, warn() {}, error() {}, debug() {} };
-
-// ---- statistics ------------------------------------------------------------
-
-function median(xs: ArrayLike<number>): number {
-  const s = Array.from(xs).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-function percentile(xs: ArrayLike<number>, p: number): number {
-  const s = Array.from(xs).sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-}
-
-const fmtInt = (x: number): string => Math.round(x).toLocaleString('en');
-const fmt = (x: number, d = 2): string => x.toFixed(d);
-const us = (ms: number): string => `${Math.round(ms * 1000)} µs`;
-const pass = (ok: boolean): string => (ok ? '**pass**' : '**FAIL**');
-
-/** "min .. max (quartiles q1 .. q3)": how much a ratio moved from round to round. */
-function spread(xs: number[]): string {
-  const s = [...xs].sort((a, b) => a - b);
-  return `${fmt(s[0])} .. ${fmt(s[s.length - 1])} (quartiles ${fmt(percentile(s, 25))} .. ${fmt(percentile(s, 75))})`;
-}
-
-interface Target {
-  name: string;
-  value: string;
-  target: string;
-  ok: boolean;
-}
-const targets: Target[] = [];
-
-function log(msg: string): void {
-  process.stderr.write(`[bench] ${msg}\n`);
-}
 
 async function newPool(options: Partial<PoolOptions>): Promise<Pool> {
   return createPool({ module: MODULE, python: PYTHON, logger: silent, ...options });
 }
 
-/** Runs `f` and adds the CPU time this Node process spent meanwhile (µs; the Python side is not included). */
-async function withCpu<T extends object>(f: () => Promise<T>): Promise<T & { cpuUs: number }> {
-  const c0 = process.cpuUsage();
-  const r = await f();
-  const c = process.cpuUsage(c0);
-  return { ...r, cpuUs: c.user + c.system };
-}
-
-// ---- the machine: how busy are other processes? ----------------------------
-
-const HZ = 100; // USER_HZ: /proc reports CPU time in 1/100 s
-
-function procStat(pid: number | 'self'): string[] | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after "(comm)": state [0], ppid [1], utime [11], stime [12], cutime [13], cstime [14].
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return null;
-  }
-}
-
-/** Live processes whose parent is this process. */
-function children(): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    const f = procStat(Number(d));
-    if (f !== null && Number(f[1]) === process.pid) out.push(Number(d));
-  }
-  return out;
-}
-
-/** Python processes this benchmark started that are still alive. */
-function pythonChildren(): number[] {
-  return children().filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('python');
-    } catch {
-      return false;
-    }
-  });
-}
-
-/** CPU seconds used so far by this process, its reaped children and its live children. */
-function ownCpuSeconds(): number {
-  const me = procStat('self')!;
-  let ticks = Number(me[11]) + Number(me[12]) + Number(me[13]) + Number(me[14]);
-  for (const pid of children()) {
-    const f = procStat(pid);
-    if (f !== null) ticks += Number(f[11]) + Number(f[12]);
-  }
-  return ticks / HZ;
-}
-
-/** CPU seconds the machine spent busy so far, all CPUs together. */
-function machineBusySeconds(): number {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal
-  return (f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] ?? 0)) / HZ;
-}
-
-/** Starts measuring; the function returned gives the CPUs other processes used on average since. */
-function othersProbe(): () => number {
-  const t0 = performance.now();
-  const busy0 = machineBusySeconds();
-  const own0 = ownCpuSeconds();
-  return () => {
-    const wall = (performance.now() - t0) / 1000;
-    return Math.max(0, machineBusySeconds() - busy0 - (ownCpuSeconds() - own0)) / wall;
-  };
-}
-
-/** Waits (up to QUIET_MAX_WAIT_MS) for half a second during which other processes use less than DISTURBED_CPUS. */
-async function waitForQuiet(): Promise<{ waitedMs: number; others: number }> {
-  const t0 = performance.now();
-  for (;;) {
-    const probe = othersProbe();
-    await new Promise((r) => setTimeout(r, 500));
-    const others = probe();
-    const waitedMs = performance.now() - t0 - 500;
-    if (others < DISTURBED_CPUS || waitedMs >= QUIET_MAX_WAIT_MS) return { waitedMs, others };
-  }
-}
-
-interface Rounds<T> {
-  /** The rounds the figures are taken over. */
-  used: T[];
-  all: T[];
-  undisturbed: number;
-  /** CPUs other processes used, per round. */
-  others: number[];
-  usedUndisturbed: boolean;
-}
-
-/**
- * Runs `round` until `want` rounds were undisturbed by other processes, or `maxRounds` rounds
- * or `maxMs` have passed. The figures are taken over the undisturbed rounds when at least half
- * of `want` are; otherwise over all rounds.
- */
-async function runRounds<T>(want: number, maxRounds: number, maxMs: number, round: (r: number) => Promise<T>): Promise<Rounds<T>> {
-  const t0 = performance.now();
-  const all: T[] = [];
-  const clean: T[] = [];
-  const others: number[] = [];
-  for (let r = 0; r < maxRounds; r++) {
-    const probe = othersProbe();
-    const v = await round(r);
-    const o = probe();
-    all.push(v);
-    others.push(o);
-    if (o < DISTURBED_CPUS) clean.push(v);
-    if (clean.length >= want || (r + 1 >= want && performance.now() - t0 > maxMs)) break;
-  }
-  const usedUndisturbed = clean.length >= Math.ceil(want / 2);
-  return { used: usedUndisturbed ? clean : all, all, undisturbed: clean.length, others, usedUndisturbed };
-}
-
-function roundsNote(r: Rounds<unknown>): string {
-  const which = r.usedUndisturbed
-    ? `Figures are over the ${r.used.length} rounds undisturbed by other processes (they used < ${DISTURBED_CPUS} CPU)`
-    : `Only ${r.undisturbed} rounds were undisturbed by other processes (< ${DISTURBED_CPUS} CPU), too few: figures are over all rounds`;
-  return `${r.all.length} rounds run. ${which}; other processes used ${fmt(median(r.others))} CPUs in the median round (max ${fmt(Math.max(...r.others))}).`;
-}
-
-/** Runs one benchmark section after waiting for a quiet moment, and notes how busy the machine was. */
-async function section(run: () => Promise<string>): Promise<string> {
-  const quiet = await waitForQuiet();
-  const probe = othersProbe();
-  const t0 = performance.now();
-  const md = await run();
-  const wall = (performance.now() - t0) / 1000;
-  const others = probe();
-  othersLoad.push(others);
-  const waited = quiet.waitedMs > 100 ? `; it started after waiting ${fmt(quiet.waitedMs / 1000, 1)} s for a quiet moment${quiet.others < DISTURBED_CPUS ? '' : ` (none came: ${fmt(quiet.others)} CPUs busy)`}` : '';
-  return `${md.trimEnd()}\n\n_Machine during this section (${fmt(wall, 1)} s): other processes used ${fmt(others)} of ${os.availableParallelism()} CPUs on average${waited}._\n`;
-}
-const othersLoad: number[] = [];
-
 // ---- a. one call at a time -------------------------------------------------
-
-async function poolSequential(pool: Pool, n: number): Promise<{ ms: number; lat: Float64Array }> {
-  const lat = new Float64Array(n);
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) {
-    const s = performance.now();
-    await pool.execute('add', { a: i, b: 1 });
-    lat[i] = performance.now() - s;
-  }
-  return { ms: performance.now() - t0, lat };
-}
 
 /** python-shell in json mode on bench/shell_echo.py: one JSON line out, one back. */
 class ShellClient {
@@ -285,58 +141,82 @@ interface SeqFigures {
   rate: number;
   p50: number;
   p99: number;
+  /** Node's CPU per call, µs. */
   cpu: number;
+  /** The Python process's CPU per call (every thread), µs. */
+  py: number;
 }
+
+/** Per placement (see CPU placement in RESULTS.md), the figures of each variant: raw, pool, python-shell. */
+type SeqRound = Partial<Record<Placement, SeqFigures[]>>;
 
 async function benchSequential(python: string): Promise<string> {
   const N = 1000;
-  const WANT = 21;
-  log(`a. one at a time: rounds of ${N} calls per variant`);
+  const WANT = 15;
+  log(`a. one at a time: rounds of ${N} calls per variant, placements: ${PLACEMENTS.join(', ')}`);
   const raw = await RawWorker.start(python, MODULE);
   const pool = await newPool({ workers: 1 });
   const shell = ShellClient.start(python);
+  const pids = (): number[] => [raw.child.pid!, ...pool.pids(), shell.shell.childProcess.pid!];
   const names = ['raw framed pipe', 'pool.execute (1 worker)', 'python-shell (json lines)'] as const;
   const runs = [(n: number) => raw.sequential(n), (n: number) => poolSequential(pool, n), (n: number) => shell.sequential(n)];
-  let rounds: Rounds<SeqFigures[]>;
+  const variantPids = [() => [raw.child.pid!], () => pool.pids(), () => [shell.shell.childProcess.pid!]];
+  let rounds: Rounds<SeqRound>;
   try {
     for (const run of runs) await run(3 * N); // warm-up (JIT, caches)
     rounds = await runRounds(WANT, 3 * WANT, 15_000, async (r) => {
-      const got: SeqFigures[] = [];
-      for (let k = 0; k < runs.length; k++) {
-        const i = (k + r) % runs.length;
-        const res = await withCpu(() => runs[i](N));
-        got[i] = { rate: N / (res.ms / 1000), p50: median(res.lat), p99: percentile(res.lat, 99), cpu: res.cpuUs / N };
+      const got: SeqRound = {};
+      for (let q = 0; q < PLACEMENTS.length; q++) {
+        const p = PLACEMENTS[(q + r) % PLACEMENTS.length];
+        place(p, pids());
+        const figures: SeqFigures[] = [];
+        for (let k = 0; k < runs.length; k++) {
+          const i = (k + r) % runs.length;
+          await runs[i](50); // settle on the new placement, not timed
+          const res = await withCpus(variantPids[i](), () => runs[i](N));
+          figures[i] = { rate: N / (res.ms / 1000), p50: median(res.lat), p99: percentile(res.lat, 99), cpu: res.nodeUs / N, py: res.pyUs / N };
+        }
+        got[p] = figures;
       }
+      place('unpinned', pids());
       return got;
     });
   } finally {
+    place('unpinned', pids());
     await raw.close();
     await pool.close();
     await shell.close();
   }
   const py = await runtimeLoop(python);
-  const col = (i: number, k: keyof SeqFigures): number => median(rounds.used.map((g) => g[i][k]));
-  const ratios = (i: number, j: number, set = rounds.used): number[] => set.map((g) => g[i].rate / g[j].rate);
-  const rVsRaw = median(ratios(1, 0));
-  const rVsShell = median(ratios(1, 2));
-  targets.push({ name: 'a. pool.execute vs raw, one at a time', value: fmt(rVsRaw), target: '>= 0.85', ok: rVsRaw >= 0.85 });
-  targets.push({ name: 'a. pool.execute vs python-shell, one at a time', value: fmt(rVsShell), target: '>= 1.00', ok: rVsShell >= 1 });
+  const of = (p: Placement, set = rounds.used): SeqFigures[][] => set.map((g) => g[p]!);
+  const col = (p: Placement, i: number, k: keyof SeqFigures): number => median(of(p).map((g) => g[i][k]));
+  const ratios = (p: Placement, i: number, j: number, set = rounds.used): number[] => of(p, set).map((g) => g[i].rate / g[j].rate);
+  const rVsRaw = median(ratios(JUDGED, 1, 0));
+  const rVsShell = median(ratios(JUDGED, 1, 2));
+  const where = JUDGED === 'one core' ? 'Node and Python on one core' : 'unpinned';
+  targets.push({ name: `a. pool.execute vs raw, one at a time (${where})`, value: fmt(rVsRaw), target: '>= 0.85', ok: rVsRaw >= 0.85 });
+  targets.push({ name: `a. pool.execute vs python-shell, one at a time (${where})`, value: fmt(rVsShell), target: '>= 1.00', ok: rVsShell >= 1 });
+  const table = (p: Placement): string[] => [
+    `**${p}**${p === JUDGED ? ' (the targets are judged here)' : ''}${p === 'one core' ? `: everything on CPU ${homeCpu()}` : p === 'two cores' ? `: Node on CPU ${homeCpu()}, Python on CPU ${otherCpu()}` : ''}`,
+    '',
+    '| variant | calls/s (median) | p50 latency | p99 latency | Node CPU per call | Python CPU per call | vs raw (median of rounds) |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+    ...names.map(
+      (n, i) =>
+        `| ${n} | ${fmtInt(col(p, i, 'rate'))} | ${us(col(p, i, 'p50'))} | ${us(col(p, i, 'p99'))} | ${fmt(col(p, i, 'cpu'), 1)} µs | ${fmt(col(p, i, 'py'), 1)} µs | ${i === 0 ? '1.00' : fmt(median(ratios(p, i, 0)))} |`,
+    ),
+    '',
+    `Per round, pool/raw: ${spread(ratios(p, 1, 0))}; pool/python-shell: ${spread(ratios(p, 1, 2))}. Over all ${rounds.all.length} rounds, disturbed ones included: pool/raw ${fmt(median(ratios(p, 1, 0, rounds.all)))}, pool/python-shell ${fmt(median(ratios(p, 1, 2, rounds.all)))}.`,
+    '',
+  ];
   return [
     '## a. One call at a time (`add`, 1 worker)',
     '',
-    `Rounds of ${N.toLocaleString('en')} sequential calls per variant, interleaved (the order rotates each round), after a warm-up. Latency is per call, measured in Node. Node CPU is this process's user + system time per call (the Python side is not included). ${roundsNote(rounds)}`,
+    `Rounds of ${N.toLocaleString('en')} sequential calls per variant, interleaved (the order rotates each round), after a warm-up; ${PLACEMENTS.length > 1 ? `each round runs every variant in each CPU placement (${PLACEMENTS.join(', ')}; the order rotates), the processes being moved with \`taskset\` and given 50 untimed calls to settle` : 'without `taskset`, unpinned only'}. Latency is per call, measured in Node. Node CPU is this process's user + system time per call; Python CPU is the Python process's, every thread (/proc/<pid>/task/*/schedstat). ${roundsNote(rounds)}`,
     '',
-    '| variant | calls/s (median) | p50 latency | p99 latency | Node CPU per call | vs raw (median of rounds) |',
-    '|---|---:|---:|---:|---:|---:|',
-    ...names.map(
-      (n, i) =>
-        `| ${n} | ${fmtInt(col(i, 'rate'))} | ${us(col(i, 'p50'))} | ${us(col(i, 'p99'))} | ${fmt(col(i, 'cpu'), 1)} µs | ${i === 0 ? '1.00' : fmt(median(ratios(i, 0)))} |`,
-    ),
+    `pool / raw (${JUDGED}): **${fmt(rVsRaw)}** (target >= 0.85) ${pass(rVsRaw >= 0.85)}; pool / python-shell (${JUDGED}): **${fmt(rVsShell)}** (target >= 1.00) ${pass(rVsShell >= 1)}`,
     '',
-    `pool / raw: **${fmt(rVsRaw)}** (target >= 0.85) ${pass(rVsRaw >= 0.85)}; pool / python-shell: **${fmt(rVsShell)}** (target >= 1.00) ${pass(rVsShell >= 1)}`,
-    '',
-    `Per round, pool/raw: ${spread(ratios(1, 0))}; pool/python-shell: ${spread(ratios(1, 2))}. Over all ${rounds.all.length} rounds, disturbed ones included: pool/raw ${fmt(median(ratios(1, 0, rounds.all)))}, pool/python-shell ${fmt(median(ratios(1, 2, rounds.all)))}.`,
-    '',
+    ...PLACEMENTS.flatMap(table),
     `The Python side alone, in-process (\`bench/runtime_loop.py\`: ${fmtInt(py.n)} frames fed to the worker runtime's ingest and run, answers to /dev/null; best of ${py.rounds} rounds): **${fmt(py.runtimeUs, 1)} µs** per call, against ${fmt(py.bareUs, 1)} µs for a bare loop doing the same work with \`json.loads\` and \`json.dumps\` (python-shell's side).`,
     '',
   ].join('\n');
@@ -355,19 +235,6 @@ function runtimeLoop(python: string): Promise<{ n: number; rounds: number; runti
 }
 
 // ---- b. pipelining ---------------------------------------------------------
-
-async function poolPipelined(pool: Pool, n: number, depth: number): Promise<{ ms: number }> {
-  let next = 0;
-  const t0 = performance.now();
-  const lane = async (): Promise<void> => {
-    while (next < n) {
-      const i = next++;
-      await pool.execute('add', { a: i, b: 1 }, { idempotent: true });
-    }
-  };
-  await Promise.all(Array.from({ length: depth }, lane));
-  return { ms: performance.now() - t0 };
-}
 
 async function benchPipelined(python: string): Promise<string> {
   const N = 10_000;
@@ -662,6 +529,39 @@ function pythonVersion(python: string): Promise<string> {
   });
 }
 
+/** What RESULTS.md says about CPU placement, once, before the sections. */
+function placementNote(): string {
+  return [
+    '## CPU placement (one call at a time)',
+    '',
+    CAN_PIN
+      ? 'On these 2-core VMs a round trip one call at a time is bimodal: when Node and the Python worker run on the same core, each hand-over is a context switch on that core; when they run on different cores, each one is a cross-core wake-up of a core that went idle, several times slower (section a gives the raw round trip\'s p50 in each placement). Unpinned, the scheduler moves the processes between these two states from one round to the next, so unpinned one-at-a-time ratios swing far more from round to round than the effects measured (section a\'s unpinned row shows the per-round spread of this run). So every one-at-a-time comparison (sections a, i, l, m) runs each variant in a fixed placement set with `taskset -a -p` (every thread of Node and of each Python process): **one core** (Node and its workers on the same CPU: the CPU that other processes used least just before the section), and in sections a and i also **two cores** (Node on that CPU, Python on the other) and **unpinned** (the scheduler\'s choice, what a deployment gets by default), all interleaved in the same rounds. The targets are judged on **one core**: its figures are stable from round to round, and with nothing overlapping, the ratio of two variants is the ratio of what each call costs in CPU on both sides, which is what a pool adds; on a machine whose cores are all busy (a pool sized to the CPU count under load) that cost is not hidden by an idle second core. The other two placements are reported beside it, in the same tables. Sections measuring throughput with many calls in flight, start-up, recovery, streaming and large payloads (b, c, d, g, h, j, k, and the restore in l) run unpinned: there both cores are meant to work, and their figures are milliseconds or throughput, not the few microseconds of a wake-up. Sections e (no Python) and f run as before, unpinned; f\'s one-at-a-time workload is exposed to the bimodality, which its A/A control row measures.'
+      : 'This run had no `taskset` (or a single CPU): every figure is unpinned, including the one-at-a-time ones, which on 2-core VMs are bimodal (Node and Python on the same core or not) and swing from round to round.',
+  ].join('\n');
+}
+
+interface CompareRefsFigures {
+  date: string;
+  seq: number;
+  pipe: number;
+}
+
+/** bench/COMPARE-REFS.md, written by bench/compare-refs.ts; its figures become rows of the Targets table. */
+function compareRefs(): { md: string | null; targets: Array<{ name: string; value: string; target: string; ok: boolean }> } {
+  if (!existsSync(COMPARE_REFS)) return { md: null, targets: [] };
+  const md = readFileSync(COMPARE_REFS, 'utf8');
+  const m = /<!-- compare-refs: (\{.*\}) -->/.exec(md);
+  if (m === null) return { md, targets: [] };
+  const f = JSON.parse(m[1]) as CompareRefsFigures;
+  return {
+    md,
+    targets: [
+      { name: `1. reshaped vs pre-reshape pool (838536a), one at a time: ratio of their pool/raw ratios (compare-refs, ${f.date})`, value: fmt(f.seq, 3), target: '>= 0.95', ok: f.seq >= 0.95 },
+      { name: `1. reshaped vs pre-reshape pool (838536a), 64 in flight: ratio of their pool/raw ratios (compare-refs, ${f.date})`, value: fmt(f.pipe, 3), target: '>= 0.95', ok: f.pipe >= 0.95 },
+    ],
+  };
+}
+
 async function main(): Promise<void> {
   const started = performance.now();
   const python = await resolvePython(PYTHON);
@@ -702,6 +602,13 @@ async function main(): Promise<void> {
     targets.push({ name: 'g. fleet 64 in flight >= 0.5 x raw NATS 64 in flight', value: 'see g', target: 'met', ok: /Throughput target:[^\n]*: met\./.test(fleet) });
     sections.push(fleet);
   }
+  if (wanted('h')) sections.push(await section(() => benchRecovery(python)));
+  if (wanted('i')) sections.push(await section(() => benchConcurrency(python)));
+  if (wanted('j')) sections.push(await section(() => benchStreaming(python)));
+  if (wanted('k')) sections.push(await section(() => benchBinary(python)));
+  if (wanted('l')) sections.push(await section(() => benchSessions(python)));
+  if (wanted('m')) sections.push(await section(() => benchValidate(python)));
+  const compare = compareRefs();
   const left = pythonChildren();
   const seconds = (performance.now() - started) / 1000;
   const md = [
@@ -716,8 +623,13 @@ async function main(): Promise<void> {
     '| target | measured | wanted | result |',
     '|---|---:|---:|---|',
     ...targets.map((t) => `| ${t.name} | ${t.value} | ${t.target} | ${pass(t.ok)} |`),
+    ...compare.targets.map((t) => `| ${t.name} | ${t.value} | ${t.target} | ${pass(t.ok)} |`),
+    '',
+    ...(compare.targets.length > 0 ? ['_The last rows come from `bench/compare-refs.ts`, which `npm run bench` does not run (it needs a second tree); see "Reshaped pool vs pre-reshape pool" at the end._', ''] : []),
+    placementNote(),
     '',
     ...sections,
+    ...(compare.md === null ? [] : [compare.md.trimEnd(), '']),
     `Python processes left behind by the benchmark: ${left.length === 0 ? '0' : `${left.length} (${left.join(', ')})`}.`,
     '',
   ].join('\n');

@@ -196,6 +196,10 @@ export class Supervisor {
         } catch {
           throw closedError(null);
         }
+      } else if (backoff) {
+        // A replacement starts after what the death set off: a spawn blocks the event loop for
+        // milliseconds, and the dead worker's calls are re-sent to the other workers first.
+        await new Promise<void>((r) => setImmediate(r));
       }
       if (this.closing) throw closedError(null);
       const id = ++this.nextId;

@@ -193,6 +193,8 @@ function microPublish(iterations: number): Record<string, number> {
       restarts: { total: 0, byReason: {} },
       circuits: {},
       recoveries: { initiated: 0, succeeded: 0, failed: 0, active: 0, timedOut: 0, byStrategy: {} },
+      sessions: { total: 0, bound: 0, durable: 0, restored: 0 },
+      binary: { toPython: 0, fromPython: 0 },
     }),
     on: (name, fn) => subscribe(name, fn),
     close: async () => {},

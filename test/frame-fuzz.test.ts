@@ -530,3 +530,14 @@ test('encodeFrameParts refuses a frame over the limit, counting the parts, and d
   const kinds: PartKind[] = ['bytes', 'b', 'B', 'h', 'H', 'i', 'I', 'q', 'Q', 'f', 'd'];
   assert.equal(kinds.length, 11);
 });
+
+test('a U+FFFD the worker really sent is a value; the same bytes made invalid are a bad_json error', () => {
+  const good = encodeFrame('{"t":"ok","id":1,"v":"a\uFFFDb"}', 1024);
+  const ok = decode([good], 1024);
+  assert.deepEqual(ok.messages, [{ t: 'ok', id: 1, v: 'a\uFFFDb' }]);
+  const bad = Buffer.from(good);
+  bad[bad.indexOf(0xef)] = 0xff; // the first byte of U+FFFD's encoding, now no UTF-8 at all
+  const err = decode([bad], 1024);
+  assert.deepEqual(err.messages, []);
+  assert.equal(err.error, 'bad_json');
+});

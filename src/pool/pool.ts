@@ -24,7 +24,7 @@ import { Incidents } from './incidents.js';
 import { resolveOptions, type PoolOptions, type ResolvedOptions } from './options.js';
 import { PoisonTracker } from './poison.js';
 import { Durability } from './durability.js';
-import { ArgsValidator } from '../validate/args-validator.js';
+import type { ArgsValidator } from '../validate/args-validator.js';
 import { SessionTable } from './sessions.js';
 import { PoolStream, streamLimits } from './stream.js';
 import { PoolSession } from './session-handle.js';
@@ -60,7 +60,9 @@ export async function createPool(options: PoolOptions): Promise<Pool | TypedPool
       cause: e,
     });
   }
-  const pool = new Pool(resolved, python);
+  // Ajv is loaded only by pools that validate (it takes tens of ms to import).
+  const validator = resolved.validateArgs ? new (await import('../validate/args-validator.js')).ArgsValidator({ schemas: (c) => pool.registeredCommands[c]?.args }) : null;
+  const pool: Pool = new Pool(resolved, python, validator);
   await pool.start();
   return pool;
 }
@@ -98,7 +100,7 @@ export class Pool implements Adapter {
   private closePromise: Promise<void> | null = null;
   private drained: (() => void) | null = null;
 
-  constructor(options: ResolvedOptions, python: string) {
+  constructor(options: ResolvedOptions, python: string, validator: ArgsValidator | null = null) {
     this.options = options;
     this.python = python;
     this.name = `pool:${options.module}`;
@@ -110,7 +112,7 @@ export class Pool implements Adapter {
     this.poison = new PoisonTracker(options.poison.maxDeaths, options.poison.coolDownMs);
     this.fallback = options.fallback === undefined ? null : toAdapter(options.fallback);
     this.chaos = options.chaos === null ? null : new ChaosMonkey(options.chaos);
-    this.validator = options.validateArgs ? new ArgsValidator({ schemas: (c) => this.commands[c]?.args }) : null;
+    this.validator = validator;
     const durability = (this.durability =
       options.sessionStore === null
         ? null

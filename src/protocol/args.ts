@@ -59,7 +59,18 @@ class Walk {
   /** The objects being walked, outermost first (a cycle is one of them met again). */
   readonly stack: object[] = [];
 
-  constructor(readonly nonFiniteError: boolean) {}
+  nonFiniteError = false;
+  /** Walking now (a toJSON that sends a call itself gets a walk of its own). */
+  busy = false;
+
+  reset(nonFiniteError: boolean): this {
+    this.parts = null;
+    this.path.length = 0;
+    this.stack.length = 0;
+    this.nonFiniteError = nonFiniteError;
+    this.busy = true;
+    return this;
+  }
 
   fail(what: string, todo: string): never {
     const at = formatPath(this.path);
@@ -205,7 +216,8 @@ class Walk {
  * cannot be sent. The parts' memory is not copied: leave it unchanged until the call is written.
  */
 export function encodeArgs(args: unknown, options?: EncodeArgsOptions): EncodedArgs {
-  const w = new Walk(options?.nonFinite === 'error');
+  // One walk is reused on the hot path: a call's args are walked before the next call's.
+  const w = (shared.busy ? new Walk() : shared).reset(options?.nonFinite === 'error');
   let value: unknown;
   try {
     value = w.value(args, '');
@@ -215,7 +227,11 @@ export function encodeArgs(args: unknown, options?: EncodeArgsOptions): EncodedA
       throw new ArgsError(`${formatPath(w.path.slice(0, 20))}...`, `the arguments are nested too deeply (more than ${w.path.length} levels) to be sent`);
     }
     throw e;
+  } finally {
+    w.busy = false;
   }
   const json = value === undefined ? 'null' : JSON.stringify(value);
   return { json, parts: w.parts ?? NO_PARTS };
 }
+
+const shared = new Walk();

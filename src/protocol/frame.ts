@@ -170,10 +170,12 @@ export class FrameDecoder {
       this.sink.onMessage(msg);
       return;
     }
-    // toString would turn bytes that are not UTF-8 into U+FFFD and hand on a changed value.
-    if (!isUtf8(buf.subarray(from, to))) return this.fail('bad_json', 'worker sent a frame that is not valid UTF-8');
+    // toString turns bytes that are not UTF-8 into U+FFFD, and would hand on a changed value: only
+    // a text holding U+FFFD (rare: decoded, or sent as such) needs the bytes checked.
+    const text = buf.toString('utf8', from, to);
+    if (text.includes('\uFFFD') && !isUtf8(buf.subarray(from, to))) return this.fail('bad_json', 'worker sent a frame that is not valid UTF-8');
     try {
-      msg = JSON.parse(buf.toString('utf8', from, to));
+      msg = JSON.parse(text);
     } catch (e) {
       return this.fail('bad_json', `worker sent a frame that is not valid JSON (${(e as Error).message})`);
     }

@@ -81,6 +81,8 @@ import { benchSessions } from './sessions.js';
 import { benchValidate } from './validate-pool.js';
 
 const MODULE = fileURLToPath(new URL('../examples/handlers.py', import.meta.url));
+/** Section d times the worker's own start: a module with one command and no imports. */
+const STARTUP_MODULE = fileURLToPath(new URL('./startup.py', import.meta.url));
 const SHELL_SCRIPT = fileURLToPath(new URL('./shell_echo.py', import.meta.url));
 const SPIN_SCRIPT = fileURLToPath(new URL('./spin.py', import.meta.url));
 const RUNTIME_LOOP = fileURLToPath(new URL('./runtime_loop.py', import.meta.url));
@@ -408,7 +410,7 @@ async function bareStarts(python: string, count: number): Promise<number> {
 async function rawStarts(python: string, count: number): Promise<number> {
   const env = workerEnv();
   const t0 = performance.now();
-  const ws = await Promise.all(Array.from({ length: count }, () => RawWorker.start(python, MODULE, env)));
+  const ws = await Promise.all(Array.from({ length: count }, () => RawWorker.start(python, STARTUP_MODULE, env)));
   const ms = performance.now() - t0;
   await Promise.all(ws.map((w) => w.close()));
   return ms;
@@ -416,7 +418,7 @@ async function rawStarts(python: string, count: number): Promise<number> {
 
 async function poolStart(python: string, count: number): Promise<number> {
   const t0 = performance.now();
-  const pool = await newPool({ workers: count, python });
+  const pool = await newPool({ workers: count, python, module: STARTUP_MODULE });
   const ms = performance.now() - t0;
   await pool.close();
   return ms;
@@ -502,7 +504,7 @@ async function benchStartup(python: string): Promise<string> {
   return [
     `## d. Time to ready: ${W} workers vs ${W} bare interpreters`,
     '',
-    `Interpreter resolved once before timing: \`${python}\` (from \`${PYTHON}\`); the pool is given that path. Rounds interleaved (the order rotates), after a warm-up. Bare: \`python -c 'print("ready")'\`, until its line arrived. By hand: the pyfleet worker spawned as the pool spawns it, until its hello. Pool: \`await createPool({ workers })\` (closing is not timed). ${roundsNote(rounds)}`,
+    `Interpreter resolved once before timing: \`${python}\` (from \`${PYTHON}\`); the pool is given that path. Rounds interleaved (the order rotates), after a warm-up. Bare: \`python -c 'print("ready")'\`, until its line arrived. By hand: the pyfleet worker spawned as the pool spawns it, until its hello. Pool: \`await createPool({ workers })\` (closing is not timed). The module is \`bench/startup.py\` (one command, no imports of its own): what is timed is the worker's own start, not a module's imports. The worker's own Python modules are compiled on every start when \`PYTHONDONTWRITEBYTECODE\` is set (${process.env.PYTHONDONTWRITEBYTECODE ? 'it is, in this run' : 'it is not, in this run'}). ${roundsNote(rounds)}`,
     '',
     '| start-up | 1 process (ms, median) | 8 at once (ms, median) | 8 vs 1 |',
     '|---|---:|---:|---:|',

@@ -97,6 +97,9 @@ class Wire:
         self.spare = None
         # id(msg) -> (msg, buffer, views, reusable): binary messages whose views are out.
         self.holds = {}
+        # A session snapshot's buffers, written in one system call with the answer that follows
+        # it (that answer is always the next thing its call sends).
+        self.before_next = None
 
     # ---- output -------------------------------------------------------------
 
@@ -105,12 +108,22 @@ class Wire:
             raise OverflowError("answer of %d bytes exceeds the pool's maxFrameBytes (%d)" % (len(body), self.max_frame))
         frame = pack_len(len(body)) + body
         with self.wlock:
-            write_all(frame)
+            held = self.before_next
+            if held is None:
+                write_all(frame)
+            else:
+                self.before_next = None
+                held.append(frame)
+                writev_all(held)
 
     def send_buffers(self, total, bufs):
         if total > self.max_frame:
             raise OverflowError("answer of %d bytes exceeds the pool's maxFrameBytes (%d)" % (total, self.max_frame))
         with self.wlock:
+            held = self.before_next
+            if held is not None:
+                self.before_next = None
+                bufs = held + bufs
             writev_all(bufs)
 
     # ---- input --------------------------------------------------------------

@@ -133,7 +133,9 @@ class Runtime(Wire):
             text = '{"t":"snap","id":%d,"sid":%s,"v":null,"b":[{"p":[],"k":"bytes","n":%d}]}' % (rid, _ascii_dumps(sid), len(data))
             total, bufs = binary_frame(text, [([], "bytes", len(data), None, data)])
             if total <= self.max_frame:
-                self.send_buffers(total, bufs)
+                with self.wlock:
+                    held = self.before_next
+                    self.before_next = bufs if held is None else held + bufs
                 return
             self.sessions.not_durable.add(sid)
             why = "the session's snapshot frame is %d bytes, over maxFrameBytes (%d)" % (total, self.max_frame)

@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 
 /**
  * A session snapshot as stores keep it: the session id, its version and the pickled state,
@@ -20,13 +20,23 @@ export interface Snapshot {
   data: Uint8Array;
 }
 
+/** A key imported once: importing the raw bytes on every MAC costs more than hashing a small snapshot. */
+const imported = new WeakMap<Buffer, KeyObject>();
+function keyObject(key: Buffer): KeyObject {
+  let k = imported.get(key);
+  if (k === undefined) imported.set(key, (k = createSecretKey(key)));
+  return k;
+}
+
 /** The MAC of a snapshot's contents under `key` (the worker computes the same one). */
 export function snapshotMac(key: Buffer, sessionId: string, version: number, data: Uint8Array): Buffer {
-  const sid = Buffer.from(sessionId, 'utf8');
-  const head = Buffer.allocUnsafe(12);
-  head.writeUInt32BE(sid.length, 0);
-  head.writeBigUInt64BE(BigInt(version), 4);
-  return createHmac('sha256', key).update(DOMAIN).update(head.subarray(0, 4)).update(sid).update(head.subarray(4)).update(data).digest();
+  const n = Buffer.byteLength(sessionId, 'utf8');
+  const head = Buffer.allocUnsafe(DOMAIN.length + 12 + n);
+  let o = DOMAIN.copy(head, 0);
+  o = head.writeUInt32BE(n, o);
+  o += head.write(sessionId, o, 'utf8');
+  head.writeBigUInt64BE(BigInt(version), o);
+  return createHmac('sha256', keyObject(key)).update(head).update(data).digest();
 }
 
 /** Signs `data` as version `version` of `sessionId` with the first key, into the bytes a store keeps. */

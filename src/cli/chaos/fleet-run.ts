@@ -17,7 +17,7 @@ import { ChaosMix, type KindTally, type NewerKind } from './mix.js';
 import { seededRandom } from '../../pool/chaos.js';
 import { exampleFile } from '../paths.js';
 import { isAlive, scanWorkersOf } from './processes.js';
-import type { Invariant } from './run.js';
+import { neverInvariants, zero, type Invariant } from './invariants.js';
 import { runWorkload } from '../workload.js';
 import { table } from '../stats.js';
 import { connectFleet, type Fleet } from '../../fleet/client.js';
@@ -207,25 +207,15 @@ export async function runFleetChaos(o: FleetChaosOptions): Promise<FleetChaosRep
     }
     reap(orphanPids);
 
-    const { duplicateSideEffects, missingSideEffects, failedButRan, ranButReportedNotTaken, ledgerCorruptLines } = auditLedger(ledger, { sent: mix.tokensSent, succeeded: mix.tokensSucceeded, failed: mix.tokensFailed });
+    const audit = auditLedger(ledger, { sent: mix.tokensSent, succeeded: mix.tokensSucceeded, failed: mix.tokensFailed });
+    const { duplicateSideEffects, missingSideEffects, failedButRan, ranButReportedNotTaken, ledgerCorruptLines } = audit;
     const rate = idem.calls === 0 ? 1 : idem.succeeded / idem.calls;
-    const zero = (name: string, value: number): Invariant => ({ name, ok: value === 0, value, expected: '0' });
     const invariants: Invariant[] = [
-      zero('lost', result.lost),
-      zero('answeredTwice', answeredTwice),
-      zero('duplicateSideEffects', duplicateSideEffects),
-      zero('missingSideEffects', missingSideEffects),
-      zero('ranButReportedNotTaken', ranButReportedNotTaken),
-      zero('ledgerCorruptLines', ledgerCorruptLines),
-      zero('wrongAnswers', mix.wrongAnswers),
-      zero('sessionStateErrors', mix.sessionStateErrors),
-      zero('nonPoolErrors', mix.nonPoolErrors),
-      zero('streamBrokenMislabelled', mix.streamBrokenMislabelled),
-      zero('orphans', orphanPids.length),
+      ...neverInvariants({ lost: result.lost, answeredTwice, audit, mix, orphans: orphanPids.length }),
+      // Durable sessions: a host's death is no reason to lose one.
+      ...(durable ? [zero('sessionsLost', sess.lost)] : []),
       { name: 'idempotentSuccessRate', ok: rate >= o.minSuccessRate, value: Math.floor(rate * 10_000) / 10_000, expected: `>= ${o.minSuccessRate}` },
     ];
-    // Durable sessions: a host's death is no reason to lose one.
-    if (durable) invariants.splice(8, 0, zero('sessionsLost', sess.lost));
     return {
       ok: invariants.every((i) => i.ok),
       seed: o.seed,

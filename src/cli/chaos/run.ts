@@ -9,6 +9,7 @@ import { runWorkload, type WorkloadState } from '../workload.js';
 import { infraFaultRate } from './faults.js';
 import { findOrphans } from './processes.js';
 import { seededRandom } from '../../pool/chaos.js';
+import { neverInvariants, zero, type Invariant } from './invariants.js';
 
 /**
  * Pool options for a chaos run, chosen so that a fault costs about a second, not the
@@ -62,15 +63,6 @@ export interface ChaosRunOptions {
   keepLedger?: boolean;
 }
 
-export interface Invariant {
-  name: string;
-  ok: boolean;
-  value: number;
-  /** What it must be, in words ('0', '>= 0.99'). */
-  expected: string;
-  /** Why it was not checked, if it was not. */
-  skipped?: string;
-}
 
 export interface ChaosReport {
   ok: boolean;
@@ -252,11 +244,8 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
   reap(orphanPids);
 
   // Side effects of non-idempotent calls.
-  const { duplicateSideEffects, missingSideEffects, failedButRan, ranButReportedNotTaken, ledgerCorruptLines } = auditLedger(ledger, {
-    sent: mix.tokensSent,
-    succeeded: mix.tokensSucceeded,
-    failed: mix.tokensFailed,
-  });
+  const audit = auditLedger(ledger, { sent: mix.tokensSent, succeeded: mix.tokensSucceeded, failed: mix.tokensFailed });
+  const { duplicateSideEffects, missingSideEffects, failedButRan, ranButReportedNotTaken, ledgerCorruptLines } = audit;
   if (o.keepLedger !== true) rmSync(ledgerDir, { recursive: true, force: true });
 
   const stats = pool.stats();
@@ -265,19 +254,8 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
   const infraRate = infraFaultRate(o.chaos);
   const circuitOpenings = Object.values(stats.circuits).reduce((s, c) => s + c.opened, 0);
 
-  const zero = (name: string, value: number): Invariant => ({ name, ok: value === 0, value, expected: '0' });
   const invariants: Invariant[] = [
-    zero('lost', result.lost),
-    zero('answeredTwice', stats.calls.settledTwice),
-    zero('duplicateSideEffects', duplicateSideEffects),
-    zero('missingSideEffects', missingSideEffects),
-    zero('ranButReportedNotTaken', ranButReportedNotTaken),
-    zero('ledgerCorruptLines', ledgerCorruptLines),
-    zero('wrongAnswers', mix.wrongAnswers),
-    zero('sessionStateErrors', mix.sessionStateErrors),
-    zero('streamBrokenMislabelled', mix.streamBrokenMislabelled),
-    zero('nonPoolErrors', mix.nonPoolErrors),
-    zero('orphans', orphanPids.length),
+    ...neverInvariants({ lost: result.lost, answeredTwice: stats.calls.settledTwice, audit, mix, orphans: orphanPids.length }),
     zero('closeTimedOut', closeTimedOut ? 1 : 0),
   ];
   const slo: Invariant = { name: 'idempotentSuccessRate', ok: true, value: idempotentSuccessRate, expected: `>= ${o.minSuccessRate}` };

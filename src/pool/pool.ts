@@ -12,7 +12,6 @@ import { defaultLogger } from '../util/logger.js';
 import { resolvePython } from '../worker/python-path.js';
 import type { Worker } from '../worker/worker.js';
 import { Admission, type ExecuteOptions, type StreamOptions } from './admission.js';
-import { anySignal } from '../util/signals.js';
 import type { Attempt, Call } from './call.js';
 import { CallPolicy, type DetailedResult } from './call-policy.js';
 import { ChaosMonkey } from './chaos.js';
@@ -26,7 +25,7 @@ import { PoisonTracker } from './poison.js';
 import { Durability } from './durability.js';
 import type { ArgsValidator } from '../validate/args-validator.js';
 import { SessionTable } from './sessions.js';
-import { PoolStream, streamLimits } from './stream.js';
+import { openStream } from './stream.js';
 import { PoolSession } from './session-handle.js';
 import { budgetStats, workerStats, type PoolStats } from './stats.js';
 import { forgetAtExit, keepUntilExit } from './exit-hook.js';
@@ -315,32 +314,14 @@ export class Pool implements Adapter {
    * sent when iteration starts. `break` closes the generator in Python (its `finally` runs).
    */
   stream<T = unknown>(command: string, args?: unknown, options: StreamOptions = {}): AsyncIterableIterator<T> {
-    const { hwm, chunk } = streamLimits(command, options);
-    // The consumer's break aborts the call like a signal would; the call's own signal still does.
-    const stopper = new AbortController();
-    const user = options.signal;
-    const both = user === undefined ? null : anySignal(user, stopper.signal);
-    const signal = both === null ? stopper.signal : both.signal;
-    const { highWaterMark: _h, chunkTimeoutMs: _c, ...execute } = options;
-    const call = this.admission.prepareStream(command, args, { ...execute, signal });
-    return new PoolStream<T>(
-      call,
-      hwm,
-      chunk,
-      () => {
-        try {
-          this.admission.enqueue(call);
-        } catch (e) {
-          return Promise.reject(e);
-        }
+    return openStream<T>(
+      command,
+      options,
+      (execute) => this.admission.prepareStream(command, args, execute),
+      (call) => {
+        this.admission.enqueue(call);
         if (channels['call:start'].hasSubscribers) channels['call:start'].publish({ poolId: this.id, callId: call.id, command, sessionId: call.session?.id ?? null, stream: true });
-        const ended = this.policy.run(call);
-        if (both !== null) void ended.finally(both.dispose).catch(() => {});
-        return ended;
-      },
-      () => {
-        call.stoppedByConsumer = true;
-        stopper.abort(new Error('the consumer stopped the stream'));
+        return this.policy.run(call);
       },
     );
   }

@@ -1,7 +1,41 @@
 import { PoolError } from '../errors/pool-error.js';
 import { DEFAULTS } from '../defaults.js';
+import { anySignal } from '../util/signals.js';
+import type { ExecuteOptions, StreamOptions } from './admission.js';
 import type { Call, StreamSink } from './call.js';
 import { badCall } from './errors.js';
+
+/**
+ * `pool.stream()`: its options checked now, the call prepared now (bad input throws at the call
+ * site) and sent when iteration starts. The consumer's `break` aborts the call as a signal would;
+ * the call's own signal still does.
+ */
+export function openStream<T>(command: string, options: StreamOptions, prepare: (execute: ExecuteOptions) => Call, send: (call: Call) => Promise<unknown>): PoolStream<T> {
+  const { hwm, chunk } = streamLimits(command, options);
+  const stopper = new AbortController();
+  const both = options.signal === undefined ? null : anySignal(options.signal, stopper.signal);
+  const { highWaterMark: _h, chunkTimeoutMs: _c, ...execute } = options;
+  const call = prepare({ ...execute, signal: both === null ? stopper.signal : both.signal });
+  return new PoolStream<T>(
+    call,
+    hwm,
+    chunk,
+    () => {
+      let ended: Promise<unknown>;
+      try {
+        ended = send(call);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      if (both !== null) void ended.finally(both.dispose).catch(() => {});
+      return ended;
+    },
+    () => {
+      call.stoppedByConsumer = true;
+      stopper.abort(new Error('the consumer stopped the stream'));
+    },
+  );
+}
 
 /** `pool.stream()`'s own options, checked at the call site. */
 export function streamLimits(command: string, options: { highWaterMark?: number; chunkTimeoutMs?: number }): { hwm: number; chunk: number | undefined } {

@@ -72,3 +72,30 @@ export function deathError(workerId: number, a: Attempt, d: DeathFacts, running:
     details: { exitCode: d.code, signal: d.signal, running, byPool: d.byPool },
   });
 }
+
+/** A worker silent for `silentMs` (`missed` heartbeats) while idle: it is killed. */
+export function healthCheckError(workerId: number, pid: number | null, silentMs: number, missed: number): PoolError {
+  return new PoolError({
+    code: 'PYFLEET_HEALTH_CHECK_FAILED',
+    workerId,
+    message: `Worker ${workerId} (pid ${pid}) sent no heartbeat for ${Math.round(silentMs)} ms (${missed} missed): it was killed and will be replaced.`,
+  });
+}
+
+/** The worker wrote what is not the protocol: it is killed. */
+export function protocolError(workerId: number, pid: number | null, what: string): PoolError {
+  return new PoolError({
+    code: 'PYFLEET_PROTOCOL_ERROR',
+    workerId,
+    message: `Worker ${workerId} (pid ${pid}) broke the protocol (${what}); it was killed and will be replaced. Something in the worker wrote to fd 4, or the worker is broken.`,
+  });
+}
+
+/** The process ended before its hello, saying nothing of why on the protocol. */
+export function exitedAtStartError(workerId: number, module: string, code: number | null, signal: NodeJS.Signals | null): PoolError {
+  return new PoolError({
+    code: 'PYFLEET_INIT_FAILED',
+    workerId,
+    message: `Worker for ${module} exited during start-up (${signal ? `signal ${signal}` : `code ${code}`}) before saying hello. Check the worker's stderr in the log.`,
+  });
+}

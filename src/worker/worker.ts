@@ -4,7 +4,7 @@ import { FrameDecoder, encodeFrame, type FrameError } from '../protocol/frame.js
 import { validateWorkerMessage, type CommandInfo, type ErrMessage, type WorkerMessage } from '../protocol/messages.js';
 import { channels } from '../telemetry/channels.js';
 import type { Attempt, Task } from './attempt.js';
-import { answerError, deathError, timeoutError, type DeathFacts } from './errors.js';
+import { answerError, deathError, exitedAtStartError, healthCheckError, protocolError, timeoutError, type DeathFacts } from './errors.js';
 import { InFlight } from './inflight.js';
 import { PythonProcess } from './process.js';
 import type { ExitInfo, WorkerConfig, WorkerHooks } from './types.js';
@@ -223,11 +223,7 @@ export class Worker {
     if (missed >= this.config.maxMissedHeartbeats && this.inflight.size === 0) {
       this.kill(
         'health check failed',
-        new PoolError({
-          code: 'PYFLEET_HEALTH_CHECK_FAILED',
-          message: `Worker ${this.id} (pid ${this.pid}) sent no heartbeat for ${Math.round(now - this.lastSeen)} ms (${missed} missed): it was killed and will be replaced.`,
-          workerId: this.id,
-        }),
+        healthCheckError(this.id, this.pid, now - this.lastSeen, missed),
       );
       return true;
     }
@@ -383,14 +379,7 @@ export class Worker {
   }
 
   private protocolFault(what: string): void {
-    this.kill(
-      'protocol error',
-      new PoolError({
-        code: 'PYFLEET_PROTOCOL_ERROR',
-        message: `Worker ${this.id} (pid ${this.pid}) broke the protocol (${what}); it was killed and will be replaced. Something in the worker wrote to fd 4, or the worker is broken.`,
-        workerId: this.id,
-      }),
-    );
+    this.kill('protocol error', protocolError(this.id, this.pid, what));
   }
 
   private failStart(code: ErrorCode, message: string, cause?: unknown, python?: PoolError['python']): void {
@@ -407,13 +396,7 @@ export class Worker {
     const expected = this.fault === null && byPool && this.draining;
     let reason = this.stopReason ?? (signal ? `killed by ${signal}` : `exited with code ${code}`);
     if (this.state === 'initializing' && this.startSettle) {
-      const err = this.fault?.python
-        ? this.fault
-        : new PoolError({
-            code: 'PYFLEET_INIT_FAILED',
-            message: `Worker for ${this.config.module} exited during start-up (${signal ? `signal ${signal}` : `code ${code}`}) before saying hello. Check the worker's stderr in the log.`,
-            workerId: this.id,
-          });
+      const err = this.fault?.python ? this.fault : exitedAtStartError(this.id, this.config.module, code, signal);
       this.failStart(err.code, err.message, undefined, err.python);
       reason = 'start-up failed';
     }

@@ -18,7 +18,7 @@
  * after the stream's timeout.
  */
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
-import { PoolError, isPoolError } from '../errors/pool-error.js';
+import { PoolError } from '../errors/pool-error.js';
 import { decodePayload, encodeValuePayload } from './values.js';
 import { decodeError, encodeError, encodeText, H, statusHeaders, type CallMeta } from './wire.js';
 
@@ -318,8 +318,4 @@ export class StreamReceiver implements AsyncIterableIterator<unknown> {
   get failedBeforeFirstItem(): PoolError | null {
     return this.received === 0 && this.failure !== null ? this.failure : null;
   }
-}
-
-export function isStreamBroken(e: unknown): boolean {
-  return isPoolError(e) && e.code === 'PYFLEET_STREAM_BROKEN';
 }

@@ -37,6 +37,21 @@ class TamperStore implements SessionStore {
   }
 }
 
+/** A store whose set() fails ('disk full') while `failing` is on. */
+class FlakyStore implements SessionStore {
+  failing = false;
+  private readonly inner = new TamperStore();
+  get(id: string) {
+    return this.inner.get(id);
+  }
+  set(id: string, s: Uint8Array, ttl: number) {
+    return this.failing ? Promise.reject(new Error('disk full')) : this.inner.set(id, s, ttl);
+  }
+  delete(id: string) {
+    return this.inner.delete(id);
+  }
+}
+
 async function killWorkerOf(p: Pool, pid: number): Promise<void> {
   process.kill(pid, 'SIGKILL');
   await until(() => !p.pids().includes(pid));
@@ -142,18 +157,12 @@ describe('durable sessions: state survives the worker', () => {
   });
 
   it('a snapshot the store failed to keep: the session fails loudly after the death rather than restore older state', async () => {
-    const store = new TamperStore();
-    let fail = false;
-    const flaky: SessionStore = {
-      get: (id) => store.get(id),
-      set: (id, s, t) => (fail ? Promise.reject(new Error('disk full')) : store.set(id, s, t)),
-      delete: (id) => store.delete(id),
-    };
+    const flaky = new FlakyStore();
     const p = await pool({ workers: 1, sessionStore: flaky, sessionKey: 'k' });
     try {
       const s = p.session('f');
       const pid = await s.execute<number>('put', { k: 'a', v: 1 });
-      fail = true;
+      flaky.failing = true;
       assert.equal(await s.execute<number>('put', { k: 'a', v: 2 }), pid, 'the call itself succeeds');
       await killWorkerOf(p, pid);
       const e = await rejection(s.execute('get', { k: 'a' }));
@@ -197,25 +206,19 @@ describe('durable sessions: state survives the worker', () => {
   });
 
   it("snapshotFailure: 'fail': a call whose snapshot the store refused fails (it ran); the next stored call saves its effect", async () => {
-    const store = new TamperStore();
-    let fail = false;
-    const flaky: SessionStore = {
-      get: (id) => store.get(id),
-      set: (id, s, t) => (fail ? Promise.reject(new Error('disk full')) : store.set(id, s, t)),
-      delete: (id) => store.delete(id),
-    };
+    const flaky = new FlakyStore();
     const p = await pool({ workers: 1, sessionStore: flaky, sessionKey: 'k', snapshotFailure: 'fail' });
     try {
       const s = p.session('f');
       const pid = await s.execute<number>('put', { k: 'a', v: 1 });
-      fail = true;
+      flaky.failing = true;
       const e = await rejection(s.execute('put', { k: 'b', v: 2 }));
       assert.equal(e.code, 'PYFLEET_SESSION_NOT_SAVED');
       assert.equal(e.category, 'session_error');
       assert.equal(e.taken, true, 'it ran');
       assert.match(e.message, /did not take the session's snapshot \(disk full\)/);
       assert.deepEqual([p.stats().calls.succeeded, p.stats().calls.failed], [1, 1], 'settled once, as a failure');
-      fail = false;
+      flaky.failing = false;
       assert.equal(await s.execute<number>('put', { k: 'c', v: 3 }), pid);
       await killWorkerOf(p, pid);
       assert.deepEqual(await s.execute('items'), [['a', 1], ['b', 2], ['c', 3]], 'the refused call\'s effect was stored with the next one');

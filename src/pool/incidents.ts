@@ -52,6 +52,8 @@ export class Incidents {
     // A worker the pool killed after its cancel went unanswered failed no more than its call did;
     // a crash, a protocol fault or missed heartbeats are the workers' own failures.
     if (!info.byPool || info.error !== null) d.circuits.poolOps.recordFailure();
+    // Missed heartbeats kill only an idle worker: no call carries that error to be reported.
+    if (info.error?.code === 'PYFLEET_HEALTH_CHECK_FAILED') reportFailure(d.poolId, d.counters, d.logger, info.error, 0);
     const err =
       info.error ??
       new PoolError({

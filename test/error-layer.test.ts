@@ -239,6 +239,26 @@ describe('deaths the pool caused itself never count toward poison', () => {
       await pool.close();
     }
   });
+
+  it('a worker the pool killed (its cancel not acknowledged) takes the calls running beside it: they are re-sent, never counted toward poison', async () => {
+    const pool = await createPool({ module: path.join(FIXTURES, 'workloads.py'), workers: 1, concurrency: 2, cancelGraceMs: 200, poison: { maxDeaths: 1 }, logger: quiet, policy: { connection_error: { delays: [10] } } });
+    try {
+      // An async call runs beside a threaded one that ignores its cancel: the grace expires, the pool kills the worker.
+      const neighbour = pool.execute<unknown>('asleep', { ms: 1_000 }, { detailed: true });
+      await until(() => pool.stats().workers[0]?.inflight === 1);
+      const deaf = await rejection(pool.execute('tsleep', { ms: 10_000 }, { timeoutMs: 100, idempotent: false }));
+      assert.equal(deaf.code, 'PYFLEET_TIMEOUT');
+      // One death toward poison (maxDeaths 1) would quarantine it: it is re-sent instead.
+      const r = (await neighbour) as unknown as { attempts: number };
+      assert.equal(r.attempts, 2);
+      const s = pool.stats();
+      assert.deepEqual(s.restarts.byReason, { cancel_timeout: 1 });
+      assert.equal(s.poison.quarantined, 0);
+      assert.equal(s.poison.refused, 0);
+    } finally {
+      await pool.close();
+    }
+  });
 });
 
 describe('recovery after a worker death takes milliseconds', () => {

@@ -193,12 +193,17 @@ describe('error handling and recovery, wired into pool.execute (real Python)', (
   });
 
   it('retries a timed-out idempotent call with a larger timeout, through the orchestrator', async () => {
-    const pool = await testPool({ recovery: { strategies: { timeout_error: { major: { type: 'retry_with_backoff', maxAttempts: 2, backoff: 'none', timeoutFactor: 3 } } } } });
+    const pool = await testPool({ recovery: { strategies: { timeout_error: { major: { type: 'retry_with_backoff', maxAttempts: 2, backoff: 'none', timeoutFactor: 4 } } } } });
     try {
-      const path = tempFile('slow.log');
-      const r = await pool.execute('slow_once', { path, token: 'a', ms: 700 }, { timeoutMs: 300, detailed: true });
-      assert.equal(r.value, 'done');
+      const timeouts: unknown[] = [];
+      const off = pool.on('pool:error', (e) => timeouts.push(e.code));
+      // Every attempt takes 600 ms: only a re-send whose timeout grew (300 x 4) can answer.
+      const r = await pool.execute('sleep', { ms: 600 }, { timeoutMs: 300, detailed: true });
+      off();
+      assert.equal(r.value, 600);
       assert.equal(r.via, 'recovery');
+      assert.equal(r.attempts, 2);
+      assert.deepEqual(timeouts, ['PYFLEET_TIMEOUT'], 'the first attempt timed out, the re-send did not');
       const rec = pool.stats().recoveries;
       assert.equal(rec.byStrategy.retry_with_backoff.succeeded, 1);
       assert.equal(pool.stats().errorsByCategory.timeout_error, 1);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { PoolError, createPool } from '../src/index.js';
-import { FAULTS, FIXTURES, alive, lines, memoryLogger, tempFile, testPool, until, rejection } from './helpers/pool.js';
+import { FAULTS, FIXTURES, alive, lines, memoryLogger, nextPoolEvent, tempFile, testPool, until, rejection } from './helpers/pool.js';
 
 describe('pool: calls on real Python workers', () => {
   it('answers calls, concurrently, on several workers', async () => {
@@ -364,13 +364,24 @@ describe('pool: calls on real Python workers', () => {
     }
   });
 
-  it('kills a worker that ignores a cancel after cancelGraceMs', async () => {
-    const pool = await testPool({ chaos: { hangUncancellable: 1, seed: 1 }, cancelGraceMs: 200 });
+  it('kills a worker that ignores a cancel after cancelGraceMs, not before and not much later', async () => {
+    const grace = 300;
+    const pool = await testPool({ chaos: { hangUncancellable: 1, seed: 1 }, cancelGraceMs: grace });
     try {
       const first = pool.stats().workers[0].pid!;
+      const exited = nextPoolEvent(pool, 'worker:exit', (e) => e.pid === first);
       const err = await rejection(pool.execute('add', { a: 1, b: 1 }, { timeoutMs: 100, idempotent: false }));
+      // The cancel went out with the timeout, just before the caller heard of it.
+      const cancelledAt = performance.now();
       assert.equal(err.code, 'PYFLEET_TIMEOUT');
-      await until(() => !alive(first));
+      const exit = await exited;
+      assert.equal(exit.signal, 'SIGKILL');
+      assert.match(exit.reason, new RegExp(`not acknowledged within ${grace} ms`));
+      const after = exit.at - cancelledAt;
+      // The lower bound holds on any machine; the upper one has room for a loaded one.
+      assert.ok(after >= grace - 50, `killed ${Math.round(after)} ms after the cancel, before cancelGraceMs (${grace})`);
+      assert.ok(after < grace + 2_000, `killed ${Math.round(after)} ms after the cancel (cancelGraceMs ${grace})`);
+      assert.ok(!alive(first));
     } finally {
       await pool.close();
     }

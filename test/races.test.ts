@@ -1,15 +1,20 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PoisonTracker } from '../src/pool/poison.js';
-import { FAST_POLICY, lines, rejection, tempFile, testPool, until } from './helpers/pool.js';
+import { FAST_POLICY, lines, nextPoolEvent, rejection, tempFile, testPool, until } from './helpers/pool.js';
 
 describe('races and leaks', () => {
   it('an answer that arrives after the grace kill is not a protocol error', async () => {
     // The first call of a fresh pool: its request id on the wire is 1, which the fixture's child answers.
     const pool = await testPool({ cancelGraceMs: 200 });
     try {
+      const exited = nextPoolEvent(pool, 'worker:exit');
       const err = await rejection(pool.execute('answer_after_kill', {}, { timeoutMs: 100 }));
+      const cancelledAt = performance.now();
       assert.equal(err.code, 'PYFLEET_TIMEOUT');
+      // Killed when the grace ran out (the late answer then comes while the pipe drains), not seconds later.
+      const killedAfter = (await exited).at - cancelledAt;
+      assert.ok(killedAfter >= 150 && killedAfter < 2_200, `killed ${Math.round(killedAfter)} ms after the cancel (cancelGraceMs 200)`);
       await until(() => pool.stats().restarts.total === 1 && pool.stats().workers.some((w) => w.state === 'ready'));
       const s = pool.stats();
       assert.deepEqual(s.restarts.byReason, { cancel_timeout: 1 });

@@ -154,16 +154,21 @@ describe('streams', () => {
   });
 
   it('backpressure: the generator never runs more than highWaterMark items ahead of a slow consumer', async () => {
-    const p = await pool({ workers: 2 });
+    // One worker, so the probe lands where the generator runs; concurrency 2, so the two share its
+    // event loop. The loop serves the probe only once the generator awaits credit (it awaits nothing
+    // else), so the count the probe reads is where the credit stopped it, however loaded the machine.
+    const hwm = 4;
+    const p = await pool({ workers: 1, concurrency: 2 });
     try {
-      const it = p.stream<number>('gen_count', { n: 1_000 }, { highWaterMark: 4 });
-      const first = await it.next();
-      assert.equal(first.value, 0);
-      await new Promise((r) => setTimeout(r, 200));
+      const it = p.stream<number>('agen_count', { n: 1_000 }, { highWaterMark: hwm });
+      assert.equal((await it.next()).value, 0);
       const produced = await p.execute<number>('produced', {});
-      // Python ran ahead by at most the credit it had (4), plus the one it was yielding.
-      assert.ok(produced <= 6, `the generator produced ${produced} items while the consumer had taken 1`);
-      await it.return!();
+      assert.equal(produced, hwm, `the generator produced ${produced} items while the consumer had taken 1 (highWaterMark ${hwm})`);
+      // Credit comes back as the consumer takes items: the rest arrives, in order.
+      const rest: number[] = [];
+      for await (const x of it) rest.push(x);
+      assert.deepEqual(rest, Array.from({ length: 999 }, (_, i) => i + 1));
+      assert.equal(await p.execute<number>('produced', {}), 1_000);
     } finally {
       await p.close();
     }

@@ -7,6 +7,7 @@ import { PoolError } from '../../src/errors/pool-error.js';
 import { createPool, type Pool } from '../../src/pool/pool.js';
 import type { PoolOptions } from '../../src/pool/options.js';
 import type { Logger } from '../../src/util/logger.js';
+import type { EventName, EventPayloads } from '../../src/telemetry/channels.js';
 
 export const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 export const FAULTS = path.join(FIXTURES, 'faults.py');
@@ -84,4 +85,20 @@ export async function rejection(p: Promise<unknown>): Promise<PoolError> {
     return e;
   }
   assert.fail('expected the call to reject');
+}
+
+/** Resolves with the first event `name` of `pool` that matches (and when it came), or rejects after `timeoutMs`. */
+export function nextPoolEvent<K extends EventName>(pool: Pool, name: K, match: (p: EventPayloads[K]) => boolean = () => true, timeoutMs = 15_000): Promise<EventPayloads[K] & { at: number }> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => {
+      off();
+      reject(new Error(`no ${name} event within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const off = pool.on(name, (p) => {
+      if (!match(p)) return;
+      clearTimeout(t);
+      off();
+      resolve({ ...p, at: performance.now() });
+    });
+  });
 }

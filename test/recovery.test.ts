@@ -182,7 +182,7 @@ describe('plan: strategy selection', () => {
   });
 });
 
-describe('handle: runs the real action for each category', () => {
+describe('handle: asks the actions for the one its plan names, for each category (recorded actions here; the pool tests run the real ones)', () => {
   for (const c of ERROR_CATEGORIES) {
     it(`${c} at its base severity`, async () => {
       const { orch, actions } = setup();

@@ -323,12 +323,14 @@ test('publishes retry:attempt and retry:exhausted with fields read off the error
     const plain = new Error('plain');
     const r = outcome(retry(failing([pe, plain], 0).fn, { clock, maxAttempts: 2, baseDelayMs: 100 }));
     await clock.advance(1000);
-    assert.equal((await r).ok, false);
+    assert.deepEqual(await r, { ok: false, error: plain }, 'the last attempt\'s error, as it was thrown');
     assert.deepEqual(got.attempt, [{ command: 'predict', attempt: 1, delayMs: 100, category: 'timeout_error', code: 'PYFLEET_TIMEOUT' }]);
     assert.deepEqual(got.exhausted, [{ command: null, attempts: 2, category: null, code: null, reason: 'max_attempts' }]);
 
     got.exhausted.length = 0;
-    await assert.rejects(retry(failing([pe], 0).fn, { clock, shouldRetry: () => false }));
+    const once = failing([pe], 0);
+    await assert.rejects(retry(once.fn, { clock, shouldRetry: () => false }), (e) => e === pe);
+    assert.deepEqual(once.attempts, [1], 'not retried');
     assert.deepEqual(got.exhausted, [{ command: 'predict', attempts: 1, category: 'timeout_error', code: 'PYFLEET_TIMEOUT', reason: 'not_retryable' }]);
   } finally {
     off1();

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createPool, type Pool } from '../src/pool/pool.js';
@@ -188,14 +189,38 @@ describe('pyfleet serve: the command', () => {
     assert.equal(pids.length, 2);
     assert.ok(pids.every(alive));
 
-    const inflight = call(url, 'sleep', '{"ms": 800}');
-    await sleep(200);
+    let answeredAt = Infinity;
+    const inflight = call(url, 'sleep', '{"ms": 1500}').finally(() => (answeredAt = performance.now()));
+    // The call is on a worker before the signal.
+    const busy = async (): Promise<boolean> => ((await (await fetch(`${url}/v1/stats`)).json()) as { calls: { inFlight: number } }).calls.inFlight > 0;
+    for (let t0 = performance.now(); !(await busy()); ) {
+      assert.ok(performance.now() - t0 < 10_000, 'the call never reached a worker');
+      await sleep(10);
+    }
     cli.child.kill('SIGTERM');
-    await sleep(100);
-    await assert.rejects(fetch(`${url}/healthz`), 'the port is closed for new connections');
+    // The port closes to new connections (a new TCP connection is refused, not accepted and
+    // dropped) while the call is still running. fetch() would reuse a kept-alive socket.
+    const port = Number(new URL(url).port);
+    const refusal = (): Promise<string | null> =>
+      new Promise((resolve) => {
+        const c = connect(port, '127.0.0.1');
+        c.once('connect', () => {
+          c.destroy();
+          resolve(null); // not closed yet: the signal is still on its way
+        });
+        c.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? String(e)));
+      });
+    let refused: string | null = null;
+    for (let t0 = performance.now(); refused === null && performance.now() - t0 < 10_000; ) {
+      refused = await refusal();
+      if (refused === null) await sleep(10);
+    }
+    const refusedAt = performance.now();
+    assert.equal(refused, 'ECONNREFUSED', 'the port is closed for new connections');
+    assert.ok(refusedAt < answeredAt, 'closed while the call in flight was still running, not after it');
     const r = await inflight;
     assert.equal(r.status, 200);
-    assert.deepEqual(r.json, { result: { slept_ms: 800, cancelled: false } });
+    assert.deepEqual(r.json, { result: { slept_ms: 1500, cancelled: false } });
     const code = await Promise.race([cli.exited, deadline(10_000)]);
     assert.equal(code, 0, `exit code (stderr: ${cli.err()})`);
     assert.match(cli.out(), /pyfleet: stopped/);

@@ -196,7 +196,8 @@ async function richWorkload(pool: Pool, victimPid: number): Promise<void> {
   for (let i = 0; i < 2; i++) calls.push(pool.execute('sleep', { ms: 300 }, { timeoutMs: 100 }).catch(() => {}));
   calls.push(pool.execute('primes', { n: 30000 }));
   const busy = pool.execute('sleep', { ms: 250 }).catch(() => {});
-  await new Promise((r) => setTimeout(r, 60));
+  // Killed while it holds a call.
+  await until(() => pool.stats().workers.some((w) => w.pid === victimPid && w.inflight > 0), 5_000).catch(() => {});
   try {
     process.kill(victimPid, 'SIGKILL');
   } catch {

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { connectFleet, type Fleet } from '../src/fleet/index.js';
 import { PoolError, isPoolError } from '../src/errors/pool-error.js';
-import { DURABLE, killAllHosts, nextEvent, orphansOf, startHostProc, type HostProc } from './helpers/fleet.js';
+import { DURABLE, killAllHosts, linesOf, nextEvent, orphansOf, startHostProc, type HostProc } from './helpers/fleet.js';
+import { tempFile } from './helpers/pool.js';
 import { startNats, type NatsServer } from './helpers/nats.js';
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: PoolError };
@@ -62,8 +63,10 @@ describe('durable sessions across hosts', () => {
     const onB = sids.filter((_, i) => places[i]?.host === b.id);
     assert.ok(onA.length > 0 && onB.length > 0, `sessions on both hosts: ${onA.length}/${onB.length}`);
     // A non-idempotent session call in flight on the host that dies: it may or may not have run.
-    const inflight = settle(fleet.execute<string[]>('append', { x: `${onA[0]}:3`, ms: 3_000 }, { sessionId: onA[0] }));
-    await new Promise((r) => setTimeout(r, 300)); // it reached the worker (3 s of work left)
+    const started = tempFile('started.txt');
+    const inflight = settle(fleet.execute<string[]>('append', { x: `${onA[0]}:3`, ms: 3_000, started }, { sessionId: onA[0] }));
+    // It reached a worker of the host about to die (it notes its host as it starts; 3 s of work left).
+    assert.deepEqual(await linesOf(started, 1), [`append-${onA[0]}:3 ${a.pid}`]);
     const dead = nextEvent(fleet, 'host:dead', (p) => p.hostId === a.id);
     a.kill('SIGKILL');
     await dead;

@@ -125,13 +125,24 @@ describe('alerts', () => {
     writeFileSync(mod, BROKEN_MODULE);
     process.kill(pool.stats().workers[0].pid!, 'SIGKILL');
     await until(() => hook.alerts.length >= 2, 5_000);
-    // Keep failing a while longer: the rate limit holds every repeat back.
-    await sleep(700);
+    // Keep failing a while longer (three more failed starts, each a chance to alert again): the rate limit holds every repeat back.
+    const failedStarts = pool.stats().errorsByCategory.initialization_error;
+    await until(() => pool.stats().errorsByCategory.initialization_error >= failedStarts + 3, 10_000);
     writeFileSync(mod, GOOD_MODULE);
+    // Recovery: a worker starts, the circuit half-opens, successThreshold (3) trial calls close it.
+    const closed = new Promise<void>((resolve) => {
+      const off = pool.on('circuit:closed', () => {
+        off();
+        resolve();
+      });
+    });
     await until(() => pool.stats().workers.some((w) => w.state === 'ready'), 10_000);
-    await sleep(300);
+    for (let i = 0; i < 3; i++) assert.equal(await pool.execute('add', { a: 1, b: 2 }), 3);
+    await closed;
     await pool.close();
-    await sleep(300);
+    // The only alert a timer raises is no_healthy_workers, its timer noHealthyWorkersMs (500) long, checked
+    // every 500 ms: a timer of ours set later for longer fires after any of the alerter's, however loaded the machine.
+    await sleep(600);
     await alerter.flush();
 
     assert.deepEqual(hook.alerts.map((a) => a.type).sort(), ['circuit_open', 'no_healthy_workers']);

@@ -42,6 +42,8 @@ export interface WorkloadState {
 export interface WorkloadResult extends WorkloadState {
   /** Calls not settled by the drain deadline. */
   lost: number;
+  /** Settlements of a call after its first, as this driver received them (each was ignored). */
+  readonly answeredTwice: number;
   /** Labels of those calls, with how many. */
   lostByLabel: Record<string, number>;
   /** Of the lost calls, how many settled later (while the pool closed). */
@@ -65,6 +67,7 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadResult> {
   const pending = new Map<number, PlannedCall>();
   const state: WorkloadState = { elapsedMs: 0, sent: 0, settled: 0, succeeded: 0, failed: 0, inFlight: 0, phase: 'sending' };
   let settledLate = 0;
+  let answeredTwice = 0;
   let drainDeadlinePassed = false;
   let wake: (() => void) | null = null;
   let allDone: (() => void) | null = null;
@@ -75,7 +78,15 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadResult> {
     state.inFlight++;
     pending.set(id, call);
     const started = performance.now();
+    let answered = false;
     const settle = (ok: boolean, payload: unknown): void => {
+      // Counted here, where the answer arrives, not where the pool settles it: a pool whose guard
+      // against a second settlement broke would lose its own count of them with the guard.
+      if (answered) {
+        answeredTwice++;
+        return;
+      }
+      answered = true;
       const ms = performance.now() - started;
       pending.delete(id);
       state.inFlight--;
@@ -163,6 +174,9 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadResult> {
     ...state,
     get settledLate() {
       return settledLate;
+    },
+    get answeredTwice() {
+      return answeredTwice;
     },
     lost,
     lostByLabel,

@@ -67,6 +67,7 @@ export interface FleetChaosReport {
   sessionsRestored: number;
   lost: number;
   answeredTwice: number;
+  settledTwice: number;
   duplicateSideEffects: number;
   missingSideEffects: number;
   ranButReportedNotTaken: number;
@@ -191,8 +192,10 @@ export async function runFleetChaos(o: FleetChaosOptions): Promise<FleetChaosRep
     });
     killing = false;
     await killer;
-    // Counted where the client settles each send (a second answer is counted, never delivered).
-    const answeredTwice = fleet.stats().calls.settledTwice;
+    // Answers seen twice, counted where they arrive (the driver's callbacks); the client's own count
+    // of second settlements of a send, which it refused, is checked as well.
+    const answeredTwice = result.answeredTwice;
+    const settledTwice = fleet.stats().calls.settledTwice;
     const retries = f.stats().calls.retries;
     await f.close();
     fleet = null;
@@ -211,7 +214,7 @@ export async function runFleetChaos(o: FleetChaosOptions): Promise<FleetChaosRep
     const { duplicateSideEffects, missingSideEffects, failedButRan, ranButReportedNotTaken, ledgerCorruptLines } = audit;
     const rate = idem.calls === 0 ? 1 : idem.succeeded / idem.calls;
     const invariants: Invariant[] = [
-      ...neverInvariants({ lost: result.lost, answeredTwice, audit, mix, orphans: orphanPids.length }),
+      ...neverInvariants({ lost: result.lost, answeredTwice, settledTwice, audit, mix, orphans: orphanPids.length }),
       // Durable sessions: a host's death is no reason to lose one.
       ...(durable ? [zero('sessionsLost', sess.lost)] : []),
       { name: 'idempotentSuccessRate', ok: rate >= o.minSuccessRate, value: Math.floor(rate * 10_000) / 10_000, expected: `>= ${o.minSuccessRate}` },
@@ -239,6 +242,7 @@ export async function runFleetChaos(o: FleetChaosOptions): Promise<FleetChaosRep
       sessionsRestored: [...restoredBy.values()].reduce((a, b) => a + b, 0),
       lost: result.lost,
       answeredTwice,
+      settledTwice,
       duplicateSideEffects,
       missingSideEffects,
       ranButReportedNotTaken,

@@ -14,10 +14,11 @@ export interface Invariant {
 export const zero = (name: string, value: number): Invariant => ({ name, ok: value === 0, value, expected: '0' });
 
 /** What must never happen, for a pool and for a fleet alike: each must be 0. */
-export function neverInvariants(o: { lost: number; answeredTwice: number; audit: LedgerAudit; mix: ChaosMix; orphans: number }): Invariant[] {
+export function neverInvariants(o: { lost: number; answeredTwice: number; settledTwice: number; audit: LedgerAudit; mix: ChaosMix; orphans: number }): Invariant[] {
   return [
     zero('lost', o.lost),
     zero('answeredTwice', o.answeredTwice),
+    zero('settledTwice', o.settledTwice),
     zero('duplicateSideEffects', o.audit.duplicateSideEffects),
     zero('missingSideEffects', o.audit.missingSideEffects),
     zero('ranButReportedNotTaken', o.audit.ranButReportedNotTaken),

@@ -84,7 +84,10 @@ export interface ChaosReport {
   lost: number;
   lostByCommand: Record<string, number>;
   settledLate: number;
+  /** Answers delivered twice, counted where they arrive: this driver's callbacks and call:end per call id. */
   answeredTwice: number;
+  /** Second settlements the pool refused (its own count: a pyfleet bug if above 0). */
+  settledTwice: number;
   duplicateSideEffects: number;
   missingSideEffects: number;
   /** Non-idempotent calls that failed with taken=false ("not run") although their side effect happened. */
@@ -143,6 +146,8 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
   // Every worker pid the run sees, for the orphan check after close.
   const pids = new Set<number>();
   const durable = { snapshots: { ok: 0, failed: 0 }, restores: { ok: 0, failed: 0 }, notDurable: 0 };
+  // call:end is the answer as its subscribers (metrics, traces, the dashboard) see it: one per call.
+  const ends = new Map<number, number>();
   let poolId: number | null = null;
   const unsubscribe = [
     subscribe('worker:transition', (p) => {
@@ -160,6 +165,9 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
     }),
     subscribe('session:not_durable', (e) => {
       if (e.poolId === poolId) durable.notDurable++;
+    }),
+    subscribe('call:end', (e) => {
+      if (e.poolId === poolId) ends.set(e.callId, (ends.get(e.callId) ?? 0) + 1);
     }),
   ];
 
@@ -254,8 +262,12 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
   const infraRate = infraFaultRate(o.chaos);
   const circuitOpenings = Object.values(stats.circuits).reduce((s, c) => s + c.opened, 0);
 
+  // Answers seen twice where they arrive: by this driver, and on call:end (not the pool's own settledTwice
+  // count, which a broken guard would take down with it; that one is checked as well).
+  let answeredTwice = result.answeredTwice;
+  for (const n of ends.values()) answeredTwice += n - 1;
   const invariants: Invariant[] = [
-    ...neverInvariants({ lost: result.lost, answeredTwice: stats.calls.settledTwice, audit, mix, orphans: orphanPids.length }),
+    ...neverInvariants({ lost: result.lost, answeredTwice, settledTwice: stats.calls.settledTwice, audit, mix, orphans: orphanPids.length }),
     zero('closeTimedOut', closeTimedOut ? 1 : 0),
   ];
   const slo: Invariant = { name: 'idempotentSuccessRate', ok: true, value: idempotentSuccessRate, expected: `>= ${o.minSuccessRate}` };
@@ -284,7 +296,8 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
     lost: result.lost,
     lostByCommand: result.lostByLabel,
     settledLate: result.settledLate,
-    answeredTwice: stats.calls.settledTwice,
+    answeredTwice,
+    settledTwice: stats.calls.settledTwice,
     duplicateSideEffects,
     missingSideEffects,
     ranButReportedNotTaken,

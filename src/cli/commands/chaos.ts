@@ -79,7 +79,9 @@ second; the retry delays are the decision matrix's own, e.g. 1 s then 3 s after 
 
 Invariants (the exit code is 1 when one breaks, 0 when all hold, 2 on a usage error):
   lost 0                   every call settles before the drain deadline (--drain-timeout)
-  answeredTwice 0          no call settles twice (the pool counts a second settlement of a call where it settles calls)
+  answeredTwice 0          no call is answered twice where answers arrive: in this driver's callbacks,
+                           and on call:end (one per call id)
+  settledTwice 0           the pool refused no second settlement of a call (its own count)
   duplicateSideEffects 0   no record token appears twice in the ledger
   missingSideEffects 0     every record call that succeeded did append its token
   ranButReportedNotTaken 0 no failed record call said "not run" (taken=false) yet ran

@@ -228,15 +228,18 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
   const closeStart = performance.now();
   const CLOSE_LIMIT_MS = 30_000;
   let closeTimedOut = false;
+  // Not unref'd: a close that never settles must end in a report, not in a silent exit 0.
+  let closeLimit: NodeJS.Timeout | undefined;
   await Promise.race([
     pool.close(),
-    new Promise<void>((r) =>
-      setTimeout(() => {
+    new Promise<void>((r) => {
+      closeLimit = setTimeout(() => {
         closeTimedOut = true;
         r();
-      }, CLOSE_LIMIT_MS).unref(),
-    ),
+      }, CLOSE_LIMIT_MS);
+    }),
   ]);
+  clearTimeout(closeLimit);
   const closeMs = performance.now() - closeStart;
   for (const u of unsubscribe) u();
   // Calls lost at the drain deadline may settle while the pool closes: wait a moment for them.

@@ -170,3 +170,23 @@ test('property: every strategy gives an integer in [0, maxDelay] for any attempt
     ),
   );
 });
+
+// ---- what mutation testing found untested (npm run mutate) ----
+
+test('computeDelay: decorrelated jitter draws as a first retry would; an unknown strategy is named with the known ones', () => {
+  assert.equal(computeDelay('decorrelated_jitter', 1, { baseDelayMs: 100, maxDelayMs: 10_000, random: () => 0.5 }), 200, 'between base and 3 x base');
+  assert.equal(computeDelay('decorrelated_jitter', 7, { baseDelayMs: 100, maxDelayMs: 150, random: () => 0.99 }), 150, 'capped');
+  const d = computeDelay('decorrelated_jitter', 1, { baseDelayMs: 100 });
+  assert.ok(d >= 100 && d <= 300, `Math.random by default: ${d}`);
+  const known = 'none, constant, linear, exponential, fibonacci, decorrelated_jitter';
+  assert.throws(() => computeDelay('nope' as never, 1), (e: unknown) => e instanceof TypeError && e.message === `Unknown backoff strategy "nope"; use one of ${known} or a function`);
+  assert.throws(() => createBackoff('nope' as never), (e: unknown) => e instanceof TypeError && e.message === `Unknown backoff strategy "nope"; use one of ${known} or a function`);
+});
+
+test('DecorrelatedJitterBackoff remembers its last delay, starting from the base', () => {
+  const b = new DecorrelatedJitterBackoff({ baseDelayMs: 100, maxDelayMs: 10_000, random: () => 1 });
+  assert.equal(b.lastDelay, 100);
+  assert.equal(b.next(1), 300);
+  assert.equal(b.lastDelay, 300);
+  assert.equal(b.next(2), 900);
+});

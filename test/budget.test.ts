@@ -87,3 +87,76 @@ test('bad options are RangeErrors', () => {
   assert.throws(() => new RetryBudget({ minRetriesPerSecond: Number.NaN }), RangeError);
   assert.throws(() => new RetryBudget({ buckets: 0 }), RangeError);
 });
+
+// ---- what mutation testing found untested (npm run mutate) ----
+
+test('options: each bad one is a RangeError naming it; one bucket is enough', () => {
+  const bad: Array<[object, string]> = [
+    [{ ratio: -0.1 }, 'RetryBudget ratio must be a finite number >= 0, got -0.1'],
+    [{ windowMs: 0 }, 'RetryBudget windowMs must be a finite number > 0, got 0'],
+    [{ minRetriesPerSecond: -1 }, 'RetryBudget minRetriesPerSecond must be a finite number >= 0, got -1'],
+    [{ minRetriesPerSecond: Infinity }, 'RetryBudget minRetriesPerSecond must be a finite number >= 0, got Infinity'],
+    [{ buckets: 0 }, 'RetryBudget buckets must be an integer >= 1, got 0'],
+  ];
+  for (const [o, message] of bad) assert.throws(() => new RetryBudget({ clock: new FakeClock(), ...o }), (e: unknown) => e instanceof RangeError && e.message === message, message);
+  const one = new RetryBudget({ buckets: 1, ratio: 0, minRetriesPerSecond: 0.1, windowMs: 10_000, clock: new FakeClock() });
+  assert.equal(take(one, 2), 1);
+});
+
+test('remaining: what is left of the allowance', () => {
+  const b = new RetryBudget({ ratio: 0.5, minRetriesPerSecond: 0, clock: new FakeClock() });
+  for (let i = 0; i < 10; i++) b.recordCall();
+  b.tryAcquireRetry();
+  assert.equal(b.stats().remaining, 4);
+});
+
+test('a clock that does not start at 0: the window still slides, after a reset too', async () => {
+  const clock = new FakeClock();
+  await clock.advance(123_456);
+  const b = new RetryBudget({ ratio: 1, minRetriesPerSecond: 0, windowMs: 10_000, clock });
+  for (let i = 0; i < 4; i++) b.recordCall();
+  assert.equal(b.stats().calls, 4);
+  await clock.advance(10_000);
+  assert.equal(b.stats().calls, 0, 'calls older than the window are forgotten');
+  await clock.advance(5_555);
+  b.reset();
+  b.recordCall();
+  await clock.advance(10_000);
+  assert.equal(b.stats().calls, 0, 'and after a reset at any time');
+});
+
+test('a jump of many windows forgets everything at once', async () => {
+  const clock = new FakeClock();
+  const b = new RetryBudget({ ratio: 1, minRetriesPerSecond: 0, windowMs: 10_000, clock });
+  for (let i = 0; i < 5; i++) b.recordCall();
+  b.tryAcquireRetry();
+  await clock.advance(1e15);
+  assert.deepEqual([b.stats().calls, b.stats().retries], [0, 0]);
+  assert.equal(b.tryAcquireRetry(), false);
+});
+
+test('a clock that goes back counts in the newest bucket, and forgets nothing when it comes forward again', () => {
+  let t = 50_000;
+  const clock = { now: () => t, setTimeout: () => 0, clearTimeout: () => {} };
+  const b = new RetryBudget({ ratio: 1, minRetriesPerSecond: 0, windowMs: 10_000, clock });
+  for (let i = 0; i < 3; i++) b.recordCall();
+  t = 47_000;
+  b.recordCall();
+  assert.equal(b.stats().calls, 4);
+  t = 50_500;
+  assert.equal(b.stats().calls, 4, 'nothing fell out of the window');
+});
+
+test('times before 0 (a clock of its own) count like any other', () => {
+  let t = -25_000;
+  const clock = { now: () => t, setTimeout: () => 0, clearTimeout: () => {} };
+  const b = new RetryBudget({ ratio: 1, minRetriesPerSecond: 0, windowMs: 10_000, clock });
+  b.recordCall();
+  b.recordCall();
+  assert.equal(take(b, 3), 2);
+  t = -24_000;
+  b.recordCall();
+  assert.deepEqual([b.stats().calls, b.stats().retries], [3, 2]);
+  t = -14_500;
+  assert.deepEqual([b.stats().calls, b.stats().retries], [1, 0], 'the first second fell out of the window');
+});

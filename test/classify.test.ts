@@ -33,6 +33,7 @@ describe('classify: PoolError and Node errors', () => {
     assert.equal(classify(new Error('boom')), 'system_error');
     assert.equal(classify('weird'), 'system_error');
     assert.equal(classify({ code: 'EPIPE' }), 'system_error', 'an errno code counts only on an Error');
+    assert.equal(classify(Object.assign(new Error('x'), { code: ['EPIPE'] })), 'system_error', 'and only as a string (an array would name the key)');
   });
 
   it('a real spawn of a missing interpreter is initialization_error', async () => {

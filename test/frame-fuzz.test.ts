@@ -541,3 +541,88 @@ test('a U+FFFD the worker really sent is a value; the same bytes made invalid ar
   assert.deepEqual(err.messages, []);
   assert.equal(err.error, 'bad_json');
 });
+
+// ---- what mutation testing found untested (npm run mutate) ----
+
+function collect(max: number): { d: FrameDecoder; messages: unknown[]; errors: FrameError[] } {
+  const messages: unknown[] = [];
+  const errors: FrameError[] = [];
+  const d = new FrameDecoder(max, { onMessage: (m) => messages.push(m), onError: (e) => errors.push(e) });
+  return { d, messages, errors };
+}
+
+test('each error says what the worker sent, in words', () => {
+  const max = 64;
+  const cases: Array<[Buffer, RegExp]> = [
+    [header(max + 1), /^worker sent a frame header announcing 65 bytes, over maxFrameBytes \(64\): the protocol stream is corrupt$/],
+    [Buffer.concat([header(3), Buffer.from('{x}')]), /^worker sent a frame that is not valid JSON \(.+\)$/],
+    [Buffer.concat([header(2), Buffer.from([0xff, 0xfe])]), /^worker sent a frame that is not valid UTF-8$/],
+    [Buffer.concat([header(2), Buffer.from('42')]), /^worker sent a frame that is not a protocol message \(no "t" field\)$/],
+    [handBinary('{"t":', []), /^worker sent a binary frame whose JSON is not valid \(.+\)$/],
+    [handBinary('[1,2]', []), /^worker sent a frame that is not a protocol message: .+/],
+    [Buffer.concat([header(3), Buffer.from([1, 0, 0])]), /^worker sent a malformed binary frame: .+/],
+  ];
+  for (const [stream, message] of cases) {
+    const { d, errors } = collect(max);
+    d.push(stream);
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0].name, 'FrameError');
+    assert.match(errors[0].message, message);
+  }
+});
+
+test('encodeFrame and encodeFrameParts: the limit is inclusive, the refusal says by how much; no parts is a plain frame', () => {
+  assert.equal(encodeFrame('{"t":"x"}', 9).length, 13);
+  assert.throws(() => encodeFrame('{"t":"x"}', 8), (e: unknown) => e instanceof FrameError && e.name === 'FrameError' && e.message === 'frame of 9 bytes exceeds maxFrameBytes (8)');
+  assert.deepEqual(encodeFrameParts('{"t":"x"}', [], 9), [encodeFrame('{"t":"x"}', 9)]);
+  const parts: BinaryPart[] = [{ path: ['x'], kind: 'bytes', data: Buffer.from('abcd') }];
+  const exact = Buffer.concat(encodeFrameParts('{"t":"ok","id":1,"v":{"x":null}}', parts, 1 << 20)).length - 4;
+  assert.ok(encodeFrameParts('{"t":"ok","id":1,"v":{"x":null}}', parts, exact).length > 0, 'a binary frame of exactly the limit is allowed');
+  assert.throws(() => encodeFrameParts('{"t":"ok","id":1,"v":{"x":null}}', parts, exact - 1), (e: unknown) => e instanceof FrameError && e.message === `frame of ${exact} bytes exceeds maxFrameBytes (${exact - 1})`);
+});
+
+test('what it holds for an incomplete frame: header and body of a small one; only the body of a large one, in its own buffer', () => {
+  const max = 1 << 20;
+  const small = encodeFrame(`{"t":"ok","id":1,"v":"${'a'.repeat(100)}"}`, max);
+  const s = collect(max);
+  s.d.push(small.subarray(0, 50));
+  assert.equal(s.d.buffered, 50, 'the 4-byte header and 46 bytes of body');
+  s.d.push(small.subarray(50));
+  assert.equal(s.d.buffered, 0);
+  assert.equal(s.messages.length, 1);
+  const bigBody = `{"t":"ok","id":2,"v":"${'b'.repeat(70_000)}"}`;
+  const big = encodeFrame(bigBody, max);
+  const b = collect(max);
+  b.d.push(big.subarray(0, 1_000));
+  assert.equal(b.d.buffered, 996, 'the body so far: the header is read, not held');
+  b.d.push(big.subarray(1_000, 60_000));
+  assert.equal(b.d.buffered, 59_996);
+  b.d.push(big.subarray(60_000));
+  assert.equal(b.d.buffered, 0);
+  assert.deepEqual(b.messages, [JSON.parse(bigBody)]);
+  // Just under 64 KiB is small: held whole, header included.
+  const under = encodeFrame(`{"t":"ok","id":3,"v":"${'c'.repeat(65_536 - 25)}"}`, max);
+  assert.equal(under.length - 4, 65_535);
+  const u = collect(max);
+  u.d.push(under.subarray(0, 100));
+  assert.equal(u.d.buffered, 100);
+  const at = encodeFrame(`{"t":"ok","id":3,"v":"${'c'.repeat(65_536 - 24)}"}`, max);
+  assert.equal(at.length - 4, 65_536);
+  const a = collect(max);
+  a.d.push(at.subarray(0, 100));
+  assert.equal(a.d.buffered, 96, '64 KiB exactly is large');
+});
+
+test('a large frame that is bad ends the stream: the good frame after it in the same chunk is not delivered', () => {
+  const max = 1 << 20;
+  const bad = Buffer.concat([header(70_000), Buffer.alloc(70_000, 0x20)]);
+  const good = encodeFrame('{"t":"ok","id":1,"v":1}', max);
+  const stream = Buffer.concat([bad, good]);
+  const { d, messages, errors } = collect(max);
+  d.push(stream.subarray(0, 10));
+  d.push(stream.subarray(10));
+  assert.deepEqual([messages.length, errors.map((e) => e.kind)], [0, ['bad_json']]);
+  assert.equal(d.broken, true);
+  d.push(good);
+  assert.equal(messages.length, 0, 'nothing after the error');
+});

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { FALLBACK_DELAYS as FALLBACK, RETRY_DELAYS as SEED_DELAYS, RETRY_IN_PLACE, scheduleFor as schedule, validatePolicyOverrides as validate } from '../src/errors/policy.js';
+import { PoolError as PE } from '../src/errors/pool-error.js';
 import {
   DEFAULT_MATRIX,
   DEFAULT_POLICY,
@@ -288,5 +290,50 @@ describe('delay (the seed\'s get_retry_delay, by category and strategy)', () => 
     assert.equal(p.delay('initialization_error', 'circuit_break', 1), 1000, 'seed fallback [1000]');
     assert.equal(p.delay('python_error', 'failover', 1), 0, 'backoff none');
     assert.equal(p.delay('timeout_error', 'backoff_retry', 2), 3000);
+  });
+});
+
+// ---- what mutation testing found untested (npm run mutate) ----
+
+describe('policy: schedules and validation messages', () => {
+  it('scheduleFor: a strategy that does not retry in place gets the seed\'s fallback, whatever the backoff; none is [0]', () => {
+    for (const backoff of ['exponential', 'linear'] as const) {
+      for (const strategy of ['failover', 'circuit_break', 'abandon'] as const) assert.deepEqual(schedule({ severity: 'major', strategy, maxRetries: 1, backoff }, strategy), FALLBACK);
+    }
+    assert.deepEqual(FALLBACK, [1_000]);
+    assert.deepEqual(schedule({ severity: 'major', strategy: 'backoff_retry', maxRetries: 1, backoff: 'none' }, 'backoff_retry'), [0]);
+    assert.deepEqual(schedule({ severity: 'major', strategy: 'backoff_retry', maxRetries: 1, backoff: 'linear' }, 'backoff_retry'), SEED_DELAYS.backoff_retry);
+    assert.deepEqual(RETRY_IN_PLACE, ['immediate_retry', 'backoff_retry']);
+  });
+
+  const refusedWith = (input: unknown, message: string) =>
+    assert.throws(
+      () => validate(input),
+      (e: unknown) => e instanceof PE && e.code === 'PYFLEET_INVALID_OPTIONS' && e.message === `Invalid options: ${message}.`,
+      message,
+    );
+
+  it('names what it got, however odd, and what it wants', () => {
+    refusedWith({ nope: {} }, `policy has unknown category "nope"; use one of initialization_error, connection_error, communication_error, timeout_error, resource_error, health_check_error, session_error, python_error, system_error`);
+    refusedWith({ timeout_error: null }, 'policy.timeout_error must be an object with any of severity, strategy, maxRetries, backoff, delays, got null');
+    refusedWith({ timeout_error: 'fast' }, 'policy.timeout_error must be an object with any of severity, strategy, maxRetries, backoff, delays, got "fast"');
+    refusedWith({ timeout_error: [1] }, 'policy.timeout_error must be an object with any of severity, strategy, maxRetries, backoff, delays, got [1]');
+    refusedWith({ timeout_error: new (class Row {})() }, 'policy.timeout_error must be an object with any of severity, strategy, maxRetries, backoff, delays, got an object');
+    refusedWith({ timeout_error: undefined }, 'policy.timeout_error must be an object with any of severity, strategy, maxRetries, backoff, delays, got undefined');
+    refusedWith({ timeout_error: { maxRetries: true } }, 'policy.timeout_error.maxRetries is true; use an integer >= 0 (0 = never retried)');
+    refusedWith({ timeout_error: { maxRetries: null } }, 'policy.timeout_error.maxRetries is null; use an integer >= 0 (0 = never retried)');
+    refusedWith({ timeout_error: { maxRetries: {} } }, 'policy.timeout_error.maxRetries is an object; use an integer >= 0 (0 = never retried)');
+    refusedWith({ timeout_error: { maxRetries: () => 1 } }, 'policy.timeout_error.maxRetries is a function; use an integer >= 0 (0 = never retried)');
+    const loop: unknown[] = [];
+    loop.push(loop);
+    refusedWith({ timeout_error: { delays: loop } }, 'policy.timeout_error.delays is an array; use a non-empty array of finite numbers >= 0 (ms after failed attempt 1, 2, ...)');
+    refusedWith({ timeout_error: { delays: [-1] } }, 'policy.timeout_error.delays is [-1]; use a non-empty array of finite numbers >= 0 (ms after failed attempt 1, 2, ...)');
+    refusedWith(5, 'policy must be an object keyed by error category, got 5');
+  });
+
+  it('accepts an object without a prototype, and a delay of 0', () => {
+    const row = Object.assign(Object.create(null) as object, { delays: [0, 5] });
+    const got = validate(Object.assign(Object.create(null) as object, { timeout_error: row }));
+    assert.deepEqual(got.timeout_error?.delays, [0, 5]);
   });
 });

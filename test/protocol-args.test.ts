@@ -121,3 +121,82 @@ describe('NDArray', () => {
     assert.ok(Object.isFrozen(a.shape));
   });
 });
+
+describe('encodeArgs: what mutation testing found untested (npm run mutate)', () => {
+  it('ArgsError is named as such', () => {
+    assert.equal(new ArgsError('$', 'x').name, 'ArgsError');
+    try {
+      encodeArgs({ f: () => 1 });
+      assert.fail('refused');
+    } catch (e) {
+      assert.equal((e as Error).name, 'ArgsError');
+    }
+  });
+
+  it("with nonFinite: 'error', finite numbers pass wherever they are; the refusal says what to pass", () => {
+    const e = { nonFinite: 'error' } as const;
+    assert.equal(encodeArgs(5, e).json, '5');
+    assert.equal(encodeArgs({ d: { toJSON: () => 3 } }, e).json, '{"d":3}');
+    assert.equal(encodeArgs([1, [2.5, { x: -0 }]], e).json, '[1,[2.5,{"x":0}]]');
+    refused({ x: NaN }, '$.x', /^\$\.x is NaN, which is not a JSON number: pass a finite number or null \(the pool runs with nonFinite: 'error'\)$/, e);
+  });
+
+  it('the refusals say what to do', () => {
+    refused({ f: () => 1 }, '$.f', /^\$\.f is a function: functions cannot be sent to Python; pass data$/);
+    refused([Symbol('s')], '$[0]', /^\$\[0\] is a symbol: symbols cannot be sent to Python; pass a string$/);
+    refused({ bare: Object.create(Object.create(null)) }, '$.bare', /^\$\.bare is an instance of an object with a prototype without toJSON: /);
+    const cyc: Record<string, unknown> = {};
+    cyc.self = cyc;
+    refused(cyc, '$.self', /^\$\.self refers to an object that contains it \(a cycle\): JSON cannot carry cycles; send a tree$/);
+    class Weird extends Uint8Array {
+      override get [Symbol.toStringTag]() {
+        return 'Weird';
+      }
+    }
+    refused({ w: new Weird(2) }, '$.w', /^\$\.w is a Weird: the protocol carries Int8\.\.BigUint64 and Float32\/Float64 arrays; convert it$/);
+  });
+
+  it('an object whose later value changes keeps the keys before it', () => {
+    const when = new Date(Date.UTC(2024, 0, 2));
+    assert.equal(encodeArgs({ a: 1, b: 'x', d: when, e: 2 }).json, JSON.stringify({ a: 1, b: 'x', d: when, e: 2 }));
+    assert.equal(encodeArgs([1, 'x', when, 2]).json, JSON.stringify([1, 'x', when, 2]));
+  });
+
+  it('toJSON gets the key JSON.stringify would give it: "" at the top, the property name, the index as a string', () => {
+    const echo = { toJSON: (k: string) => `key=${k}` };
+    for (const v of [echo, { a: echo }, [echo, echo]]) assert.equal(encodeArgs(v).json, JSON.stringify(v));
+    assert.equal(encodeArgs([echo, echo]).json, '["key=0","key=1"]');
+  });
+
+  it('a SharedArrayBuffer is bytes, like an ArrayBuffer', () => {
+    const sab = new SharedArrayBuffer(3);
+    const { json, parts } = encodeArgs({ sab });
+    assert.equal(json, '{"sab":null}');
+    assert.deepEqual(parts.map((p) => [p.path, p.kind, p.data.byteLength]), [[['sab'], 'bytes', 3]]);
+  });
+
+  it('a toJSON that encodes args itself (a nested call) does not disturb the walk it runs in', () => {
+    let inner = '';
+    const v = { before: 1, x: { toJSON: () => ((inner = encodeArgs({ n: new Uint8Array(2) }).json), 'x') }, buf: Buffer.from('ab'), after: [2] };
+    const got = encodeArgs(v);
+    assert.equal(inner, '{"n":null}');
+    assert.equal(got.json, '{"before":1,"x":"x","buf":null,"after":[2]}');
+    assert.deepEqual(got.parts.map((p) => p.path), [['buf']]);
+  });
+
+  it('an error thrown by a toJSON is not taken for nesting too deep', () => {
+    const bad = { toJSON: () => { throw new TypeError('my toJSON broke'); } };
+    assert.throws(() => encodeArgs({ bad }), (e: unknown) => e instanceof TypeError && e.message === 'my toJSON broke');
+    const range = { toJSON: () => { throw new RangeError('mine'); } };
+    assert.throws(() => encodeArgs({ range }), (e: unknown) => e instanceof ArgsError && /nested too deeply/.test(e.message), 'a RangeError is (the stack ran out is one)');
+  });
+
+  it('nesting too deep names the first 20 steps of the path and how deep it went', () => {
+    let deep: unknown = 1;
+    for (let i = 0; i < 200_000; i++) deep = { k: deep };
+    assert.throws(
+      () => encodeArgs(deep),
+      (e: unknown) => e instanceof ArgsError && e.path === `$${'.k'.repeat(20)}...` && /^the arguments are nested too deeply \(more than \d{4,} levels\) to be sent$/.test(e.message),
+    );
+  });
+});

@@ -45,6 +45,8 @@ export const ERROR_CODES = Object.freeze({
   PYFLEET_POISON_CALL: f('system_error', false),
   PYFLEET_ABORTED: f('system_error', false, false, true),
   PYFLEET_INTERNAL: f('system_error', false),
+  /** An optional peer dependency (fastify, the NATS client, prom-client, ajv, @opentelemetry/api) is not installed: the message names the `npm install` line. */
+  PYFLEET_MISSING_DEPENDENCY: f('initialization_error', false),
   /** A stream's source died after its first item; a stream is never re-sent then. */
   PYFLEET_STREAM_BROKEN: f('connection_error', false, true),
   // A fleet on NATS (src/fleet/).

@@ -1,7 +1,6 @@
 import { PoolError } from '../errors/pool-error.js';
 import { ArgsError, encodeArgs, type EncodeArgsOptions, type EncodedArgs } from '../protocol/args.js';
 import type { CommandInfo } from '../protocol/messages.js';
-import type { ArgsValidator } from '../validate/args-validator.js';
 import { Call } from './call.js';
 import { abortedError, badCall, closedError, quarantinedError, sessionLostError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
@@ -29,10 +28,15 @@ export interface StreamOptions extends Omit<ExecuteOptions, 'detailed'> {
   chunkTimeoutMs?: number;
 }
 
+/** src/validate's ArgsValidator as admission sees it: a structure, so the package's types name no Ajv type. */
+export interface ArgsCheck {
+  check(command: string, args: unknown): PoolError | null;
+}
+
 export interface AdmissionDeps {
   options: ResolvedOptions;
   /** Checks args against their command's schema (validateArgs), or null. */
-  validator: ArgsValidator | null;
+  validator: ArgsCheck | null;
   sessions: SessionTable;
   poison: PoisonTracker;
   commands(): Readonly<Record<string, CommandInfo>>;

@@ -1,7 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
-import { fastify, type FastifyInstance } from 'fastify';
-import { collectDefaultMetrics } from 'prom-client';
+import type { FastifyInstance } from 'fastify';
 import { PyfleetMetrics } from '../telemetry/metrics.js';
 import { isServing, onPoolClosing, type ObservedPool } from '../telemetry/source.js';
 import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard.js';
@@ -11,6 +10,7 @@ import { openApiDocument, type OpenApiOptions } from './openapi.js';
 import { hasSchemas, type CommandSchemas } from '../typing/schema.js';
 import { ArgsValidator } from '../validate/args-validator.js';
 import { toHttpJson } from './http-json.js';
+import { requireOptional } from '../util/optional.js';
 import { registerStreamRoute, type StreamingPool } from './stream-route.js';
 
 /** What the server needs from a pool (`Pool` fits); without `stream()`, `/v1/stream` answers 501. */
@@ -89,13 +89,14 @@ function poolSchemas(pool: ServedPool): Readonly<Record<string, CommandSchemas>>
  * remote); binary values travel as base64 strings both ways.
  */
 export async function createServer(options: ServerOptions): Promise<PyfleetServer> {
+  const { fastify } = requireOptional<typeof import('fastify')>('fastify', 'server');
   const pool = options.pool;
   let metrics = options.metrics;
   let detachMetrics = (): void => {};
   if (metrics === undefined) {
     metrics = new PyfleetMetrics();
     detachMetrics = metrics.attach(pool);
-    collectDefaultMetrics({ register: metrics.registry });
+    requireOptional<typeof import('prom-client')>('prom-client', 'metrics').collectDefaultMetrics({ register: metrics.registry });
   }
   const live = new LiveState(pool, options.live);
   const token = options.token === undefined || options.token === '' ? null : Buffer.from(options.token);

@@ -1,4 +1,3 @@
-import { collectDefaultMetrics } from 'prom-client';
 import { createPool, type Pool } from '../pool/pool.js';
 import type { PoolOptions } from '../pool/options.js';
 import type { AlertOptions } from '../telemetry/alerts.js';
@@ -6,6 +5,7 @@ import { PyfleetMetrics } from '../telemetry/metrics.js';
 import { ErrorReporter } from '../telemetry/reporter.js';
 import { createServer, isLoopback, type PyfleetServer } from './app.js';
 import type { LiveOptions } from './live.js';
+import { requireOptional } from '../util/optional.js';
 
 export interface ServeOptions {
   /** Pool options (`module` required). */
@@ -36,6 +36,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   if (!isLoopback(host) && !options.token) {
     throw new Error(`Refusing to serve on ${host} without a token: anyone who can reach it could run your Python handlers. Pass --token (or set PYFLEET_TOKEN), or bind to 127.0.0.1.`);
   }
+  requireOptional('fastify', 'server'); // before any worker starts
   const pool = await createPool(options.pool);
   let server: PyfleetServer | undefined;
   let reporter: ErrorReporter | undefined;
@@ -44,7 +45,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     reporter = new ErrorReporter(pool, { metrics, alerts: options.alerts, logger: options.pool.logger });
     // The workers' hello carries each command's schemas: /openapi.json and the body checks use them.
     server = await createServer({ pool, metrics, token: options.token, live: options.live, openapi: { title: `pyfleet: ${options.pool.module}` } });
-    collectDefaultMetrics({ register: metrics.registry });
+    requireOptional<typeof import('prom-client')>('prom-client', 'metrics').collectDefaultMetrics({ register: metrics.registry });
     const url = await server.listen({ port: options.port, host });
     let closing: Promise<void> | null = null;
     const srv = server;

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Registry } from 'prom-client';
+import type { Counter, Gauge, Registry } from 'prom-client';
+import { requireOptional } from '../util/optional.js';
 import { FastCounter, FastHistogram } from './fast-metrics.js';
 import { OBSERVED_WORKER_STATES, isServing, workerCapacity, type ObservedPool, type ObservedStats } from './source.js';
 import { watchStreams, type StreamWatch } from './streams.js';
@@ -103,6 +104,7 @@ export class PyfleetMetrics {
   private readonly streamItems: FastCounter;
 
   constructor(options: MetricsOptions = {}) {
+    const { Counter, Gauge, Registry } = requireOptional<typeof import('prom-client')>('prom-client', 'metrics');
     this.registry = options.registry ?? new Registry();
     const p = (this.prefix = options.prefix ?? 'pyfleet_');
     const registers = [this.registry];

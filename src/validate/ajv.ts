@@ -1,6 +1,7 @@
-import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
+import type { Ajv2020, ValidateFunction } from 'ajv/dist/2020.js';
 import type { DataValidationCxt } from 'ajv/dist/types/index.js';
 import { BINARY_KEYWORD } from '../typing/schema.js';
+import { requireOptional } from '../util/optional.js';
 
 /**
  * Where args come from decides what a binary value is: in the pool, a Buffer / typed array
@@ -30,6 +31,7 @@ function decodeBase64(_kind: unknown, data: unknown, _parent?: unknown, cxt?: Da
  * (they would reach Python as None).
  */
 export function createAjv(mode: ValidationMode): Ajv2020 {
+  const { Ajv2020 } = requireOptional<typeof import('ajv/dist/2020.js')>('ajv/dist/2020.js', 'validation');
   const ajv = new Ajv2020({ strict: false, strictNumbers: true, allErrors: false, verbose: true, validateFormats: false });
   ajv.addKeyword(
     mode === 'pool'

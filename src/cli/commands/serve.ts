@@ -83,7 +83,9 @@ Example:
         return;
       }
       const tokenHint = token !== undefined ? ' (token required)' : '';
-      process.stdout.write(`pyfleet: serving ${opts.module} at ${serving.url}${tokenHint}: dashboard ${serving.url}/, metrics ${serving.url}/metrics, calls POST ${serving.url}/v1/call/<command>\n`);
+      // The dashboard's URL as a browser on this machine opens it: a wildcard bind is not an address to open, and the token rides in the query.
+      const dashboard = `${serving.url.replace(/^http:\/\/(0\.0\.0\.0|\[::\])/, 'http://127.0.0.1')}/${token !== undefined ? `?token=${encodeURIComponent(token)}` : ''}`;
+      process.stdout.write(`pyfleet: serving ${opts.module} at ${serving.url}${tokenHint}: dashboard ${dashboard}, metrics ${serving.url}/metrics, calls POST ${serving.url}/v1/call/<command>\n`);
 
       await new Promise<void>((resolve) => {
         let stopping = false;

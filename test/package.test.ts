@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, lstatSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -119,11 +119,9 @@ test('npm install pyfleet (no optional peers): at most 20 packages and 6 MB, and
 
 test("the README's first section runs as written in an empty project", async () => {
   const q = quickstart();
-  const dir = path.join(work, 'readme');
-  mkdirSync(dir);
-  await ok('npm', ['init', '-y'], dir);
-  // `npm install pyfleet`, from the tarball instead of the registry.
-  await ok('npm', [...NPM_INSTALL, tarball], dir);
+  // The bare project is the quickstart's first step done: `npm init -y`, then `npm install pyfleet` (the tarball).
+  const dir = bare;
+  assert.deepEqual(readdirSync(dir).sort(), ['node_modules', 'package-lock.json', 'package.json']);
   for (const [name, text] of Object.entries(q.files)) writeFileSync(path.join(dir, name), text);
   assert.deepEqual(Object.keys(q.files).sort(), ['handlers.py', 'quickstart.mjs']);
   const [cmd, ...args] = q.command.split(' ');
@@ -134,7 +132,6 @@ test("the README's first section runs as written in an empty project", async () 
 });
 
 test('CommonJS: require("pyfleet") works, and what needs a missing peer says which npm install to run', async () => {
-  writeFileSync(path.join(bare, 'handlers.py'), quickstart().files['handlers.py']);
   writeFileSync(
     path.join(bare, 'consumer.cjs'),
     `const { createPool, isPoolError } = require('pyfleet');
@@ -184,10 +181,7 @@ test('the CLI without the optional peers: serve and host say what to install, in
 });
 
 test('TypeScript strict, NodeNext, skipLibCheck off, without the peers: the quickstart (ESM) and a .cts consumer compile and run', async () => {
-  const dir = path.join(work, 'ts');
-  mkdirSync(dir);
-  await ok('npm', ['init', '-y'], dir);
-  await ok('npm', [...NPM_INSTALL, tarball], dir);
+  const dir = bare;
   const q = quickstart();
   writeFileSync(path.join(dir, 'handlers.py'), q.files['handlers.py']);
   writeFileSync(path.join(dir, 'quickstart.mts'), q.files['quickstart.mjs']);
@@ -211,7 +205,10 @@ createPool(options).then(async (pool) => { console.log(await pool.execute<number
 });
 
 test("with the optional peers: the server, validation, metrics, the fleet's NATS client, and spans through the app's own @opentelemetry/api", async () => {
-  writeFileSync(path.join(full, 'handlers.py'), quickstart().files['handlers.py']);
+  writeFileSync(
+    path.join(full, 'handlers.py'),
+    'from typing import TypedDict\nfrom pyfleet import command\n\nclass AddArgs(TypedDict):\n    a: int\n    b: int\n\n@command(idempotent=True)\ndef add(args: AddArgs, ctx) -> int:\n    return args["a"] + args["b"]\n',
+  );
   writeFileSync(
     path.join(full, 'consumer.mjs'),
     `import { trace } from '@opentelemetry/api';
@@ -228,7 +225,7 @@ const out = {};
 const pool = await createPool({ module: 'handlers.py', workers: 1, validateArgs: true });
 instrument(pool);
 out.add = await pool.execute('add', { a: 1, b: 2 });
-out.spans = ended;
+out.spans = [...ended];
 out.invalid = await pool.execute('add', { a: 'x', b: 2 }).catch((e) => e.code);
 const server = await createServer({ pool });
 const url = await server.listen({ port: 0, host: '127.0.0.1' });

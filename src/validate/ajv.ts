@@ -12,9 +12,8 @@ export type ValidationMode = 'pool' | 'http';
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 function isBinary(kind: unknown, data: unknown): boolean {
-  if (!ArrayBuffer.isView(data) || data instanceof DataView) return false;
-  // bytes (Python bytes / bytearray): a byte string; buffer (memoryview): any typed array.
-  return kind === 'buffer' || data instanceof Uint8Array;
+  // bytes (Python bytes / bytearray): a byte string; buffer (memoryview): any view, a DataView too.
+  return kind === 'buffer' ? ArrayBuffer.isView(data) : data instanceof Uint8Array;
 }
 
 function decodeBase64(_kind: unknown, data: unknown, _parent?: unknown, cxt?: DataValidationCxt): boolean {

@@ -70,6 +70,13 @@ describe('pyfleet CLI: what a user sees when something is off', () => {
     assert.equal(seen.bare, 401, 'without the token the page is refused');
   });
 
+  it('demo --help says what the pool does with sessions and re-sends (durable sessions, an immediate first re-send)', async () => {
+    const r = await cli(['demo', '--help']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stdout, /lost if it dies|after the decision matrix's delay \(1 s\)/);
+    assert.match(r.stdout, /remember\s+session state, snapshotted in the host: restored on another worker if its own dies/);
+  });
+
   it('python-path prints the directory that holds the pyfleet package (with py.typed and pyfleet.testing)', async () => {
     const r = await cli(['python-path']);
     assert.equal(r.code, 0, r.stderr);

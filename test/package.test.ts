@@ -10,8 +10,8 @@ import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, w
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { ROOT } from './helpers/cli.ts';
-import { startNats, type NatsServer } from './helpers/nats.ts';
+import { ROOT } from './helpers/cli.js';
+import { startNats, type NatsServer } from './helpers/nats.js';
 
 interface Run {
   code: number;

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -47,6 +48,18 @@ function installed(project: string): { packages: number; bytes: number } {
   };
   walk(path.join(project, 'node_modules'));
   return { packages: Object.keys(lock.packages).length, bytes };
+}
+
+// semver from our own dev tree (fastify's): does every Node >= 20 satisfy a package's engines.node?
+const semver = createRequire(import.meta.url)('semver') as { subset(sub: string, dom: string): boolean };
+
+/** Installed packages whose engines.node leaves out some Node >= 20 (engine-strict here checks only this Node). */
+function disagreeing(project: string): string[] {
+  const lock = JSON.parse(readFileSync(path.join(project, 'node_modules', '.package-lock.json'), 'utf8')) as { packages: Record<string, unknown> };
+  return Object.keys(lock.packages).flatMap((dir) => {
+    const node = (JSON.parse(readFileSync(path.join(project, dir, 'package.json'), 'utf8')) as { engines?: { node?: string } }).engines?.node;
+    return node === undefined || semver.subset('>=20', node) ? [] : [`${dir} (node ${node})`];
+  });
 }
 
 const NPM_INSTALL = ['install', '--prefer-offline', '--omit=dev', '--engine-strict', '--no-audit', '--no-fund'];
@@ -117,6 +130,11 @@ test('npm install pyfleet (no optional peers): at most 20 packages and 6 MB, and
   for (const peer of ['fastify', 'ajv', 'prom-client', '@nats-io/transport-node', '@opentelemetry/api']) assert.ok(!(`node_modules/${peer}` in lock.packages), `${peer} is not installed`);
 });
 
+test('every package installed, the optional peers included, agrees with engines: node >= 20', () => {
+  assert.deepEqual(disagreeing(bare), []);
+  assert.deepEqual(disagreeing(full), []);
+});
+
 test("the README's first section runs as written in an empty project", async () => {
   const q = quickstart();
   // The bare project is the quickstart's first step done: `npm init -y`, then `npm install pyfleet` (the tarball).
@@ -145,6 +163,8 @@ const code = async (name, f) => { try { await f(); out[name] = 'no error'; } cat
   await code('fleet', () => require('pyfleet/fleet').connectFleet({ servers: 'nats://127.0.0.1:1', fleet: 'x' }));
   await code('metrics', () => new (require('pyfleet/telemetry').PyfleetMetrics)());
   await code('tracing', () => require('pyfleet/telemetry').instrument(pool));
+  // A reporter traces by default only where @opentelemetry/api is installed: without it, no error.
+  await code('reporter', () => new (require('pyfleet/telemetry').ErrorReporter)(pool, {}).close());
   await pool.close();
   console.log(JSON.stringify(out));
 })();
@@ -158,6 +178,7 @@ const code = async (name, f) => { try { await f(); out[name] = 'no error'; } cat
     fleet: 'PYFLEET_MISSING_DEPENDENCY: npm install @nats-io/transport-node@3.3 @nats-io/kv@3.3',
     metrics: 'PYFLEET_MISSING_DEPENDENCY: npm install prom-client',
     tracing: 'PYFLEET_MISSING_DEPENDENCY: npm install @opentelemetry/api',
+    reporter: 'no error',
   });
 });
 

@@ -150,6 +150,7 @@ test("the README's first section runs as written in an empty project", async () 
 });
 
 test('CommonJS: require("pyfleet") works, and what needs a missing peer says which npm install to run', async () => {
+  writeFileSync(path.join(bare, 'handlers.py'), quickstart().files['handlers.py']);
   writeFileSync(
     path.join(bare, 'consumer.cjs'),
     `const { createPool, isPoolError } = require('pyfleet');
@@ -184,6 +185,7 @@ const code = async (name, f) => { try { await f(); out[name] = 'no error'; } cat
 
 test('the CLI without the optional peers: serve and host say what to install, in one line; python-path works', async () => {
   const bin = path.join(bare, 'node_modules', '.bin', 'pyfleet');
+  writeFileSync(path.join(bare, 'handlers.py'), quickstart().files['handlers.py']);
   for (const [args, install] of [
     [['serve', '--module', 'handlers.py', '--port', '0'], 'npm install fastify ajv prom-client'],
     [['host', '--module', 'handlers.py', '--nats', nats.url, '--fleet', 'x'], 'npm install @nats-io/transport-node@3.3 @nats-io/kv@3.3'],

@@ -6,8 +6,9 @@ import { PyfleetMetrics } from '../telemetry/metrics.js';
 import { ErrorReporter } from '../telemetry/reporter.js';
 import { createServer, isLoopback, type PyfleetServer } from './app.js';
 import type { LiveOptions } from './live.js';
+import type { GuardOptions } from './guard.js';
 
-export interface ServeOptions {
+export interface ServeOptions extends GuardOptions {
   /** Pool options (`module` required). */
   pool: PoolOptions;
   port?: number;
@@ -43,7 +44,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     const metrics = new PyfleetMetrics();
     reporter = new ErrorReporter(pool, { metrics, alerts: options.alerts, logger: options.pool.logger });
     // The workers' hello carries each command's schemas: /openapi.json and the body checks use them.
-    server = await createServer({ pool, metrics, token: options.token, live: options.live, openapi: { title: `pyfleet: ${options.pool.module}` } });
+    server = await createServer({ pool, metrics, token: options.token, allowedOrigins: options.allowedOrigins, allowedHosts: options.allowedHosts, live: options.live, openapi: { title: `pyfleet: ${options.pool.module}` } });
     collectDefaultMetrics({ register: metrics.registry });
     const url = await server.listen({ port: options.port, host });
     let closing: Promise<void> | null = null;

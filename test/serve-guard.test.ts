@@ -124,7 +124,7 @@ describe('pyfleet serve refuses what a web page can send, with its defaults (loo
     const url = await started();
     const port = new URL(url).port;
     for (const headers of [
-      JSON_TYPE,
+      JSON_TYPE as Record<string, string>,
       { 'content-type': 'application/json; charset=utf-8', host: `localhost:${port}` },
       { ...JSON_TYPE, host: `[::1]:${port}` },
       { ...JSON_TYPE, origin: `http://127.0.0.1:${port}` },

@@ -205,6 +205,7 @@ export class Pool implements Adapter {
       },
     });
     this.admission = new Admission({
+      poolId: this.id,
       options,
       validator: this.validator,
       sessions: this.sessions,

@@ -2,8 +2,8 @@ import { timingSafeEqual } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import { fastify, type FastifyInstance, type FastifyReply } from 'fastify';
-import { collectDefaultMetrics } from 'prom-client';
-import { PyfleetMetrics } from '../telemetry/metrics.js';
+import { PyfleetMetrics, collectNodeMetrics } from '../telemetry/metrics.js';
+import { recordHttp } from './http-metrics.js';
 import { isServing, onPoolClosing, type ObservedPool } from '../telemetry/source.js';
 import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard.js';
 import { errorBody, fromFastify, httpError, type ErrorAnswer } from './http-errors.js';
@@ -24,7 +24,7 @@ export interface ServedPool extends ObservedPool, StreamingPool {
 
 export interface ServerOptions extends GuardOptions {
   pool: ServedPool;
-  /** Metrics served at /metrics (default: a new `PyfleetMetrics` with the pool attached, plus Node's default process metrics). One passed in is served as it is: attach the pool to it yourself. */
+  /** Metrics served at /metrics (default: a new `PyfleetMetrics` with the pool attached, plus Node's default process metrics). One passed in is served as it is (attach the pool to it yourself); the server's HTTP metrics are added to it. */
   metrics?: PyfleetMetrics;
   /** When set, required on every route but /healthz and the dashboard's static files: `Authorization: Bearer <token>` or `?token=<token>` (for the dashboard in a browser). */
   token?: string;
@@ -97,7 +97,7 @@ export async function createServer(options: ServerOptions): Promise<PyfleetServe
   if (metrics === undefined) {
     metrics = new PyfleetMetrics();
     detachMetrics = metrics.attach(pool);
-    collectDefaultMetrics({ register: metrics.registry });
+    collectNodeMetrics(metrics.registry);
   }
   const live = new LiveState(pool, options.live);
   const token = options.token === undefined || options.token === '' ? null : Buffer.from(options.token);
@@ -130,6 +130,8 @@ export async function createServer(options: ServerOptions): Promise<PyfleetServe
       socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
     },
   });
+
+  recordHttp(app, metrics);
 
   // Bodies are JSON sent as JSON: a form or text/plain POST (what any web page can send without a preflight) is refused with 415.
   app.removeAllContentTypeParsers();

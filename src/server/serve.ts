@@ -1,8 +1,7 @@
-import { collectDefaultMetrics } from 'prom-client';
 import { createPool, type Pool } from '../pool/pool.js';
 import type { PoolOptions } from '../pool/options.js';
 import type { AlertOptions } from '../telemetry/alerts.js';
-import { PyfleetMetrics } from '../telemetry/metrics.js';
+import { PyfleetMetrics, collectNodeMetrics } from '../telemetry/metrics.js';
 import { ErrorReporter } from '../telemetry/reporter.js';
 import { createServer, isLoopback, type PyfleetServer } from './app.js';
 import type { LiveOptions } from './live.js';
@@ -45,7 +44,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     reporter = new ErrorReporter(pool, { metrics, alerts: options.alerts, logger: options.pool.logger });
     // The workers' hello carries each command's schemas: /openapi.json and the body checks use them.
     server = await createServer({ pool, metrics, token: options.token, allowedOrigins: options.allowedOrigins, allowedHosts: options.allowedHosts, live: options.live, openapi: { title: `pyfleet: ${options.pool.module}` } });
-    collectDefaultMetrics({ register: metrics.registry });
+    collectNodeMetrics(metrics.registry);
     const url = await server.listen({ port: options.port, host });
     let closing: Promise<void> | null = null;
     const srv = server;

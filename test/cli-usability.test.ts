@@ -49,7 +49,7 @@ describe('pyfleet CLI: what a user sees when something is off', () => {
     let dashboard = '';
     const seen: { page?: number; html?: string; bare?: number } = {};
     const r = await cli(['serve', '--module', HANDLERS, '--port', '0', '--token', 's3cret/+', '--workers', '1'], 60_000, undefined, (out, child) => {
-      const m = /dashboard (\S+),/.exec(out);
+      const m = /dashboard: (\S+)\n/.exec(out);
       if (m === null || dashboard !== '') return;
       dashboard = m[1];
       void (async () => {

@@ -61,3 +61,18 @@ export const ERROR_CODES = Object.freeze({
 } satisfies Record<string, CodeFacts>);
 
 export type ErrorCode = keyof typeof ERROR_CODES;
+
+/**
+ * The HTTP server's own refusals, made before any call (never a `PoolError`'s code), with their
+ * status; `PYFLEET_HTTP_ERROR` is any other failure of the request itself (a bad URL, headers
+ * too large, the server shutting down), its status as the failure. All are `communication_error`.
+ */
+export const HTTP_ERROR_CODES = Object.freeze({
+  PYFLEET_UNAUTHORIZED: 401,
+  PYFLEET_FORBIDDEN: 403,
+  PYFLEET_NOT_FOUND: 404,
+  PYFLEET_UNSUPPORTED_MEDIA_TYPE: 415,
+  PYFLEET_HTTP_ERROR: null,
+} satisfies Record<string, number | null>);
+
+export type HttpErrorCode = keyof typeof HTTP_ERROR_CODES;

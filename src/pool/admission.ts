@@ -1,4 +1,5 @@
 import { PoolError } from '../errors/pool-error.js';
+import { channels } from '../telemetry/channels.js';
 import { ArgsError, encodeArgs, type EncodeArgsOptions, type EncodedArgs } from '../protocol/args.js';
 import type { CommandInfo } from '../protocol/messages.js';
 import { Call } from './call.js';
@@ -34,6 +35,7 @@ export interface ArgsCheck {
 }
 
 export interface AdmissionDeps {
+  poolId: number;
   options: ResolvedOptions;
   /** Checks args against their command's schema (validateArgs), or null. */
   validator: ArgsCheck | null;
@@ -80,7 +82,17 @@ export class Admission {
     }
   }
 
+  /** `build`, publishing `call:refused` for a call refused here (the metrics count them). */
   private check(command: string, args: unknown, options: ExecuteOptions, stream: boolean): Call {
+    try {
+      return this.build(command, args, options, stream);
+    } catch (e) {
+      if (channels['call:refused'].hasSubscribers) channels['call:refused'].publish({ poolId: this.deps.poolId, command: String(command), code: (e as PoolError).code, stream });
+      throw e;
+    }
+  }
+
+  private build(command: string, args: unknown, options: ExecuteOptions, stream: boolean): Call {
     const d = this.deps;
     if (d.closing()) throw closedError(null, command);
     if (typeof command !== 'string' || command === '') throw badCall(`command must be a non-empty string, got ${typeof command}`);

@@ -150,11 +150,11 @@ export class Pool implements Adapter {
       },
       restarted: (reason) => this.counters.restart(reason),
       sessionsOn: (id) => this.sessions.pinnedOn(id, durability !== null),
-      log: (w, stream, line) => {
-        logger.info({ poolId: this.id, workerId: w.id, pid: w.pid, stream }, line);
-        if (channels['worker:log'].hasSubscribers) channels['worker:log'].publish({ poolId: this.id, workerId: w.id, stream, line });
+      log: (w, stream, line, err) => {
+        logger[err === undefined ? 'info' : 'warn']({ poolId: this.id, workerId: w.id, workerPid: w.pid, stream, err }, line);
+        if (channels['worker:log'].hasSubscribers) channels['worker:log'].publish({ poolId: this.id, workerId: w.id, stream, line: err?.stack ?? line });
       },
-      bug: (w, err) => logger.error({ poolId: this.id, workerId: w.id, err: err.message }, err.message),
+      bug: (w, err) => logger.error({ poolId: this.id, workerId: w.id, err }, err.message),
       binaryIn: (n) => (this.counters.binary.fromPython += n),
     });
     this.dispatcher = new Dispatcher({
@@ -204,6 +204,7 @@ export class Pool implements Adapter {
       },
     });
     this.admission = new Admission({
+      poolId: this.id,
       options,
       validator: this.validator,
       sessions: this.sessions,

@@ -134,8 +134,10 @@ describe('error codes only a real process produces', () => {
       asDocumented(e);
       assert.match(e.message, /heartbeat/i);
       await until(() => !alive(pid));
-      assert.equal(pool.stats().restarts.byReason.health_check, 1);
-      assert.equal(pool.stats().errorsByCategory.health_check_error, 1, 'counted once, as the other failures are');
+      // Each such death is counted once as an error, as the other failures are (a loaded machine may starve a heartbeat more than once).
+      const s = pool.stats();
+      assert.ok(s.restarts.byReason.health_check >= 1);
+      assert.equal(s.errorsByCategory.health_check_error, s.restarts.byReason.health_check);
     } finally {
       await pool.close();
     }

@@ -637,10 +637,12 @@ test('offStateChange removes only that listener; a listener that throws is repor
   assert.equal(w.message, 'listener bug');
   // (The code and detail the breaker passes are dropped by Node when the warning is an Error: reported, not tested.)
   cb.offStateChange(fa);
-  offB();
   cb.reset();
-  assert.deepEqual(a, ['open']);
-  assert.deepEqual(b, ['open']);
+  assert.deepEqual(a, ['open'], 'removed');
+  assert.deepEqual(b, ['open', 'closed'], 'the other one stays');
+  offB();
+  cb.trip();
+  assert.deepEqual(b, ['open', 'closed']);
 });
 
 test('open and half-open refusals: the message says why and when, and each counts as rejected', async () => {
@@ -702,5 +704,31 @@ test('snapshot: retryAfterMs counts down while open and is 0 otherwise; the time
   const s = cb.snapshot();
   assert.deepEqual([s.state, s.retryAfterMs, s.openedAt, s.opened], ['open', 600, 0, 1]);
   await clock.advance(600);
+  assert.deepEqual([cb.snapshot().state, cb.snapshot().retryAfterMs], ['half_open', 0]);
+});
+
+test('recordFailure() without an error always counts, whatever isFailure says of errors', () => {
+  const { cb } = make({ failureThreshold: 1, isFailure: (e) => e instanceof Error });
+  cb.recordFailure('not an Error');
+  assert.equal(cb.state, 'closed');
+  cb.recordFailure();
+  assert.equal(cb.state, 'open');
+});
+
+test('a failure recorded while open changes nothing: the open time is not extended', async () => {
+  const { clock, cb } = make({ failureThreshold: 1, openTimeoutMs: 1_000 });
+  cb.recordFailure();
+  await clock.advance(500);
+  cb.recordFailure();
+  assert.equal(cb.snapshot().opened, 1);
+  await clock.advance(500);
+  assert.equal(cb.state, 'half_open', 'half-open 1 s after it opened');
+});
+
+test('half-opened early (a probe), nothing is left to wait for: retryAfterMs 0', () => {
+  const { cb } = make({ openTimeoutMs: 60_000 });
+  cb.trip();
+  assert.equal(cb.snapshot().retryAfterMs, 60_000);
+  cb.halfOpen();
   assert.deepEqual([cb.snapshot().state, cb.snapshot().retryAfterMs], ['half_open', 0]);
 });

@@ -198,3 +198,37 @@ describe('encodeArgs: what mutation testing found untested (npm run mutate)', ()
     );
   });
 });
+
+describe('encodeArgs: one walk, then JSON.stringify of the same object (no copy unless something changes)', () => {
+  const counted = (extra: Record<string, unknown> = {}) => {
+    const reads = { n: 0 };
+    const o = { ...extra };
+    Object.defineProperty(o, 'g', { enumerable: true, get: () => (reads.n++, 7) });
+    return { o, reads };
+  };
+
+  it('nothing to change: a getter is read by the walk, then by JSON.stringify on the very same object', () => {
+    const { o, reads } = counted({ a: 1 });
+    assert.equal(encodeArgs(o).json, '{"a":1,"g":7}');
+    assert.equal(reads.n, 2);
+    const arr = [1, 2];
+    let n = 0;
+    Object.defineProperty(arr, 1, { enumerable: true, get: () => (n++, 2) });
+    assert.equal(encodeArgs(arr).json, '[1,2]');
+    assert.equal(n, 2);
+  });
+
+  it('a value changes: the copy takes each value the walk read once, and reads no later one ahead of its turn', () => {
+    const { o, reads } = counted({ d: new Date(0) });
+    assert.equal(encodeArgs(o).json, '{"d":"1970-01-01T00:00:00.000Z","g":7}');
+    assert.equal(reads.n, 1, 'read once, by the walk');
+  });
+
+  it('an NDArray of bytes keeps its dtype (B, not plain bytes); a view without a tag is bytes', () => {
+    const { parts } = encodeArgs({ m: new NDArray(new Uint8Array(4), [2, 2]) });
+    assert.deepEqual(parts.map((p) => [p.kind, p.shape]), [['B', [2, 2]]]);
+    const dv = new DataView(new ArrayBuffer(2));
+    Object.defineProperty(dv, Symbol.toStringTag, { value: undefined });
+    assert.deepEqual(encodeArgs({ dv }).parts.map((p) => p.kind), ['bytes']);
+  });
+});

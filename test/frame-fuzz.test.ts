@@ -626,3 +626,22 @@ test('a large frame that is bad ends the stream: the good frame after it in the 
   d.push(good);
   assert.equal(messages.length, 0, 'nothing after the error');
 });
+
+test('a small frame that arrives a byte at a time is joined once, when whole (no quadratic copying)', () => {
+  const max = 1 << 20;
+  const frame = encodeFrame(`{"t":"ok","id":1,"v":"${'x'.repeat(200)}"}`, max);
+  const joins: number[] = [];
+  const concat = Buffer.concat;
+  Buffer.concat = ((list: readonly Uint8Array[], total?: number) => {
+    joins.push(total ?? list.reduce((n, b) => n + b.length, 0));
+    return concat(list, total);
+  }) as typeof Buffer.concat;
+  try {
+    const { d, messages } = collect(max);
+    for (let i = 0; i < frame.length; i++) d.push(frame.subarray(i, i + 1));
+    assert.equal(messages.length, 1);
+    assert.deepEqual(joins, [4, frame.length], 'one join of the header, once it is whole, then one of the whole frame');
+  } finally {
+    Buffer.concat = concat;
+  }
+});

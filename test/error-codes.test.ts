@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { ERROR_CATEGORIES } from '../src/errors/categories.js';
-import { ERROR_CODES, type ErrorCode } from '../src/errors/codes.js';
+import { ERROR_CODES, HTTP_ERROR_CODES, type ErrorCode } from '../src/errors/codes.js';
 import { PoolError } from '../src/errors/pool-error.js';
 
 const README = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
@@ -65,5 +65,23 @@ describe('the codes table', () => {
       const e = new PoolError({ code: code as ErrorCode, message: 'x' });
       assert.deepEqual([e.category, e.retryable], [f.category, f.retryable], code);
     }
+  });
+});
+
+describe("the HTTP server's own codes", () => {
+  it("are those of the README's status table, each at its status (PYFLEET_HTTP_ERROR at the request's own)", () => {
+    const rows = README.split('\n').filter((l) => /^\| [\d, ]+ \| /.test(l));
+    const statusOf = (code: string): string => {
+      const row = rows.find((l) => l.includes(`\`${code}\``));
+      assert.ok(row, `README's status table names ${code}`);
+      return row.split('|')[1].trim();
+    };
+    const own = Object.keys(HTTP_ERROR_CODES).filter((c) => !(c in ERROR_CODES));
+    assert.deepEqual(own.sort(), Object.keys(HTTP_ERROR_CODES).sort(), 'none of them is a PoolError code');
+    for (const [code, status] of Object.entries(HTTP_ERROR_CODES)) {
+      if (status === null) assert.match(statusOf(code), /^\d+(, \d+)+$/, `${code}: several statuses`);
+      else assert.equal(statusOf(code), String(status), code);
+    }
+    assert.ok(Object.isFrozen(HTTP_ERROR_CODES));
   });
 });

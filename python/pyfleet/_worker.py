@@ -27,7 +27,7 @@ from ._io import write_all
 from ._registry import _COMMANDS, _ON_START, WorkerInfo, commands
 from ._runtime import Runtime, run_hooks
 from ._sessions import Sessions, max_bytes_from_env, read_keys
-from ._values import exc_payload
+from ._exc import exc_payload
 
 PROTOCOL_VERSION = 2
 

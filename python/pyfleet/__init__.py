@@ -19,4 +19,4 @@ if sys.version_info < (3, 11):
 from ._registry import Cancelled, Context, WorkerInfo, command, commands, on_start, on_stop
 
 __all__ = ["command", "commands", "on_start", "on_stop", "Cancelled", "Context", "WorkerInfo"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

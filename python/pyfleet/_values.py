@@ -90,7 +90,8 @@ def fast_body(prefix, value):
     else:
         scan = not (t is str or t is float or t is bool or value is None)
     try:
-        body = (prefix + encode_fast(value) + "}").encode()
+        text = encode_fast(value)
+        body = (prefix + text + "}").encode()
     except BaseException:
         return None
     # A str that numpy made of random bytes can hold code points past U+10FFFF, which encode()
@@ -105,7 +106,8 @@ def fast_body(prefix, value):
     s = body.translate(_SCAN).decode("latin-1")
     if _Z16 in s and (_INT_AFTER_COMMA in s or _INT_AFTER_COLON in s):
         return None
-    if (',"0' in s or '"nlll":' in s or '"nllll":' in s) and _mixed_keys(value):
+    # Keys only where there are objects (a list of numbers has none).
+    if "{" in text and (',"0' in s or '"nlll":' in s or '"nllll":' in s) and _mixed_keys(value):
         return None
     return body
 

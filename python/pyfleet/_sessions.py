@@ -14,13 +14,14 @@ import struct
 from time import perf_counter
 
 from . import _defaults
-from ._framing import binary_frame, descriptors_json, pack_len
+from ._framing import binary_frame, pack_len
 
 _DOMAIN = b"pyfleet-session-v1\0"
 _DOMAIN2 = b"pyfleet-session-v2\0"
 _u32 = struct.Struct(">I")
 _u64 = struct.Struct(">Q")
-_ascii_dumps = __import__("json").JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+# A str as an ASCII JSON string (lone surrogates escaped).
+_q = __import__("json").encoder.encode_basestring_ascii
 
 # Values that cannot change in place: reading one never makes its key dirty.
 _ATOMIC = frozenset((int, float, complex, str, bytes, bool, type(None)))
@@ -160,6 +161,66 @@ def _name(s, k):
     return n
 
 
+_dumps = None
+
+
+def _pickle(s, keys, recs):
+    """Pickles each key of `keys` that is in `s` into recs; returns the names of those gone that were stored."""
+    global _dumps
+    if _dumps is None:
+        from pickle import dumps as _dumps
+    gone = []
+    sizes = s._sizes
+    for k in keys:
+        if dict.__contains__(s, k):
+            try:
+                data = _dumps((k, dict.__getitem__(s, k)), protocol=5)
+            except BaseException as exc:  # pickling runs user code (__reduce__, __getstate__)
+                s._bad[k] = "the value of key %s cannot be pickled: %s: %s" % (_show(k), type(exc).__name__, exc)
+                s._total -= sizes.pop(k, 0)
+                continue
+            if s._bad:
+                s._bad.pop(k, None)
+            n = len(data)
+            s._total += n - sizes.get(k, 0)
+            sizes[k] = n
+            recs[k] = data
+        else:
+            if k in sizes:
+                s._total -= sizes.pop(k)
+                gone.append(_name(s, k))
+                s._names.pop(k, None)
+            if s._bad:
+                s._bad.pop(k, None)
+    return gone
+
+
+def _snap_frame(rid, sid, s, recs, gone, full, t0):
+    """The snap message of `recs` (key -> pickle) and `gone` (names): (total bytes, buffers)."""
+    names = []
+    descs = []
+    parts = []
+    i = 0
+    for k, data in recs.items():
+        names.append(_q(_name(s, k)))
+        descs.append('{"p":[%d],"k":"bytes","n":%d}' % (i, len(data)))
+        parts.append(([i], "bytes", len(data), None, data))
+        i += 1
+    head = '{"t":"snap","id":%d,"sid":%s,"k":[%s],"d":[%s],"full":%s,"ms":%.3f,"v":[%s]' % (
+        rid,
+        _q(sid),
+        ",".join(names),
+        ",".join(map(_q, gone)),
+        "true" if full else "false",
+        (perf_counter() - t0) * 1000.0,
+        ",".join(["null"] * i),
+    )
+    if i:
+        return binary_frame('%s,"b":[%s]}' % (head, ",".join(descs)), parts)
+    body = (head + "}").encode()
+    return len(body), [pack_len(len(body)) + body]
+
+
 class Refused(Exception):
     """A snapshot or a call refused for its session; the message says why."""
 
@@ -225,45 +286,29 @@ class Sessions:
             s._f.clear()
             return None
         dirty = s._w
-        dirty.update(s._f)
+        if s._f:
+            dirty.update(s._f)
+            s._f.clear()
+        if not dirty and not s._full:
+            return None
         s._w = set()
-        s._f.clear()
         if self.max_bytes <= 0 or self.state.get(sid) is not s:
             # max_bytes 0: the pool keeps no snapshots (sessionStore: false), so none is made.
             return None
-        if not dirty and not s._full:
-            return None
         t0 = perf_counter()
         recs = {}
-        gone = []
-        self._pickle(s, dirty, recs, gone)
+        gone = _pickle(s, dirty, recs)
         full = s._full and not s._bad and s._total <= self.max_bytes
         if full:
-            self._pickle(s, [k for k in dict.keys(s) if k not in recs], recs, gone)
+            _pickle(s, [k for k in dict.keys(s) if k not in recs], recs)
+            gone = ()
         why = None
         if s._bad:
             why = next(iter(s._bad.values()))
         elif s._total > self.max_bytes:
             why = "the session's records are %d bytes, over the limit of %d (PYFLEET_MAX_SESSION_BYTES)" % (s._total, self.max_bytes)
-        bufs = None
-        if why is None:
-            names = [_name(s, k) for k in recs]
-            datas = list(recs.values())
-            head = '{"t":"snap","id":%d,"sid":%s,"k":%s,"d":%s,"full":%s,"ms":%.3f,"v":[%s]' % (
-                rid,
-                _ascii_dumps(sid),
-                _ascii_dumps(names),
-                "[]" if full else _ascii_dumps(gone),
-                "true" if full else "false",
-                (perf_counter() - t0) * 1000.0,
-                ",".join(["null"] * len(datas)),
-            )
-            if datas:
-                parts = [([i], "bytes", len(d), None, d) for i, d in enumerate(datas)]
-                total, bufs = binary_frame(head + ',"b":' + descriptors_json(parts) + "}", parts)
-            else:
-                body = (head + "}").encode()
-                total, bufs = len(body), [pack_len(len(body)) + body]
+        else:
+            total, bufs = _snap_frame(rid, sid, s, recs, gone, full, t0)
             if total > max_frame:
                 why = "the session's snapshot frame is %d bytes, over maxFrameBytes (%d)" % (total, max_frame)
         if why is not None:
@@ -275,32 +320,6 @@ class Sessions:
         s._full = False
         s._nd = None
         return bufs
-
-    @staticmethod
-    def _pickle(s, keys, recs, gone):
-        """Pickles each key of `keys` that is in `s` into recs; notes the ones gone that were stored."""
-        import pickle
-
-        for k in keys:
-            if dict.__contains__(s, k):
-                try:
-                    data = pickle.dumps((k, dict.__getitem__(s, k)), protocol=5)
-                except BaseException as exc:  # pickling runs user code (__reduce__, __getstate__)
-                    s._bad[k] = "the value of key %s cannot be pickled: %s: %s" % (_show(k), type(exc).__name__, exc)
-                    s._total -= s._sizes.pop(k, 0)
-                    continue
-                if s._bad:
-                    s._bad.pop(k, None)
-                s._total += len(data) - s._sizes.get(k, 0)
-                s._sizes[k] = len(data)
-                recs[k] = data
-            else:
-                if k in s._sizes:
-                    s._total -= s._sizes.pop(k)
-                    gone.append(_name(s, k))
-                    s._names.pop(k, None)
-                if s._bad:
-                    s._bad.pop(k, None)
 
     # ---- restores -----------------------------------------------------------
 

@@ -6,7 +6,7 @@ import type { SnapMessage } from '../protocol/messages.js';
 import { isFormat1, open, openManifest, type Snapshot } from '../sessions/envelope.js';
 import type { RecordsWrite } from '../sessions/records.js';
 import type { SessionStore, StoredSession } from '../sessions/store.js';
-import { publish } from '../telemetry/channels.js';
+import { channels, publish } from '../telemetry/channels.js';
 import type { Logger } from '../util/logger.js';
 import type { Attempt as WorkerAttempt } from '../worker/attempt.js';
 import type { Call } from './call.js';
@@ -16,7 +16,8 @@ import type { SessionEntry } from './sessions.js';
 
 export interface DurabilityOptions {
   poolId: number;
-  store: SessionStore;
+  /** null: the default memory store, the pool itself (its records table is what a restore sends; nothing is written per call). */
+  store: SessionStore | null;
   /** The first signs, all verify (rotation). */
   keys: readonly Buffer[];
   /** The store outlives the pool (a file, NATS): a session new to this pool may have a snapshot there. */
@@ -62,29 +63,34 @@ export class Durability {
     const e = call.session;
     if (e === null) return;
     if (m.err !== undefined) {
-      if (e.notDurable === null) this.store(call, e, this.notDurable(e, m.err));
+      if (e.notDurable !== null) return;
+      const marks = this.notDurable(e, m.err);
+      if (this.o.store !== null) this.store(call, e, marks, 0);
       return;
     }
     // A session not durable is durable again with its next full snapshot (the worker sends one as soon as it fits).
     if (e.notDurable !== null && !m.full) return;
     if (!e.records.apply(m.k, m.v, m.d, m.full)) return;
     e.notDurable = null;
-    this.large(e, m);
-    this.store(call, e, {});
+    let bytes = 0;
+    for (const v of m.v) bytes += v.byteLength;
+    this.large(e, m, bytes);
+    if (this.o.store !== null) return this.store(call, e, {}, bytes);
+    e.stored = ++e.version;
+    if (channels['session:snapshot'].hasSubscribers) publish('session:snapshot', { poolId: this.o.poolId, sessionId: e.id, version: e.version, bytes, durationMs: 0, ok: true, error: null });
   }
 
   /** Stores the next version of `e`'s records; the call resolves after it (or fails: snapshotFailure 'fail'). */
-  private store(call: Call, e: SessionEntry, marks: Record<string, string>): void {
+  private store(call: Call, e: SessionEntry, marks: Record<string, string>, bytes: number): void {
     const version = ++e.version;
-    const saved = this.save(e, version, e.records.write(this.o.keys[0], e.id, version, marks));
+    const saved = this.save(e, version, e.records.write(this.o.keys[0], e.id, version, marks), bytes);
     call.saving = saved.then((failed) => (failed === null || !this.o.failUnsaved ? null : notSavedError(e, call, failed)));
   }
 
   /** Writes `w` after any earlier write of the session; resolves to why it failed, or null. Never rejects. */
-  private save(e: SessionEntry, version: number, w: RecordsWrite): Promise<string | null> {
-    const { store, ttlMs, poolId, logger } = this.o;
-    let bytes = w.manifest.byteLength;
-    for (const r of w.records.values()) bytes += r.byteLength;
+  private save(e: SessionEntry, version: number, w: RecordsWrite, bytes: number): Promise<string | null> {
+    const { ttlMs, poolId, logger } = this.o;
+    const store = this.o.store!;
     const write = async (): Promise<string | null> => {
       const t0 = performance.now();
       try {
@@ -120,10 +126,8 @@ export class Durability {
   }
 
   /** Said once per session: one call's records were large or slow to pickle. */
-  private large(e: SessionEntry, m: SnapMessage & { err?: undefined }): void {
+  private large(e: SessionEntry, m: SnapMessage & { err?: undefined }, bytes: number): void {
     if (e.warnedLarge) return;
-    let bytes = 0;
-    for (const v of m.v) bytes += v.byteLength;
     const limit = DEFAULTS.sessionLarge;
     if (bytes < limit.bytes && m.ms < limit.pickleMs) return;
     e.warnedLarge = true;
@@ -158,6 +162,17 @@ export class Durability {
     // A snapshot stored after the worker went (it was being written then) is state to restore.
     if (e.restore === 'no' && e.stored > 0) e.restore = 'yes';
     if (e.restore === 'no') return;
+    if (this.o.store === null) {
+      // The pool's own memory: its table is the latest state, signed now for the worker to check.
+      if (e.records.empty) e.restore = 'no';
+      else {
+        const w = e.records.write(this.o.keys[0], e.id, e.version);
+        const parts = [w.manifest, ...w.records.values()];
+        call.restore = { version: e.version, bytes: parts.reduce((n, p) => n + p.byteLength, 0), parts, legacy: null };
+        e.restore = 'yes';
+      }
+      return;
+    }
     let got: StoredSession | undefined;
     const t0 = performance.now();
     // A restore that fails before any worker sees the snapshot is a failed restore all the same.
@@ -284,7 +299,7 @@ export class Durability {
   async forget(e: SessionEntry): Promise<void> {
     await this.settledSaves(e);
     try {
-      await this.o.store.delete(e.id);
+      await this.o.store?.delete(e.id);
     } catch (err) {
       this.o.logger.warn({ poolId: this.o.poolId, sessionId: e.id }, `session ${JSON.stringify(e.id)}: its snapshot could not be deleted from the store: ${(err as Error)?.message ?? String(err)}`);
     }

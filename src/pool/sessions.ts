@@ -221,7 +221,8 @@ export class SessionTable {
     // A snapshot kept in the store is the state of the session's next call (if it is still there then).
     e.restore = keepSnapshot ? 'maybe' : 'no';
     e.refused = null;
-    e.records.clear();
+    // The pool's own memory store keeps a session's records in its table: what keepSnapshot keeps.
+    if (!keepSnapshot) e.records.clear();
     e.warnedLarge = false;
     return dropped ?? undefined;
   }

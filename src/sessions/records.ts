@@ -70,6 +70,10 @@ export class SessionRecords {
     return true;
   }
 
+  get empty(): boolean {
+    return this.rows.size === 0;
+  }
+
   /** Forgets every record (the session's state was dropped, or cannot be kept). */
   clear(): void {
     this.rows = new Map();

@@ -221,7 +221,8 @@ describe('runtime: session restore', () => {
       assert.equal(await w.value('sess_set', { k: 'x', v: 1 }, { sid: 'evil' }), 1);
 
       // A record swapped in the store (another session's, an older one): its digest is not the one signed.
-      const honest = { name: 'x', data: Buffer.from('the record the manifest names'), apart: true };
+      // Of the same size: only its digest tells it from the one the manifest names.
+      const honest = { name: 'x', data: Buffer.alloc(evil.data.length, 'h'), apart: true };
       const swapped = await restore(w, 'swap', [honest], { apart: [evil.data] });
       assert.match(swapped.e!.message, /record 'x' does not match the digest its manifest names/);
       assert.equal(existsSync(path), false, 'nothing refused was unpickled');

@@ -1,4 +1,5 @@
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { nats } from './nats.js';
 import { PoolError } from '../errors/pool-error.js';
 
 /** How to reach the NATS server(s), shared by connectFleet, pyfleet host and natsSessionStore. */
@@ -41,6 +42,7 @@ export async function connectNats(o: ConnectOptions): Promise<NatsConnection> {
   if ((o.user === undefined) !== (o.pass === undefined)) {
     throw new PoolError({ code: 'PYFLEET_INVALID_OPTIONS', message: 'Invalid fleet options: user and pass go together.' });
   }
+  const { connect } = nats();
   const where = servers.join(', ');
   const deadline = Date.now() + timeoutMs;
   let last: unknown;

@@ -1,5 +1,5 @@
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
-import { createInbox } from '@nats-io/transport-node';
+import { nats } from './nats.js';
 import type { CallCounts } from './client-options.js';
 import { abortedError, badReplyError, closedWhileTakenError, hostGoneError, hostLostError, natsLostError, noReplyError, sendFailedError } from './client-errors.js';
 import type { ClientState } from './client-state.js';
@@ -30,7 +30,7 @@ interface Pending {
  * lost: on a poll, and after a reconnect.
  */
 export class RequestTable {
-  readonly inbox = createInbox();
+  readonly inbox = nats().createInbox();
   private readonly idPrefix = this.inbox.slice(this.inbox.lastIndexOf('.') + 1);
   private seq = 0;
   private tokenSeq = 0;

@@ -1,7 +1,7 @@
 import { PoolError } from '../errors/pool-error.js';
+import { channels } from '../telemetry/channels.js';
 import { ArgsError, encodeArgs, type EncodeArgsOptions, type EncodedArgs } from '../protocol/args.js';
 import type { CommandInfo } from '../protocol/messages.js';
-import type { ArgsValidator } from '../validate/args-validator.js';
 import { Call } from './call.js';
 import { abortedError, badCall, closedError, quarantinedError, sessionLostError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
@@ -29,10 +29,16 @@ export interface StreamOptions extends Omit<ExecuteOptions, 'detailed'> {
   chunkTimeoutMs?: number;
 }
 
+/** src/validate's ArgsValidator as admission sees it: a structure, so the package's types name no Ajv type. */
+export interface ArgsCheck {
+  check(command: string, args: unknown): PoolError | null;
+}
+
 export interface AdmissionDeps {
+  poolId: number;
   options: ResolvedOptions;
   /** Checks args against their command's schema (validateArgs), or null. */
-  validator: ArgsValidator | null;
+  validator: ArgsCheck | null;
   sessions: SessionTable;
   poison: PoisonTracker;
   commands(): Readonly<Record<string, CommandInfo>>;
@@ -76,7 +82,17 @@ export class Admission {
     }
   }
 
+  /** `build`, publishing `call:refused` for a call refused here (the metrics count them). */
   private check(command: string, args: unknown, options: ExecuteOptions, stream: boolean): Call {
+    try {
+      return this.build(command, args, options, stream);
+    } catch (e) {
+      if (channels['call:refused'].hasSubscribers) channels['call:refused'].publish({ poolId: this.deps.poolId, command: String(command), code: (e as PoolError).code, stream });
+      throw e;
+    }
+  }
+
+  private build(command: string, args: unknown, options: ExecuteOptions, stream: boolean): Call {
     const d = this.deps;
     if (d.closing()) throw closedError(null, command);
     if (typeof command !== 'string' || command === '') throw badCall(`command must be a non-empty string, got ${typeof command}`);

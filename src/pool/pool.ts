@@ -11,7 +11,7 @@ import { channels, subscribe, type EventName, type EventPayloads } from '../tele
 import { defaultLogger } from '../util/logger.js';
 import { resolvePython } from '../worker/python-path.js';
 import type { Worker } from '../worker/worker.js';
-import { Admission, type ExecuteOptions, type StreamOptions } from './admission.js';
+import { Admission, type ArgsCheck, type ExecuteOptions, type StreamOptions } from './admission.js';
 import type { Attempt, Call } from './call.js';
 import { CallPolicy, type DetailedResult } from './call-policy.js';
 import { ChaosMonkey } from './chaos.js';
@@ -23,7 +23,6 @@ import { Incidents } from './incidents.js';
 import { resolveOptions, type PoolOptions, type ResolvedOptions } from './options.js';
 import { PoisonTracker } from './poison.js';
 import { Durability } from './durability.js';
-import type { ArgsValidator } from '../validate/args-validator.js';
 import { SessionTable } from './sessions.js';
 import { openStream } from './stream.js';
 import { PoolSession } from './session-handle.js';
@@ -93,13 +92,13 @@ export class Pool implements Adapter {
   private readonly admission: Admission;
   private readonly closeController = new AbortController();
   private readonly durability: Durability | null;
-  private readonly validator: ArgsValidator | null;
+  private readonly validator: ArgsCheck | null;
   private commands: Record<string, CommandInfo> = NO_COMMANDS;
   private closed = false;
   private closePromise: Promise<void> | null = null;
   private drained: (() => void) | null = null;
 
-  constructor(options: ResolvedOptions, python: string, validator: ArgsValidator | null = null) {
+  constructor(options: ResolvedOptions, python: string, validator: ArgsCheck | null = null) {
     this.options = options;
     this.python = python;
     this.name = `pool:${options.module}`;
@@ -151,11 +150,11 @@ export class Pool implements Adapter {
       },
       restarted: (reason) => this.counters.restart(reason),
       sessionsOn: (id) => this.sessions.pinnedOn(id, durability !== null),
-      log: (w, stream, line) => {
-        logger.info({ poolId: this.id, workerId: w.id, pid: w.pid, stream }, line);
-        if (channels['worker:log'].hasSubscribers) channels['worker:log'].publish({ poolId: this.id, workerId: w.id, stream, line });
+      log: (w, stream, line, err) => {
+        logger[err === undefined ? 'info' : 'warn']({ poolId: this.id, workerId: w.id, workerPid: w.pid, stream, err }, line);
+        if (channels['worker:log'].hasSubscribers) channels['worker:log'].publish({ poolId: this.id, workerId: w.id, stream, line: err?.stack ?? line });
       },
-      bug: (w, err) => logger.error({ poolId: this.id, workerId: w.id, err: err.message }, err.message),
+      bug: (w, err) => logger.error({ poolId: this.id, workerId: w.id, err }, err.message),
       binaryIn: (n) => (this.counters.binary.fromPython += n),
     });
     this.dispatcher = new Dispatcher({
@@ -205,6 +204,7 @@ export class Pool implements Adapter {
       },
     });
     this.admission = new Admission({
+      poolId: this.id,
       options,
       validator: this.validator,
       sessions: this.sessions,

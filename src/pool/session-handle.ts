@@ -1,5 +1,7 @@
-import type { ExecuteOptions } from './admission.js';
-import type { Pool } from './pool.js';
+import type { ExecuteOptions, StreamOptions } from './admission.js';
+import type { DetailedResult, Pool } from './pool.js';
+
+type SessionOptions = Omit<ExecuteOptions, 'sessionId'>;
 
 /** `pool.session(id)`: the same calls with `sessionId` set. */
 export class PoolSession {
@@ -8,8 +10,15 @@ export class PoolSession {
     readonly id: string,
   ) {}
 
-  execute<T = unknown>(command: string, args?: unknown, options: Omit<ExecuteOptions, 'sessionId' | 'detailed'> = {}): Promise<T> {
-    return this.pool.execute<T>(command, args, { ...options, sessionId: this.id, detailed: false });
+  execute<T = unknown>(command: string, args?: unknown, options?: SessionOptions & { detailed?: false }): Promise<T>;
+  execute<T = unknown>(command: string, args: unknown, options: SessionOptions & { detailed: true }): Promise<DetailedResult<T>>;
+  execute<T = unknown>(command: string, args?: unknown, options: SessionOptions = {}): Promise<T | DetailedResult<T>> {
+    const o = { ...options, sessionId: this.id };
+    return o.detailed === true ? this.pool.execute<T>(command, args, { ...o, detailed: true }) : this.pool.execute<T>(command, args, { ...o, detailed: false });
+  }
+
+  stream<T = unknown>(command: string, args?: unknown, options: Omit<StreamOptions, 'sessionId'> = {}): AsyncIterableIterator<T> {
+    return this.pool.stream<T>(command, args, { ...options, sessionId: this.id });
   }
 
   /** Drops the session's state in its worker (after the calls already made in it). */

@@ -30,6 +30,8 @@ export interface EventPayloads {
   'worker:log': { poolId: number; workerId: number; stream: 'stdout' | 'stderr'; line: string };
   /** `stream`: made by `pool.stream()`. */
   'call:start': { poolId: number; callId: number; command: string; sessionId: string | null; stream: boolean };
+  /** A call refused at the call site, before any attempt (unknown command, bad arguments or options, closed pool, ...). */
+  'call:refused': { poolId: number; command: string; code: string; stream: boolean };
   /** `items`: the items a stream delivered (0 for `execute`). */
   'call:end': {
     poolId: number;
@@ -79,6 +81,7 @@ export const EVENT_NAMES = [
   'worker:exit',
   'worker:log',
   'call:start',
+  'call:refused',
   'call:end',
   'pool:closing',
   'session:snapshot',

@@ -124,7 +124,7 @@ export class Worker {
           this.lastSeen = performance.now();
           this.decoder.push(chunk);
         },
-        onLine: (stream, line) => this.hooks.onLog(this, stream, line),
+        onLine: (stream, line, err) => this.hooks.onLog(this, stream, line, err),
         onSpawnError: (e) => {
           this.failStart('PYFLEET_SPAWN_FAILED', `Could not start ${cfg.python}: ${e.message}. Check the python option or $PYFLEET_PYTHON.`, e);
           this.finish({ code: null, signal: null, reason: 'spawn failed', expected: false, byPool: false, error: this.fault });

@@ -278,7 +278,7 @@ export class Worker {
         // Also for an attempt given up on: the worker's session state changed all the same.
         const a = this.inflight.lookup(m.id);
         if (a === undefined) return this.protocolFault(`worker sent the session snapshot of request ${m.id}, which it was not given`);
-        a.snapshot?.(m.v, m.err);
+        a.snapshot?.(m);
         return;
       }
       case 'err':

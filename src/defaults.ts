@@ -33,4 +33,6 @@ export const DEFAULTS = Object.freeze({
   sessionStore: 'memory',
   maxSessionBytes: 16 * 1024 * 1024,
   snapshotFailure: 'warn',
+  /** One call's records this large, or this slow to pickle, make session:large (once per session). */
+  sessionLarge: Object.freeze({ bytes: 1024 * 1024, pickleMs: 5 }),
 } as const);

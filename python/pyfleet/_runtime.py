@@ -33,7 +33,8 @@ from ._framing import IN_FD, binary_frame, descriptors_json
 from ._io import READ_SIZE, Wire
 from ._registry import _COMMANDS, _ON_STOP, ASYNC, GEN, PLAIN, THREAD, Cancelled, Context
 from ._sessions import Refused, Sessions
-from ._values import EncodeError, encode_fast, encode_slow, exc_payload
+from ._exc import exc_payload, fit_error
+from ._values import EncodeError, encode_slow, fast_body
 
 _ascii_dumps = __import__("json").JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
@@ -76,7 +77,16 @@ class Runtime(Wire):
         self.send_raw(_ascii_dumps(obj).encode())
 
     def send_error(self, rid, kind, payload):
-        self.send({"t": "err", "id": rid, "k": kind, "e": payload})
+        self.send_with_error({"t": "err", "id": rid, "k": kind, "e": payload})
+
+    def send_with_error(self, msg):
+        """Sends a message whose "e" is an error payload, cut to fit maxFrameBytes when it does not."""
+        body = _ascii_dumps(msg).encode()
+        keep = self.max_frame >> 1
+        while len(body) > self.max_frame and keep >= 0:
+            body = _ascii_dumps(dict(msg, e=fit_error(msg["e"], keep))).encode()
+            keep = keep >> 1 if keep else -1
+        self.send_raw(body)
 
     def answer_problem(self, rid, reason):
         self.send_error(rid, "bad_request", _err("BadRequest", reason))
@@ -86,10 +96,9 @@ class Runtime(Wire):
 
         Returns ("plain", body) or ("parts", (total, buffers)), or ("error", payload) naming the
         value's path and the reason it cannot be sent."""
-        try:
-            return "plain", (prefix + encode_fast(value) + "}").encode()
-        except Exception:
-            pass
+        body = fast_body(prefix, value)
+        if body is not None:
+            return "plain", body
         try:
             text, parts = encode_slow(value, self.nonfinite_error)
         except EncodeError as exc:
@@ -123,23 +132,13 @@ class Runtime(Wire):
         return None if problem is None else ("python", problem)
 
     def send_snapshot(self, rid, sid, session, entry):
-        if entry.session != "rw":
-            return
-        got = self.sessions.snapshot(sid, session)
-        if got is None:
-            return
-        data, why = got
-        if data is not None:
-            text = '{"t":"snap","id":%d,"sid":%s,"v":null,"b":[{"p":[],"k":"bytes","n":%d}]}' % (rid, _ascii_dumps(sid), len(data))
-            total, bufs = binary_frame(text, [([], "bytes", len(data), None, data)])
-            if total <= self.max_frame:
-                with self.wlock:
-                    held = self.before_next
-                    self.before_next = bufs if held is None else held + bufs
-                return
-            self.sessions.not_durable.add(sid)
-            why = "the session's snapshot frame is %d bytes, over maxFrameBytes (%d)" % (total, self.max_frame)
-        self.send({"t": "snap", "id": rid, "sid": sid, "err": why})
+        got = self.sessions.snapshot(rid, sid, session, entry.session == "rw", self.max_frame)
+        if type(got) is str:
+            self.send({"t": "snap", "id": rid, "sid": sid, "err": got})
+        elif got is not None:
+            with self.wlock:
+                held = self.before_next
+                self.before_next = got if held is None else held + got
 
     def failure_of(self, rid, exc, skip=0):
         """(kind, payload) of the answer for a call that raised `exc`."""
@@ -271,15 +270,14 @@ class Runtime(Wire):
             cancelled.discard(rid)
         if sid is not None and ctx._t:
             self.send_snapshot(rid, sid, sess, entry)
-        try:
-            body = ('{"t":"ok","id":%d,"v":%s}' % (rid, encode_fast(result))).encode()
-        except Exception:
+        body = fast_body('{"t":"ok","id":%d,"v":' % rid, result)
+        if body is None:
             self.send_ok(rid, result, name)
             return
         try:
             self.send_raw(body)
         except OverflowError as exc:
-            self.send_error(rid, "python", _err("OverflowError", str(exc)))
+            self.send_error(rid, "python", _err("OverflowError", "the result of %s: %s" % (name, exc)))
 
     def session_for(self, rid, sid):
         """The call's session dict, or None after answering the call (a refused session, a bad sid)."""
@@ -313,26 +311,13 @@ class Runtime(Wire):
         rid = msg.get("id")
         if type(rid) is not int:
             self.fatal("the host sent a restore without an integer id")
-        sid = msg.get("sid")
-        ver = msg.get("ver")
-        low = msg.get("min", 0)
-        sig = msg.get("sig")
-        data = msg.get("v")
-        if (
-            type(sid) is not str
-            or type(ver) is not int
-            or type(low) is not int
-            or ver < 0
-            or type(sig) is not str
-            or not isinstance(data, memoryview)
-            or data.ndim != 1
-        ):
-            self.answer_problem(rid, "restore needs sid (string), ver and min (integers), sig (hex) and the snapshot as one bytes part at []")
-            return
         try:
-            self.sessions.restore(sid, ver, low, sig, data)
+            problem = self.sessions.restore(msg)
         except Refused as exc:
-            self.send_error(rid, "session", _err("SessionRefused", "snapshot of session %r refused: %s" % (sid, exc)))
+            self.send_error(rid, "session", _err("SessionRefused", "snapshot of session %r refused: %s" % (msg.get("sid"), exc)))
+            return
+        if problem is not None:
+            self.answer_problem(rid, problem)
             return
         self.send_raw(('{"t":"ok","id":%d,"v":null}' % rid).encode())
 
@@ -418,15 +403,14 @@ class Runtime(Wire):
             elif end_n is not None:
                 self.send_raw(('{"t":"end","id":%d,"n":%d}' % (rid, end_n)).encode())
             else:
-                try:
-                    body = ('{"t":"ok","id":%d,"v":%s}' % (rid, encode_fast(result))).encode()
-                except Exception:
+                body = fast_body('{"t":"ok","id":%d,"v":' % rid, result)
+                if body is None:
                     self.send_ok(rid, result, fl.entry.name)
                 else:
                     try:
                         self.send_raw(body)
                     except OverflowError as exc:
-                        self.send_error(rid, "python", _err("OverflowError", str(exc)))
+                        self.send_error(rid, "python", _err("OverflowError", "the result of %s: %s" % (fl.entry.name, exc)))
         finally:
             self.drop_flight(fl)
 

@@ -1,10 +1,10 @@
 import type { PoolError } from '../errors/pool-error.js';
 import type { BinaryPart } from '../protocol/binary.js';
-import type { Snapshot } from '../sessions/envelope.js';
-import type { CommandInfo, CommandKind } from '../protocol/messages.js';
+import type { CommandInfo, CommandKind, SnapMessage } from '../protocol/messages.js';
 import type { Backoff } from '../resilience/backoff.js';
 import type { Attempt as WorkerAttempt, Task } from '../worker/attempt.js';
 import type { Worker } from '../worker/worker.js';
+import type { Restore } from './durability.js';
 import type { Waiting } from './queue.js';
 import type { SessionEntry } from './sessions.js';
 
@@ -59,7 +59,7 @@ export class Call {
   /** The stream's consumer stopped it (`break`): its end is a success, not an abort. */
   stoppedByConsumer = false;
   /** The session's snapshot to restore on the worker before this call (durable sessions). */
-  restore: Snapshot | null = null;
+  restore: Restore | null = null;
   /**
    * The store is taking the snapshot this call's handler left: the call resolves after it did,
    * or fails with the error this resolves to (snapshotFailure: 'fail').
@@ -128,7 +128,7 @@ export interface AttemptOwner {
   attemptSucceeded(a: Attempt, value: unknown): void;
   attemptFailed(a: Attempt, err: PoolError): void;
   /** The worker sent the session's state after the attempt (durable sessions). */
-  snapshot(a: Attempt, data: Uint8Array | undefined, err: string | undefined): void;
+  snapshot(a: Attempt, m: SnapMessage): void;
 }
 
 /**
@@ -189,8 +189,8 @@ export class Attempt implements WorkerAttempt, Waiting {
     return this.call.info.maxConcurrency;
   }
 
-  snapshot(data: Uint8Array | undefined, err: string | undefined): void {
-    this.owner.snapshot(this, data, err);
+  snapshot(m: SnapMessage): void {
+    this.owner.snapshot(this, m);
   }
 
   /** A stream's item: handed to the call's consumer. */

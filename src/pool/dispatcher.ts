@@ -61,7 +61,7 @@ export class Dispatcher {
         deps.poolOperations.leaveFailed(a.poolTicket, err);
         a.onFailed(err, a);
       },
-      snapshot: (a, data, err) => deps.durability?.snapshot(a.call, data, err),
+      snapshot: (a, m) => deps.durability?.snapshot(a.call, m),
     };
   }
 

@@ -116,7 +116,7 @@ export class Pool implements Adapter {
         ? null
         : new Durability({
             poolId: this.id,
-            store: options.sessionStore,
+            store: options.sessionStore === 'memory' ? null : options.sessionStore,
             keys: options.sessionKeys,
             persistent: options.persistentSessions,
             ttlMs: options.sessionTtlMs,

@@ -99,12 +99,13 @@ describe("README's tables of option defaults", () => {
     assert.equal(def('pipelineDepth', 'side by side'), DEFAULTS.pipelineDepth);
   });
 
-  it('the defaults written in prose: highWaterMark, the recovery time limits and timeout factor', () => {
+  it('the defaults written in prose: highWaterMark, the recovery time limits and timeout factor, what makes a session large', () => {
     const t = DEFAULTS.recoveryTimeLimits;
     for (const phrase of [
       `\`highWaterMark\` (items the worker may send ahead of the consumer, default ${DEFAULTS.highWaterMark})`,
       `(critical ${t.critical / 1000} s, major ${t.major / 1000} s, minor ${t.minor / 1000} s, halved when a caller waits)`,
       `(x${DEFAULTS.recoveryTimeoutFactor} per attempt`,
+      `(\`DEFAULTS.sessionLarge\`: ${DEFAULTS.sessionLarge.bytes / 1048576} MiB, ${DEFAULTS.sessionLarge.pickleMs} ms)`,
     ]) {
       assert.ok(readme.includes(phrase), `README does not say: ${phrase}`);
     }
@@ -112,7 +113,7 @@ describe("README's tables of option defaults", () => {
 
   it('no key of DEFAULTS is left out of the checks above', () => {
     // Each key is compared above; this list fails the test when DEFAULTS gains one the README does not show.
-    const checked = ['python', 'minWorkers', 'requestTimeoutMs', 'startupTimeoutMs', 'queueTimeoutMs', 'maxQueue', 'idleTimeoutMs', 'sessionTtlMs', 'pipelineDepth', 'concurrency', 'nonFinite', 'highWaterMark', 'validateArgs', 'maxFrameBytes', 'cancelGraceMs', 'healthCheck', 'recycle', 'restart', 'retry', 'retryBudget', 'circuitBreaker', 'recoveryTimeLimits', 'recoveryTimeoutFactor', 'poison', 'sessionStore', 'maxSessionBytes', 'snapshotFailure'];
+    const checked = ['python', 'minWorkers', 'requestTimeoutMs', 'startupTimeoutMs', 'queueTimeoutMs', 'maxQueue', 'idleTimeoutMs', 'sessionTtlMs', 'pipelineDepth', 'concurrency', 'nonFinite', 'highWaterMark', 'validateArgs', 'maxFrameBytes', 'cancelGraceMs', 'healthCheck', 'recycle', 'restart', 'retry', 'retryBudget', 'circuitBreaker', 'recoveryTimeLimits', 'recoveryTimeoutFactor', 'poison', 'sessionStore', 'maxSessionBytes', 'snapshotFailure', 'sessionLarge'];
     assert.deepEqual(Object.keys(DEFAULTS).sort(), checked.sort());
   });
 });

@@ -265,3 +265,24 @@ describe('encodeArgs: one walk, then JSON.stringify of the same object (no copy 
     assert.deepEqual(encodeArgs({ dv }).parts.map((p) => p.kind), ['bytes']);
   });
 });
+
+describe('encodeArgs: numbers beyond +-2^53 travel in exponent form (Python reads them as floats)', () => {
+  const e = (x: number) => x.toExponential();
+  it('wherever they are: the top, an object, an array, a toJSON result; the rest of the JSON as JSON.stringify writes it', () => {
+    const big = 2 ** 60;
+    assert.equal(encodeArgs(big).json, e(big));
+    assert.equal(encodeArgs(-big).json, e(-big));
+    assert.equal(encodeArgs({ a: big, s: 'x', t: true, f: false, n: null, u: undefined, fn: undefined, nan: NaN }).json, `{"a":${e(big)},"s":"x","t":true,"f":false,"n":null,"nan":null}`);
+    assert.equal(encodeArgs([1, -big, 'y', undefined]).json, `[1,${e(-big)},"y",null]`);
+    assert.equal(encodeArgs({ d: { toJSON: () => big }, k: [{ x: 2 }] }).json, `{"d":${e(big)},"k":[{"x":2}]}`);
+    assert.equal(encodeArgs({ buf: Buffer.from('a'), big }).json, `{"buf":null,"big":${e(big)}}`);
+    assert.equal(encodeArgs(big, { nonFinite: 'error' }).json, e(big));
+    assert.equal(encodeArgs({ a: [big] }, { nonFinite: 'error' }).json, `{"a":[${e(big)}]}`);
+  });
+
+  it('2^53 itself and everything within is an ordinary number, and without a big one the JSON is JSON.stringify\'s', () => {
+    const edge = 2 ** 53;
+    for (const v of [edge, -edge, { a: edge, b: -edge }, [edge, -edge], { a: 1.5, b: [2] }]) assert.equal(encodeArgs(v).json, JSON.stringify(v), JSON.stringify(v));
+    assert.equal(encodeArgs({ a: edge, b: 2 ** 54 }).json, `{"a":${edge},"b":${e(2 ** 54)}}`);
+  });
+});

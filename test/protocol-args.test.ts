@@ -274,6 +274,7 @@ describe('encodeArgs: numbers beyond +-2^53 travel in exponent form (Python read
     assert.equal(encodeArgs(-big).json, e(-big));
     assert.equal(encodeArgs({ a: big, s: 'x', t: true, f: false, n: null, u: undefined, fn: undefined, nan: NaN }).json, `{"a":${e(big)},"s":"x","t":true,"f":false,"n":null,"nan":null}`);
     assert.equal(encodeArgs([1, -big, 'y', undefined]).json, `[1,${e(-big)},"y",null]`);
+    assert.equal(encodeArgs({ neg: -big }).json, `{"neg":${e(-big)}}`);
     assert.equal(encodeArgs({ d: { toJSON: () => big }, k: [{ x: 2 }] }).json, `{"d":${e(big)},"k":[{"x":2}]}`);
     assert.equal(encodeArgs({ buf: Buffer.from('a'), big }).json, `{"buf":null,"big":${e(big)}}`);
     assert.equal(encodeArgs(big, { nonFinite: 'error' }).json, e(big));

@@ -1,5 +1,5 @@
 /** pyfleet: run Python in a pool of long-lived worker processes that keeps answering when workers fail. */
-export { createPool, Pool, PoolSession, type DetailedResult, type ExecuteOptions, type PoolStats, type StreamOptions, type Via, type WorkerStats } from './pool/pool.js';
+export { createPool, Pool, PoolSession, type TypedPool, type DetailedResult, type ExecuteOptions, type PoolStats, type StreamOptions, type Via, type WorkerStats } from './pool/pool.js';
 export { DEFAULTS } from './defaults.js';
 export type { PoolOptions } from './pool/options.js';
 export type { ChaosOptions } from './pool/chaos.js';
@@ -22,7 +22,7 @@ export type { Logger } from './util/logger.js';
 export { WORKER_STATES, WORKER_HEALTH, type WorkerState, type WorkerHealth } from './worker/states.js';
 export { SingleProcessAdapter, type SingleProcessOptions } from './adapters/single-process.js';
 export { NDArray, type DType, type NDArrayData } from './protocol/ndarray.js';
-export type { ArgsOf, CommandMap, CommandName, CommandSpec, ExecutableName, ItemOf, ResultOf, TypedPool, TypedSession } from './typing/typed-pool.js';
+export type { ArgsOf, CommandMap, CommandName, CommandSpec, ExecutableName, ItemOf, ResultOf, TypedSession } from './typing/typed-pool.js';
 export type { CommandSchemas, JsonSchema, ModuleSchemas } from './typing/schema.js';
 export type { SessionStore } from './sessions/store.js';
 export { fileSessionStore, type FileSessionStoreOptions } from './sessions/file-store.js';

@@ -1,6 +1,6 @@
 import type { ErrorCategory } from '../errors/categories.js';
 import { PoolError } from '../errors/pool-error.js';
-import type { ExecuteOptions } from '../pool/pool.js';
+import type { ExecuteOptions } from '../call/types.js';
 import { streamLimits } from '../pool/stream.js';
 import type { RetryBudgetOptions } from '../resilience/budget.js';
 import type { CircuitSnapshot } from '../resilience/circuit-breaker.js';

@@ -1,7 +1,8 @@
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import { ERROR_CATEGORIES, type ErrorCategory } from '../errors/categories.js';
 import type { Adapter } from '../adapters/adapter.js';
-import type { DetailedResult, ExecuteOptions } from '../pool/pool.js';
+import type { Caller, DetailedResult, ExecuteOptions } from '../call/types.js';
+import { PoolSession } from '../call/session.js';
 import { RetryBudget } from '../resilience/budget.js';
 import { subscribe, type EventName, type EventPayloads } from '../telemetry/channels.js';
 import { Attempts } from './attempts.js';
@@ -10,7 +11,6 @@ import { abortedError, argsTooLargeError, asPoolError, badCall, closedError, isH
 import { ClientState } from './client-state.js';
 import { connectNats, serverList } from './connection.js';
 import type { FleetCall } from './fleet-call.js';
-import { FleetSession } from './fleet-session.js';
 import { parseAnnouncement } from './heartbeat.js';
 import { HostTable } from './host-table.js';
 import { RequestTable } from './requests.js';
@@ -53,7 +53,7 @@ export async function connectFleet(options: FleetOptions): Promise<Fleet> {
  * attempt), the request table (what is in flight, and its replies), the attempts (re-sends to
  * another host). This class checks calls, counts them, and follows the connection.
  */
-export class Fleet implements Adapter {
+export class Fleet implements Adapter, Caller {
   readonly id = ++fleetSeq;
   readonly name: string;
   readonly fleet: string;
@@ -218,9 +218,9 @@ export class Fleet implements Adapter {
   // ---- sessions ------------------------------------------------------------
 
   /** A handle whose calls all carry `sessionId`. */
-  session(sessionId: string): FleetSession {
+  session(sessionId: string): PoolSession {
     if (typeof sessionId !== 'string' || sessionId === '') throw badCall('session id must be a non-empty string');
-    return new FleetSession(this, sessionId);
+    return new PoolSession(this, sessionId);
   }
 
   /** Forgets a session: its map entry, and its state on the host that holds it. */

@@ -2,32 +2,12 @@ import { PoolError } from '../errors/pool-error.js';
 import { ArgsError, encodeArgs, type EncodeArgsOptions, type EncodedArgs } from '../protocol/args.js';
 import type { CommandInfo } from '../protocol/messages.js';
 import type { ArgsValidator } from '../validate/args-validator.js';
+import type { ExecuteOptions } from '../call/types.js';
 import { Call } from './call.js';
 import { abortedError, badCall, closedError, quarantinedError, sessionLostError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
 import { PoisonTracker } from './poison.js';
 import type { SessionTable } from './sessions.js';
-
-export interface ExecuteOptions {
-  /** Run on the worker that holds this session's state. */
-  sessionId?: string;
-  /** Time for one attempt (default: the pool's requestTimeoutMs). */
-  timeoutMs?: number;
-  /** Cancels the call: a queued call leaves the queue, a running one is cancelled in the worker. */
-  signal?: AbortSignal;
-  /** May the call be sent again after a worker took it (default: what the command declared in Python)? */
-  idempotent?: boolean;
-  /** Resolve with `{ value, via, attempts, workerId, durationMs }` instead of the value. */
-  detailed?: boolean;
-}
-
-/** `pool.stream()`'s options: `execute`'s (`timeoutMs` is for the whole stream), and two of its own. */
-export interface StreamOptions extends Omit<ExecuteOptions, 'detailed'> {
-  /** Items the worker may send ahead of the consumer before it waits (default 16). */
-  highWaterMark?: number;
-  /** The longest wait for the next item from Python (default: none; `timeoutMs` bounds the whole stream). */
-  chunkTimeoutMs?: number;
-}
 
 export interface AdmissionDeps {
   options: ResolvedOptions;

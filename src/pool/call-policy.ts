@@ -9,7 +9,8 @@ import { retryAfterFirstFailure } from '../resilience/retry.js';
 import { anySignal } from '../util/signals.js';
 import { channels } from '../telemetry/channels.js';
 import type { Logger } from '../util/logger.js';
-import type { Attempt, Call, Via } from './call.js';
+import type { DetailedResult, Via } from '../call/types.js';
+import type { Attempt, Call } from './call.js';
 import type { Counters } from './counters.js';
 import { decideNext, type Decision } from './decide.js';
 import type { Dispatcher } from './dispatcher.js';
@@ -19,14 +20,6 @@ import { callFallback } from './fallback.js';
 import type { ResolvedOptions } from './options.js';
 import { PoisonTracker } from './poison.js';
 import type { SessionTable } from './sessions.js';
-
-export interface DetailedResult<T> {
-  value: T;
-  via: Via;
-  attempts: number;
-  workerId: number | null;
-  durationMs: number;
-}
 
 export interface CallPolicyDeps {
   poolId: number;

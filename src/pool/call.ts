@@ -15,9 +15,6 @@ export interface StreamSink {
   push(value: unknown): void;
 }
 
-/** Where a value came from: a worker, a recovery's re-send with a larger timeout, or the fallback. */
-export type Via = 'pool' | 'recovery' | 'fallback';
-
 /**
  * One `execute`, across all its attempts. It settles exactly once; a second settlement would be
  * a pyfleet bug: it is counted (the chaos report's "answered twice" reads the count), never

@@ -11,9 +11,11 @@ import { channels, subscribe, type EventName, type EventPayloads } from '../tele
 import { defaultLogger } from '../util/logger.js';
 import { resolvePython } from '../worker/python-path.js';
 import type { Worker } from '../worker/worker.js';
-import { Admission, type ExecuteOptions, type StreamOptions } from './admission.js';
+import { Admission } from './admission.js';
+import type { Caller, DetailedResult, ExecuteOptions, StreamOptions } from '../call/types.js';
+import { PoolSession } from '../call/session.js';
 import type { Attempt, Call } from './call.js';
-import { CallPolicy, type DetailedResult } from './call-policy.js';
+import { CallPolicy } from './call-policy.js';
 import { ChaosMonkey } from './chaos.js';
 import { Counters } from './counters.js';
 import { Dispatcher } from './dispatcher.js';
@@ -26,21 +28,21 @@ import { Durability } from './durability.js';
 import type { ArgsValidator } from '../validate/args-validator.js';
 import { SessionTable } from './sessions.js';
 import { openStream } from './stream.js';
-import { PoolSession } from './session-handle.js';
 import { budgetStats, workerStats, type PoolStats } from './stats.js';
 import { forgetAtExit, keepUntilExit } from './exit-hook.js';
-import type { CommandMap, TypedPool } from '../typing/typed-pool.js';
+import type { CommandMap, Typed } from '../typing/typed-pool.js';
 import { Supervisor } from './supervisor.js';
 
-export type { ExecuteOptions, StreamOptions } from './admission.js';
-export type { DetailedResult } from './call-policy.js';
-export type { Via } from './call.js';
+export type { DetailedResult, ExecuteOptions, StreamOptions, Via } from '../call/types.js';
 export type { PoolStats, WorkerStats } from './stats.js';
-export { PoolSession } from './session-handle.js';
+export { PoolSession } from '../call/session.js';
 
 const NO_COMMANDS: Record<string, CommandInfo> = Object.freeze({}) as Record<string, CommandInfo>;
 
 let poolSeq = 0;
+
+/** A `Pool` whose `execute`, `stream` and `session` check command names, args and results at compile time. */
+export type TypedPool<C extends CommandMap<C>> = Typed<Pool, C>;
 
 /** Creates a pool and resolves once its `min` workers said hello (started concurrently). */
 export function createPool(options: PoolOptions): Promise<Pool>;
@@ -73,7 +75,7 @@ export async function createPool(options: PoolOptions): Promise<Pool | TypedPool
  * answers what it reports (deaths, failed starts, memory) with `PoolCircuits` and the recovery,
  * `Counters` and `stats()` say what happened.
  */
-export class Pool implements Adapter {
+export class Pool implements Adapter, Caller {
   readonly id = ++poolSeq;
   readonly name: string;
   readonly options: Readonly<ResolvedOptions>;

@@ -1,7 +1,7 @@
 import { PoolError } from '../errors/pool-error.js';
 import { DEFAULTS } from '../defaults.js';
 import { anySignal } from '../util/signals.js';
-import type { ExecuteOptions, StreamOptions } from './admission.js';
+import type { ExecuteOptions, StreamOptions } from '../call/types.js';
 import type { Call, StreamSink } from './call.js';
 import { badCall } from './errors.js';
 

@@ -1,3 +1,4 @@
+import { ERROR_CODES } from '../errors/codes.js';
 import { PoolError, isPoolError } from '../errors/pool-error.js';
 import type { RetryBudget } from '../resilience/budget.js';
 import { channels } from '../telemetry/channels.js';
@@ -14,14 +15,8 @@ interface CallRef {
 
 // ---- re-send rules ---------------------------------------------------------
 
-/** Not taken by the host: the call may go to another host whatever its idempotency. */
-const NOT_TAKEN_MOVABLE = new Set(['PYFLEET_POOL_CLOSED', 'PYFLEET_QUEUE_FULL', 'PYFLEET_QUEUE_TIMEOUT', 'PYFLEET_CIRCUIT_OPEN', 'PYFLEET_NO_WORKERS', 'PYFLEET_HOST_LOST']);
-/** Taken, then failed for the host's sake: an idempotent call may go to another host. */
-const TAKEN_MOVABLE = new Set(['PYFLEET_HOST_LOST', 'PYFLEET_WORKER_CRASHED', 'PYFLEET_PROTOCOL_ERROR', 'PYFLEET_NO_WORKERS', 'PYFLEET_HEALTH_CHECK_FAILED']);
-/** What counts against a host's circuit: the host failing, not the call or the user's code. */
-const HOST_FAILURES = new Set(['PYFLEET_HOST_LOST', 'PYFLEET_NO_WORKERS', 'PYFLEET_SPAWN_FAILED', 'PYFLEET_STARTUP_TIMEOUT', 'PYFLEET_INIT_FAILED']);
-
-export const isHostFailure = (e: unknown): boolean => isPoolError(e) && (HOST_FAILURES.has(e.code) || (e.code === 'PYFLEET_TIMEOUT' && e.details?.noReply === true));
+/** What counts against a host's circuit (the codes table's hostFailure): the host failing, not the call or the user's code. */
+export const isHostFailure = (e: unknown): boolean => isPoolError(e) && (ERROR_CODES[e.code].hostFailure || (e.code === 'PYFLEET_TIMEOUT' && e.details?.noReply === true));
 
 /** 'resend', or why the failure is final: it may not move ('final'), no attempt is left, or the budget refused. */
 export type ResendVerdict = 'resend' | 'final' | 'max_attempts' | 'budget';
@@ -32,7 +27,8 @@ export type ResendVerdict = 'resend' | 'final' | 'max_attempts' | 'budget';
  * spends a re-send.
  */
 export function resendVerdict(err: PoolError, o: { idempotent: boolean; attempt: number; maxAttempts: number; budget: RetryBudget | undefined; stopped?: boolean }): ResendVerdict {
-  const movable = err.taken ? o.idempotent && TAKEN_MOVABLE.has(err.code) : NOT_TAKEN_MOVABLE.has(err.code);
+  const facts = ERROR_CODES[err.code];
+  const movable = err.taken ? o.idempotent && facts.movableTaken : facts.movableUntaken;
   if (!movable || o.stopped === true) return 'final';
   if (o.attempt >= o.maxAttempts) return 'max_attempts';
   // Not taken: nothing ran, so it costs no retry budget. Taken: a real re-send.

@@ -1,10 +1,13 @@
 import type { ErrorCategory } from '../errors/categories.js';
-import { PoolError } from '../errors/pool-error.js';
+import { DEFAULTS } from '../defaults.js';
+import { OptionChecks, ms, show } from '../errors/invalid.js';
+import { resolveCallOptions, type CallSettings } from '../call/options.js';
 import type { ExecuteOptions } from '../call/types.js';
 import { streamLimits } from '../pool/stream.js';
 import type { RetryBudgetOptions } from '../resilience/budget.js';
 import type { CircuitSnapshot } from '../resilience/circuit-breaker.js';
-import type { NatsAuthOptions } from './connection.js';
+import { serverList, type NatsAuthOptions } from './connection.js';
+import { validateFleetName } from './subjects.js';
 import type { Heartbeat } from './heartbeat.js';
 import type { HostState } from './host-table.js';
 
@@ -81,38 +84,56 @@ export interface FleetStats {
 /** The client's call counters, shared by the parts that count (FleetStats['calls'] is a copy). */
 export type CallCounts = FleetStats['calls'];
 
-/** FleetOptions with its defaults applied; a bad number throws PYFLEET_INVALID_OPTIONS. */
+/** FleetOptions checked as a pool's are (an unknown key or a bad value throws PYFLEET_INVALID_OPTIONS naming it), with every default filled in. */
 export interface FleetSettings {
+  fleet: string;
+  servers: string[];
+  auth: Pick<FleetOptions, 'token' | 'user' | 'pass'>;
+  name: string;
+  startupTimeoutMs: number;
   requestTimeoutMs: number;
   queueTimeoutMs: number;
   maxAttempts: number;
+  budget: CallSettings['retry']['budget'];
   /** 0: the session map's entries never expire. */
   sessionMapTtlMs: number;
   suspectAfter: number;
   deadAfter: number;
-  circuitBreaker: NonNullable<FleetOptions['circuitBreaker']>;
+  circuitBreaker: CallSettings['circuitBreaker'];
 }
 
-export function fleetSettings(options: FleetOptions): FleetSettings {
+const KNOWN = ['servers', 'token', 'user', 'pass', 'fleet', 'name', 'startupTimeoutMs', 'requestTimeoutMs', 'queueTimeoutMs', 'retry', 'circuitBreaker', 'heartbeat', 'sessionMapTtlMs'];
+
+export function resolveFleetOptions(input: FleetOptions): FleetSettings {
+  const c: OptionChecks = new OptionChecks('fleet options');
+  const o = c.obj(input, 'options') as FleetOptions & Record<string, unknown>;
+  c.onlyKeys(o, null, KNOWN);
+  const fleet = validateFleetName(o.fleet);
+  const d = DEFAULTS.fleet;
+  const call = resolveCallOptions(o, c, { requestTimeoutMs: d.requestTimeoutMs, queueTimeoutMs: d.queueTimeoutMs, maxAttempts: d.maxAttempts, circuitBreaker: d.circuitBreaker });
+  const hb = c.obj(o.heartbeat, 'heartbeat');
+  c.onlyKeys(hb, 'heartbeat', ['suspectAfter', 'deadAfter']);
+  const suspectAfter = c.num(hb.suspectAfter, d.heartbeat.suspectAfter, 'heartbeat.suspectAfter', ms(1), 'a number of heartbeat intervals >= 1');
+  for (const k of ['token', 'user', 'pass', 'name'] as const) if (o[k] !== undefined && typeof o[k] !== 'string') c.fail(`${k} must be a string, got ${show(o[k])}`);
   return {
-    requestTimeoutMs: positive(options.requestTimeoutMs, 30_000, 'requestTimeoutMs'),
-    queueTimeoutMs: positive(options.queueTimeoutMs, 5_000, 'queueTimeoutMs'),
-    maxAttempts: positive(options.retry?.maxAttempts, 3, 'retry.maxAttempts'),
-    sessionMapTtlMs: options.sessionMapTtlMs === 0 || options.sessionMapTtlMs === undefined ? 0 : positive(options.sessionMapTtlMs, 0, 'sessionMapTtlMs'),
-    suspectAfter: options.heartbeat?.suspectAfter ?? 2,
-    deadAfter: options.heartbeat?.deadAfter ?? 4,
-    circuitBreaker: { failureThreshold: 3, openTimeoutMs: 5_000, successThreshold: 2, halfOpenRequests: 2, ...options.circuitBreaker },
+    fleet,
+    servers: o.servers === undefined ? c.fail('servers is required: the NATS server URL(s), e.g. nats://127.0.0.1:4222') : serverList(o.servers),
+    auth: { token: o.token, user: o.user, pass: o.pass },
+    name: o.name ?? `pyfleet-client:${fleet}`,
+    startupTimeoutMs: c.num(o.startupTimeoutMs, d.startupTimeoutMs, 'startupTimeoutMs', ms(1), 'a number of ms >= 1'),
+    requestTimeoutMs: call.requestTimeoutMs,
+    queueTimeoutMs: call.queueTimeoutMs,
+    maxAttempts: call.retry.maxAttempts,
+    budget: call.retry.budget,
+    sessionMapTtlMs: c.num(o.sessionMapTtlMs, d.sessionMapTtlMs, 'sessionMapTtlMs', ms(0), 'a number of ms >= 0 (0: entries never expire)'),
+    suspectAfter,
+    deadAfter: c.num(hb.deadAfter, Math.max(d.heartbeat.deadAfter, suspectAfter), 'heartbeat.deadAfter', (v) => ms(suspectAfter)(v), `a number of heartbeat intervals >= suspectAfter (${suspectAfter})`),
+    circuitBreaker: call.circuitBreaker,
   };
 }
 
 /** A stream's own options, checked as the pool checks them, except that the chunk timeout defaults to 30 s (the pool's to none). */
 export function fleetStreamLimits(command: string, options: FleetStreamOptions): { hwm: number; chunkTimeoutMs: number } {
   const { hwm, chunk } = streamLimits(command, options);
-  return { hwm, chunkTimeoutMs: chunk ?? 30_000 };
-}
-
-function positive(v: number | undefined, dflt: number, name: string): number {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw new PoolError({ code: 'PYFLEET_INVALID_OPTIONS', message: `Invalid fleet options: ${name} must be a number > 0, got ${String(v)}.` });
-  return v;
+  return { hwm, chunkTimeoutMs: chunk ?? DEFAULTS.fleet.chunkTimeoutMs };
 }

@@ -3,20 +3,21 @@ import { ERROR_CATEGORIES, type ErrorCategory } from '../errors/categories.js';
 import type { Adapter } from '../adapters/adapter.js';
 import type { Caller, DetailedResult, ExecuteOptions } from '../call/types.js';
 import { PoolSession } from '../call/session.js';
+import { DEFAULTS } from '../defaults.js';
 import { RetryBudget } from '../resilience/budget.js';
 import { subscribe, type EventName, type EventPayloads } from '../telemetry/channels.js';
 import { Attempts } from './attempts.js';
-import { fleetSettings, fleetStreamLimits, type CallCounts, type FleetOptions, type FleetStats, type FleetStreamOptions } from './client-options.js';
+import { fleetStreamLimits, resolveFleetOptions, type CallCounts, type FleetOptions, type FleetSettings, type FleetStats, type FleetStreamOptions } from './client-options.js';
 import { abortedError, argsTooLargeError, asPoolError, badCall, closedError, isHostFailure, notReadyError, unsendableArgsError } from './client-errors.js';
 import { ClientState } from './client-state.js';
-import { connectNats, serverList } from './connection.js';
+import { connectNats } from './connection.js';
 import type { FleetCall } from './fleet-call.js';
 import { parseAnnouncement } from './heartbeat.js';
 import { HostTable } from './host-table.js';
 import { RequestTable } from './requests.js';
 import { Router } from './routing.js';
 import type { SessionPlace } from './session-map.js';
-import { fleetSubjects, validateFleetName, type FleetSubjects } from './subjects.js';
+import { fleetSubjects, type FleetSubjects } from './subjects.js';
 import { encodeArgsPayload } from './values.js';
 import { encodeText } from './wire.js';
 
@@ -31,10 +32,9 @@ let fleetSeq = 0;
  * with PYFLEET_NATS_AUTH_FAILED.
  */
 export async function connectFleet(options: FleetOptions): Promise<Fleet> {
-  const fleet = validateFleetName(options?.fleet);
-  serverList(options.servers);
-  const nc = await connectNats({ ...options, name: options.name ?? `pyfleet-client:${fleet}`, timeoutMs: options.startupTimeoutMs ?? 5_000 });
-  const f = new Fleet(options, nc);
+  const s = resolveFleetOptions(options);
+  const nc = await connectNats({ servers: s.servers, ...s.auth, name: s.name, timeoutMs: s.startupTimeoutMs });
+  const f = new Fleet(s, nc);
   try {
     await f.start();
   } catch (e) {
@@ -72,17 +72,15 @@ export class Fleet implements Adapter, Caller {
   private readonly errorsByCategory = Object.fromEntries(ERROR_CATEGORIES.map((c) => [c, 0])) as Record<ErrorCategory, number>;
 
   constructor(
-    options: FleetOptions,
+    s: FleetSettings,
     readonly nc: NatsConnection,
   ) {
-    this.fleet = options.fleet;
-    this.name = `fleet:${options.fleet}`;
-    this.subjects = fleetSubjects(options.fleet);
-    const s = fleetSettings(options);
+    this.fleet = s.fleet;
+    this.name = `fleet:${s.fleet}`;
+    this.subjects = fleetSubjects(s.fleet);
     this.requestTimeoutMs = s.requestTimeoutMs;
     this.queueTimeoutMs = s.queueTimeoutMs;
-    const b = options.retry?.budget;
-    this.budget = b === false ? undefined : new RetryBudget(b ?? {});
+    this.budget = s.budget === false ? undefined : new RetryBudget(s.budget);
     this.table = new HostTable({
       fleetId: this.id,
       fleet: this.fleet,
@@ -94,7 +92,7 @@ export class Fleet implements Adapter, Caller {
       onChange: () => this.state.wake(),
     });
     this.requests = new RequestTable(nc, this.subjects, this.table, this.state, this.counts, s.queueTimeoutMs);
-    this.router = new Router(nc, this.subjects, this.table, this.state, { fleet: this.fleet, servers: () => serverList(options.servers), queueTimeoutMs: s.queueTimeoutMs, maxAttempts: s.maxAttempts, sessionMapTtlMs: s.sessionMapTtlMs });
+    this.router = new Router(nc, this.subjects, this.table, this.state, { fleet: this.fleet, servers: () => s.servers, queueTimeoutMs: s.queueTimeoutMs, maxAttempts: s.maxAttempts, sessionMapTtlMs: s.sessionMapTtlMs });
     this.attempts = new Attempts(this.router, this.requests, this.subjects, this.state, this.counts, this.budget, s.maxAttempts);
   }
 
@@ -335,7 +333,7 @@ export class Fleet implements Adapter, Caller {
     if (this.closed) return;
     this.state.closing = true;
     this.state.wake();
-    const until = performance.now() + (options.timeoutMs ?? 10_000);
+    const until = performance.now() + (options.timeoutMs ?? DEFAULTS.fleet.closeTimeoutMs);
     while (this.requests.size > 0 && performance.now() < until) await new Promise((r) => setTimeout(r, 20));
     this.requests.failAll();
     if (this.tick) clearInterval(this.tick);

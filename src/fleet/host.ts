@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { DEFAULTS } from '../defaults.js';
 import { PoolError, isPoolError } from '../errors/pool-error.js';
 import { createPool, type Pool } from '../pool/pool.js';
 import type { PoolOptions } from '../pool/options.js';
@@ -64,7 +65,7 @@ export async function startHost(o: HostOptions): Promise<FleetHost> {
   // The guard asks the host, which exists only once the pool does.
   let guard: StoreGuard = { fence: () => undefined };
   const { options, durableSessions, store } = hostPoolOptions(o.pool, o, { fence: (sid) => guard.fence(sid) });
-  const nc = await connectNats({ ...o, name: `pyfleet-host:${o.fleet}:${id}`, timeoutMs: o.connectTimeoutMs ?? 5_000 });
+  const nc = await connectNats({ ...o, name: `pyfleet-host:${o.fleet}:${id}`, timeoutMs: o.connectTimeoutMs ?? DEFAULTS.fleet.startupTimeoutMs });
   let pool: Pool;
   try {
     pool = await createPool(options);
@@ -114,9 +115,10 @@ export class FleetHost {
   ) {
     this.fleet = o.fleet;
     this.logger = o.logger ?? defaultLogger();
-    this.heartbeatMs = o.heartbeatMs ?? 500;
+    this.heartbeatMs = o.heartbeatMs ?? DEFAULTS.fleet.heartbeatMs;
     this.moduleVersion = o.moduleVersion ?? moduleVersionOf(o.pool.module);
-    this.replies = new ReplyCache(o.replyCache?.ttlMs ?? 60_000, o.replyCache?.maxEntries ?? 100_000);
+    const rc = DEFAULTS.fleet.replyCache;
+    this.replies = new ReplyCache(o.replyCache?.ttlMs ?? rc.ttlMs, o.replyCache?.maxEntries ?? rc.maxEntries);
     this.streams = new StreamServer(nc, id, o.streamSource ?? poolStreamSource(pool));
     this.sessions = new HostSessions(id, pool, durableSessions, store);
   }

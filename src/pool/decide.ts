@@ -1,4 +1,5 @@
 import type { RecoveryStrategy, Severity } from '../errors/categories.js';
+import { ERROR_CODES } from '../errors/codes.js';
 import type { ErrorPolicy } from '../errors/policy.js';
 import type { PoolError } from '../errors/pool-error.js';
 import type { RecoveryPlan } from '../resilience/recovery/types.js';
@@ -48,10 +49,10 @@ export interface DecisionInput {
   plan: () => RecoveryPlan;
 }
 
-const DEATHS = new Set(['PYFLEET_WORKER_CRASHED', 'PYFLEET_PROTOCOL_ERROR']);
-
 /**
  * The decision matrix applied to one failed attempt, with the pool's own rules on top:
+ *  - a refusal (bad input, a full or timed-out queue, an open circuit: the codes table's
+ *    `strategy: 'abandon'`) is never retried, and says `abandon`;
  *  - a timeout is never retried in place: the recovery re-sends it with a larger timeout when it
  *    may be re-sent (idempotent), else the caller gets it at once;
  *  - a retry in place needs the matrix's yes (retryable, immediate/backoff strategy, within
@@ -66,11 +67,8 @@ export function decideNext(policy: ErrorPolicy, i: DecisionInput): Decision {
   const { err } = i;
   const d = policy.decide(err, { attempt: i.attempt, affectingAllWorkers: i.affectingAllWorkers, idempotent: i.idempotent });
   const severity = d.severity;
-  const stop = (reason: RetryStopReason): Decision => ({
-    next: { kind: 'stop', reason },
-    severity,
-    strategy: err.code === 'PYFLEET_CIRCUIT_OPEN' ? 'circuit_break' : 'abandon',
-  });
+  const facts = ERROR_CODES[err.code];
+  const stop = (reason: RetryStopReason): Decision => ({ next: { kind: 'stop', reason }, severity, strategy: 'abandon' });
   if (i.closing) return stop('closing');
   if (i.poisoned) return stop('poison');
   if (i.streamStarted) return stop('stream_started');
@@ -81,9 +79,9 @@ export function decideNext(policy: ErrorPolicy, i: DecisionInput): Decision {
     return stop(plan.insteadOf !== undefined ? 'not_idempotent' : 'strategy');
   }
 
-  let reason: RetryStopReason = d.reason === 'retry' ? 'max_attempts' : d.reason;
-  if (d.retry && i.attempt < i.maxAttempts) {
-    const afterDeath = DEATHS.has(err.code) && !i.resentAfterDeath && i.freeWorkerElsewhere;
+  let reason: RetryStopReason = facts.strategy === 'abandon' ? 'refused' : d.reason === 'retry' ? 'max_attempts' : d.reason;
+  if (d.retry && facts.strategy === null && i.attempt < i.maxAttempts) {
+    const afterDeath = facts.movableTaken && !i.resentAfterDeath && i.freeWorkerElsewhere;
     if (i.acquireRetry()) {
       const delayMs = afterDeath ? 0 : (i.backoffDelay?.() ?? Math.min(d.delayMs, i.maxDelayMs));
       return { next: { kind: 'retry', delayMs, afterDeath }, severity, strategy: d.strategy };

@@ -1,5 +1,6 @@
 import type { MatrixBackoff } from '../../errors/categories.js';
 import { DEFAULTS } from '../../defaults.js';
+import { invalidOption } from '../../errors/invalid.js';
 import { PoolError } from '../../errors/pool-error.js';
 import { RETRY_DELAYS, delayAt } from '../../errors/policy.js';
 import { publish } from '../../telemetry/channels.js';
@@ -93,11 +94,11 @@ export class RecoveryOrchestrator<C = unknown> {
     const a = options?.actions as Partial<RecoveryActions<C>> | undefined;
     for (const m of ['replaceWorker', 'recycleWorker', 'retryWithLargerTimeout', 'openCircuit', 'failover'] as const) {
       if (typeof a?.[m] !== 'function') {
-        throw new PoolError({ code: 'PYFLEET_INVALID_OPTIONS', message: `Invalid options: recovery actions.${m} must be a function.` });
+        throw invalidOption(`recovery actions.${m} must be a function`);
       }
     }
     if (options.baseTimeoutMs !== undefined && !(Number.isFinite(options.baseTimeoutMs) && options.baseTimeoutMs > 0)) {
-      throw new PoolError({ code: 'PYFLEET_INVALID_OPTIONS', message: `Invalid options: baseTimeoutMs must be a number of ms > 0, got ${String(options.baseTimeoutMs)}.` });
+      throw invalidOption(`baseTimeoutMs must be a number of ms > 0, got ${String(options.baseTimeoutMs)}`);
     }
     this.actions = options.actions;
     this.clock = options.clock ?? realClock;

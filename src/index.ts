@@ -9,7 +9,7 @@ export {
   RecoveryOrchestrator,
   DEFAULT_RECOVERY_STRATEGIES,
   type RecoveryActions,
-  type RecoveryAttempt,
+  type RecoveryStep,
   type RecoveryContext,
   type RecoveryMetrics,
   type RecoveryResult,

@@ -60,16 +60,14 @@ export interface AttemptOptions {
   avoid: Member | null;
 }
 
-/** Told an attempt's outcome, exactly once. */
-export interface AttemptDone {
-  ok(value: unknown): void;
-  /**
-   * `where`: the member the attempt failed on (null: refused before any member had it, by the
-   * target itself). `causedDeath`: the member died of this call (not a kill, a stop or an injected
-   * fault): it counts toward poison.
-   */
-  failed(err: PoolError, where: Member | null, causedDeath: boolean): void;
-}
+/** An attempt's value (told once, or its failure is). */
+export type AttemptOk = (value: unknown) => void;
+/**
+ * An attempt failed. `where`: the member it failed on (null: refused before any member had it,
+ * by the target itself). `causedDeath`: the member died of this call (not a kill, a stop or an
+ * injected fault): it counts toward poison.
+ */
+export type AttemptFailed = (err: PoolError, where: Member | null, causedDeath: boolean) => void;
 
 /** What a stream's consumer can do to the attempt under way: grant credit, give up on it. */
 export interface StreamAttempt {
@@ -88,8 +86,8 @@ export interface Target<C> {
   command(name: string): CommandInfo | undefined;
   /** The error for a command no member serves. */
   unknownCommand(name: string): PoolError;
-  /** One attempt of `call`; reports to `done` exactly once. */
-  attempt(call: C, o: AttemptOptions, done: AttemptDone): void;
+  /** One attempt of `call` (it counts `call.attempts`); reports to `ok` or `failed` exactly once. */
+  attempt(call: C, o: AttemptOptions, ok: AttemptOk, failed: AttemptFailed): void;
   /** A member other than `avoid` could take `call` now (a re-send goes there at once). */
   hasOtherReady(call: C, avoid: Member | null): boolean;
   /** No member is serving, recovering or starting (the seed's "affecting all workers"). */

@@ -5,7 +5,7 @@ import { channels } from '../telemetry/channels.js';
 
 /** The fleet client's errors, each saying what to do, and the rules for re-sending a failed attempt to another host. */
 
-export { badCall } from '../pool/errors.js';
+export { badCall } from '../call/errors.js';
 
 /** What an error needs to name the call it is about (a FleetCall or a CallMeta). */
 interface CallRef {

@@ -3,7 +3,7 @@ import { DEFAULTS } from '../defaults.js';
 import { OptionChecks, ms, show } from '../errors/invalid.js';
 import { resolveCallOptions, type CallSettings } from '../call/options.js';
 import type { ExecuteOptions } from '../call/types.js';
-import { streamLimits } from '../pool/stream.js';
+import { streamLimits } from '../call/stream.js';
 import type { RetryBudgetOptions } from '../resilience/budget.js';
 import type { CircuitSnapshot } from '../resilience/circuit-breaker.js';
 import { serverList, type NatsAuthOptions } from './connection.js';

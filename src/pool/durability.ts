@@ -5,8 +5,8 @@ import type { SessionStore } from '../sessions/store.js';
 import { publish } from '../telemetry/channels.js';
 import type { Logger } from '../util/logger.js';
 import type { Attempt as WorkerAttempt } from '../worker/attempt.js';
-import type { Call } from './call.js';
-import { PoisonTracker } from './poison.js';
+import type { PoolCall as Call } from './call.js';
+import { PoisonTracker } from '../call/poison.js';
 import type { SessionEntry } from './sessions.js';
 
 export interface DurabilityOptions {

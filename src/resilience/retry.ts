@@ -82,16 +82,6 @@ export function retry<T>(fn: RetryFn<T>, options: RetryOptions = NO_OPTIONS): Pr
   return p.then(undefined, (err: unknown) => retryAfterFailure(fn, options, err, start));
 }
 
-/**
- * Continues a retry loop whose first attempt the caller ran itself and saw fail with
- * `firstError`: the next call of `fn` is attempt 2. For hot paths that should not build the
- * options and their closures for every call when nearly all succeed at once. The caller has
- * already charged `options.budget` for the call; `deadlineMs` counts from now.
- */
-export function retryAfterFirstFailure<T>(fn: RetryFn<T>, options: RetryOptions, firstError: unknown): Promise<T> {
-  return retryAfterFailure(fn, options, firstError, options.deadlineMs === undefined ? 0 : (options.clock ?? realClock).now());
-}
-
 /** Checks retry options once (e.g. when a pool is created), so mistakes surface before the first failure. */
 export function validateRetryOptions(options: RetryOptions): void {
   const bad = (what: string) => {

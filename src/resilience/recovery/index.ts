@@ -1,5 +1,6 @@
 /** Error recovery: the seed's ErrorRecoveryOrchestrator with real actions the pool implements. */
 export { RecoveryOrchestrator, nextRecoveryId, type RecoveryOrchestratorOptions } from './orchestrator.js';
+export { RecoveryFailure, type Done as RecoveryDone, type RecoveryStep, type Run as RecoveryRun } from './run.js';
 export {
   DEFAULT_RECOVERY_STRATEGIES,
   loadRecoveryStrategies,
@@ -14,7 +15,6 @@ export {
   type ActiveRecovery,
   type RecoveryActionName,
   type RecoveryActions,
-  type RecoveryAttempt,
   type RecoveryContext,
   type RecoveryCounts,
   type RecoveryEntry,

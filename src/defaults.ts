@@ -47,7 +47,6 @@ export const DEFAULTS = Object.freeze({
     heartbeat: Object.freeze({ suspectAfter: 2, deadAfter: 4 }),
     /** 0: the session map's entries never expire. */
     sessionMapTtlMs: 0,
-    chunkTimeoutMs: 30_000,
     /** fleet.close() waits this long for calls in flight. */
     closeTimeoutMs: 10_000,
     /** A host's heartbeat period. */

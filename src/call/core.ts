@@ -16,6 +16,13 @@ import { CallPolicy } from './policy.js';
 import { openStream } from './stream.js';
 import type { DetailedResult, ExecuteOptions, StreamOptions, Target } from './types.js';
 
+let ownerSeq = 0;
+
+/** The id of a new pool or fleet client: one sequence for both, so that their events never mix. */
+export function nextOwnerId(): number {
+  return ++ownerSeq;
+}
+
 export interface CallCoreDeps<C extends Call> {
   /** The pool's (or fleet client's) id, carried by its events. */
   ownerId: number;

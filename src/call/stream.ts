@@ -38,7 +38,7 @@ export function openStream<T, C extends Call>(command: string, options: StreamOp
 }
 
 /** `pool.stream()`'s own options, checked at the call site. */
-export function streamLimits(command: string, options: { highWaterMark?: number; chunkTimeoutMs?: number }): { hwm: number; chunk: number | undefined } {
+function streamLimits(command: string, options: { highWaterMark?: number; chunkTimeoutMs?: number }): { hwm: number; chunk: number | undefined } {
   if (typeof options !== 'object' || options === null) throw badCall('options must be an object', command);
   const hwm = options.highWaterMark ?? DEFAULTS.highWaterMark;
   if (!Number.isSafeInteger(hwm) || hwm < 1) throw badCall(`highWaterMark must be an integer >= 1, got ${String(options.highWaterMark)}`, command);

@@ -1,33 +1,26 @@
-import type { ErrorCategory } from '../errors/categories.js';
+import { CALL_OPTION_KEYS, resolveCallOptions, type CallOptions, type CallSettings } from '../call/options.js';
+import type { CallCounts } from '../call/counters.js';
+import type { StreamOptions } from '../call/types.js';
 import { DEFAULTS } from '../defaults.js';
+import type { ErrorCategory } from '../errors/categories.js';
 import { OptionChecks, ms, show } from '../errors/invalid.js';
-import { resolveCallOptions, type CallSettings } from '../call/options.js';
-import type { ExecuteOptions } from '../call/types.js';
-import { streamLimits } from '../call/stream.js';
-import type { RetryBudgetOptions } from '../resilience/budget.js';
 import type { CircuitSnapshot } from '../resilience/circuit-breaker.js';
+import type { RecoveryMetrics } from '../resilience/recovery/types.js';
 import { serverList, type NatsAuthOptions } from './connection.js';
-import { validateFleetName } from './subjects.js';
 import type { Heartbeat } from './heartbeat.js';
 import type { HostState } from './host-table.js';
+import { validateFleetName } from './subjects.js';
 
-export interface FleetOptions extends NatsAuthOptions {
+/**
+ * `connectFleet`'s options: a pool's call options (requestTimeoutMs, queueTimeoutMs, retry,
+ * policy, recovery, fallback, poison, logger; `circuitBreaker` is the circuit each host gets on
+ * this client), the NATS connection, and what only a fleet has. Defaults: `DEFAULTS.fleet`.
+ */
+export interface FleetOptions extends NatsAuthOptions, CallOptions {
   /** The fleet's name (one subject token): hosts started with the same --fleet serve it. */
   fleet: string;
   /** Time to connect to NATS at start-up (default 5 000 ms); connectFleet rejects after it. */
   startupTimeoutMs?: number;
-  /** Time for one attempt on a host's pool (default 30 000 ms), as a pool's requestTimeoutMs. */
-  requestTimeoutMs?: number;
-  /** Time a call may wait for a host, or for NATS during an outage (default 5 000 ms). */
-  queueTimeoutMs?: number;
-  retry?: {
-    /** Hosts a call may be sent to, the first included (default 3). */
-    maxAttempts?: number;
-    /** Re-sends to another host allowed as a share of recent calls, plus a floor; false: no budget. */
-    budget?: false | RetryBudgetOptions;
-  };
-  /** The circuit each host gets on this client (default: 3 failures open it for 5 s). */
-  circuitBreaker?: { failureThreshold?: number; successThreshold?: number; openTimeoutMs?: number; halfOpenRequests?: number };
   /** Silence, in the host's heartbeat intervals, before it is suspected (default 2) and dead (default 4). */
   heartbeat?: { suspectAfter?: number; deadAfter?: number };
   /**
@@ -40,12 +33,8 @@ export interface FleetOptions extends NatsAuthOptions {
   name?: string;
 }
 
-export interface FleetStreamOptions extends Omit<ExecuteOptions, 'detailed'> {
-  /** Longest wait for the next chunk (default 30 000 ms). */
-  chunkTimeoutMs?: number;
-  /** Chunks the host may send ahead of the consumer (default 16). */
-  highWaterMark?: number;
-}
+/** A fleet stream's options are a pool stream's. */
+export type FleetStreamOptions = StreamOptions;
 
 export interface FleetHostStats {
   id: string;
@@ -74,35 +63,29 @@ export interface FleetStats {
   server: string;
   closed: boolean;
   hosts: FleetHostStats[];
-  /** `settledTwice`: a send answered a second time (a host's duplicate reply), counted where the client settles, never delivered. */
-  calls: { total: number; succeeded: number; failed: number; inFlight: number; retries: number; resent: number; settledTwice: number };
+  /** A pool's call counts, and `resent`: requests published again to the same host (a reply that may have been lost). */
+  calls: CallCounts & { resent: number };
   errorsByCategory: Record<ErrorCategory, number>;
   retryBudget: { calls: number; retries: number; denied: number } | null;
+  recoveries: RecoveryMetrics;
+  poison: { quarantined: number; refused: number };
   sessions: number;
 }
 
-/** The client's call counters, shared by the parts that count (FleetStats['calls'] is a copy). */
-export type CallCounts = FleetStats['calls'];
-
 /** FleetOptions checked as a pool's are (an unknown key or a bad value throws PYFLEET_INVALID_OPTIONS naming it), with every default filled in. */
-export interface FleetSettings {
+export interface FleetSettings extends CallSettings {
   fleet: string;
   servers: string[];
   auth: Pick<FleetOptions, 'token' | 'user' | 'pass'>;
   name: string;
   startupTimeoutMs: number;
-  requestTimeoutMs: number;
-  queueTimeoutMs: number;
-  maxAttempts: number;
-  budget: CallSettings['retry']['budget'];
   /** 0: the session map's entries never expire. */
   sessionMapTtlMs: number;
   suspectAfter: number;
   deadAfter: number;
-  circuitBreaker: CallSettings['circuitBreaker'];
 }
 
-const KNOWN = ['servers', 'token', 'user', 'pass', 'fleet', 'name', 'startupTimeoutMs', 'requestTimeoutMs', 'queueTimeoutMs', 'retry', 'circuitBreaker', 'heartbeat', 'sessionMapTtlMs'];
+const KNOWN = [...CALL_OPTION_KEYS, 'servers', 'token', 'user', 'pass', 'fleet', 'name', 'startupTimeoutMs', 'heartbeat', 'sessionMapTtlMs'];
 
 export function resolveFleetOptions(input: FleetOptions): FleetSettings {
   const c: OptionChecks = new OptionChecks('fleet options');
@@ -116,24 +99,14 @@ export function resolveFleetOptions(input: FleetOptions): FleetSettings {
   const suspectAfter = c.num(hb.suspectAfter, d.heartbeat.suspectAfter, 'heartbeat.suspectAfter', ms(1), 'a number of heartbeat intervals >= 1');
   for (const k of ['token', 'user', 'pass', 'name'] as const) if (o[k] !== undefined && typeof o[k] !== 'string') c.fail(`${k} must be a string, got ${show(o[k])}`);
   return {
+    ...call,
     fleet,
     servers: o.servers === undefined ? c.fail('servers is required: the NATS server URL(s), e.g. nats://127.0.0.1:4222') : serverList(o.servers),
     auth: { token: o.token, user: o.user, pass: o.pass },
     name: o.name ?? `pyfleet-client:${fleet}`,
     startupTimeoutMs: c.num(o.startupTimeoutMs, d.startupTimeoutMs, 'startupTimeoutMs', ms(1), 'a number of ms >= 1'),
-    requestTimeoutMs: call.requestTimeoutMs,
-    queueTimeoutMs: call.queueTimeoutMs,
-    maxAttempts: call.retry.maxAttempts,
-    budget: call.retry.budget,
     sessionMapTtlMs: c.num(o.sessionMapTtlMs, d.sessionMapTtlMs, 'sessionMapTtlMs', ms(0), 'a number of ms >= 0 (0: entries never expire)'),
     suspectAfter,
-    deadAfter: c.num(hb.deadAfter, Math.max(d.heartbeat.deadAfter, suspectAfter), 'heartbeat.deadAfter', (v) => ms(suspectAfter)(v), `a number of heartbeat intervals >= suspectAfter (${suspectAfter})`),
-    circuitBreaker: call.circuitBreaker,
+    deadAfter: c.num(hb.deadAfter, Math.max(d.heartbeat.deadAfter, suspectAfter), 'heartbeat.deadAfter', ms(suspectAfter), `a number of heartbeat intervals >= suspectAfter (${suspectAfter})`),
   };
-}
-
-/** A stream's own options, checked as the pool checks them, except that the chunk timeout defaults to 30 s (the pool's to none). */
-export function fleetStreamLimits(command: string, options: FleetStreamOptions): { hwm: number; chunkTimeoutMs: number } {
-  const { hwm, chunk } = streamLimits(command, options);
-  return { hwm, chunkTimeoutMs: chunk ?? DEFAULTS.fleet.chunkTimeoutMs };
 }

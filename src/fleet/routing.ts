@@ -1,8 +1,9 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { PoolError } from '../errors/pool-error.js';
-import { abortedError, closedError, natsDownError, noHostsError, sessionMapError, unknownCommandError } from './client-errors.js';
+import { abortedError } from '../call/errors.js';
+import { closedError, natsDownError, noHostsError, sessionMapError, unknownCommandError } from './client-errors.js';
 import type { ClientState } from './client-state.js';
-import type { FleetCall, Route } from './fleet-call.js';
+import type { FleetCall, Route } from './call.js';
 import type { HostEntry, HostTable } from './host-table.js';
 import { SessionMap } from './session-map.js';
 import type { FleetSubjects } from './subjects.js';
@@ -12,7 +13,6 @@ export interface RouterSettings {
   /** The NATS servers, for the error of a call that waited out an outage. */
   servers: () => string[];
   queueTimeoutMs: number;
-  maxAttempts: number;
   sessionMapTtlMs: number;
 }
 
@@ -47,18 +47,18 @@ export class Router {
    * in the order they were made: the caller releases the turn once the attempt is sent (or its
    * send threw).
    */
-  async take(call: FleetCall, tried: ReadonlySet<string>): Promise<Turn> {
+  async take(call: FleetCall): Promise<Turn> {
     const release = call.sessionId === null ? () => {} : await this.routeTurn(call.sessionId);
     let route: Route;
     try {
-      route = call.sessionId === null ? await this.acquire(call, tried) : await this.acquireSession(call);
+      route = call.sessionId === null ? await this.acquire(call, call.tried) : await this.acquireSession(call);
     } catch (e) {
       release();
       throw e;
     }
     // Aborted while it waited for its session's turn or for a host: not sent.
     if (call.signal?.aborted) {
-      const err = abortedError(call.command, call.sessionId, call.signal, false);
+      const err = abortedError(call, call.signal);
       route.host.breaker.leaveFailed(route.ticket, err);
       release();
       throw err;
@@ -82,10 +82,10 @@ export class Router {
   /**
    * The host refused a session call because the session has a later placement elsewhere (another
    * replica moved it, and this one's map cache lagged): nothing ran; look the session up afresh
-   * and go there. Not a host failure, and bounded by maxAttempts like any re-send.
+   * and go there. Not a host failure, nor an attempt.
    */
-  async sessionMoved(err: PoolError, call: FleetCall, host: HostEntry, ticket: number, attempt: number): Promise<boolean> {
-    if (err.details?.sessionMoved !== true || err.taken || call.sessionId === null || attempt >= this.o.maxAttempts) return false;
+  async sessionMoved(err: PoolError, call: FleetCall, host: HostEntry, ticket: number): Promise<boolean> {
+    if (err.details?.sessionMoved !== true || err.taken || call.sessionId === null) return false;
     host.breaker.leaveOk(ticket);
     const map = await this.sessions();
     await map.lookup(call.sessionId).catch(() => null);
@@ -121,7 +121,7 @@ export class Router {
       const left = deadline - performance.now();
       if (left <= 0) throw this.noHost(call);
       await this.state.changed(Math.min(left, 250));
-      if (call.signal?.aborted) throw abortedError(call.command, call.sessionId, call.signal, false);
+      if (call.signal?.aborted) throw abortedError(call, call.signal);
     }
   }
 
@@ -157,7 +157,7 @@ export class Router {
       const left = deadline - performance.now();
       if (left <= 0) throw this.noHost(call);
       await this.state.changed(Math.min(left, 250));
-      if (call.signal?.aborted) throw abortedError(call.command, call.sessionId, call.signal, false);
+      if (call.signal?.aborted) throw abortedError(call, call.signal);
     }
   }
 
@@ -190,7 +190,8 @@ export class Router {
     return this.sessionMapP;
   }
 
-  private noHost(call: FleetCall): PoolError {
+  /** The error of a call no host took within queueTimeoutMs: NATS was down, or no live host has it. */
+  noHost(call: { command: string; sessionId: string | null }): PoolError {
     if (!this.state.connected) return natsDownError(call, this.o.servers(), this.o.queueTimeoutMs);
     return noHostsError(call, this.o.fleet, this.o.queueTimeoutMs, this.table.describe(call.command));
   }

@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import type { Adapter } from '../adapters/adapter.js';
-import { CallCore } from '../call/core.js';
+import { CallCore, nextOwnerId } from '../call/core.js';
 import { badCall, closedError, sessionLostError } from '../call/errors.js';
 import { PoolSession } from '../call/session.js';
 import type { Caller, DetailedResult, ExecuteOptions, StreamOptions } from '../call/types.js';
@@ -34,7 +34,6 @@ export { PoolSession } from '../call/session.js';
 
 const NO_COMMANDS: Record<string, CommandInfo> = Object.freeze({}) as Record<string, CommandInfo>;
 
-let poolSeq = 0;
 
 /** A `Pool` whose `execute`, `stream` and `session` check command names, args and results at compile time. */
 export type TypedPool<C extends CommandMap<C>> = Typed<Pool, C>;
@@ -71,7 +70,7 @@ export async function createPool(options: PoolOptions): Promise<Pool | TypedPool
  * starts, memory) with `PoolCircuits` and the recovery's worker actions.
  */
 export class Pool implements Adapter, Caller {
-  readonly id = ++poolSeq;
+  readonly id = nextOwnerId();
   readonly name: string;
   readonly options: Readonly<ResolvedOptions>;
   readonly python: string;

@@ -15,7 +15,7 @@
  *   i. concurrency inside a worker: 200 async sleeps on one worker; async def vs def (bench/concurrency.ts)
  *   j. streaming: pool.stream vs raw item frames; first-item latency (bench/streaming.ts)
  *   k. binary payloads: Buffer round trips vs a raw socket-pair echo, and base64 (bench/binary.ts)
- *   l. durable sessions: per-call cost, file store, restore after a death, snapshot sizes (bench/sessions.ts)
+ *   l. durable sessions: per-call cost by what the session holds, a DataFrame and a model, a 10 MiB restore, a durable fleet (bench/sessions.ts)
  *   m. validateArgs through the pool (bench/validate-pool.ts)
  *
  * Handlers of h-m: bench/handlers.py. The figures measured one call at a time run in fixed CPU

@@ -54,4 +54,6 @@ export const DEFAULTS = Object.freeze({
     /** How long a host keeps a reply for a re-sent request, and how many. */
     replyCache: Object.freeze({ ttlMs: 60_000, maxEntries: 100_000 }),
   }),
+  /** One call's records this large, or this slow to pickle, make session:large (once per session). */
+  sessionLarge: Object.freeze({ bytes: 1024 * 1024, pickleMs: 5 }),
 } as const);

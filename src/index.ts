@@ -24,7 +24,7 @@ export { SingleProcessAdapter, type SingleProcessOptions } from './adapters/sing
 export { NDArray, type DType, type NDArrayData } from './protocol/ndarray.js';
 export type { ArgsOf, CommandMap, CommandName, CommandSpec, ExecutableName, ItemOf, ResultOf, TypedSession } from './typing/typed-pool.js';
 export type { CommandSchemas, JsonSchema, ModuleSchemas } from './typing/schema.js';
-export type { SessionStore } from './sessions/store.js';
+export type { SessionStore, SessionWrite, StoredSession } from './sessions/store.js';
 export { fileSessionStore, type FileSessionStoreOptions } from './sessions/file-store.js';
 export { MemorySessionStore } from './sessions/memory-store.js';
 export type { SessionKey } from './pool/options.js';

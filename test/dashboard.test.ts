@@ -124,6 +124,18 @@ describe('dashboard', { skip: !haveChromium && !process.env.CI ? `no Chromium at
     await pool.execute('fail', {}).catch(() => {});
     await page.waitForFunction(() => /python_error 1/.test(document.getElementById('errors-legend')!.textContent ?? ''));
     assert.ok((await page.locator('#errors-chart rect').count()) >= 1);
+    // Each command's rate and latency: p50 and p99 of its calls, its calls/s while calls come.
+    const row = (command: string) => page.locator(`#commands tr[data-command="${command}"]`).innerText();
+    await page.waitForFunction(() => /^fail\t/.test(document.querySelector<HTMLElement>('#commands tr[data-command="fail"]')?.innerText ?? ''));
+    assert.match(await row('add'), /^add\t[\d.]+\t[\d.]+ ms\t[\d.]+ ms\t5\t0$/);
+    assert.match(await row('fail'), /\t1\t1$/);
+    let going = true;
+    const burst = (async () => {
+      while (going) await pool.execute('echo', { x: 1 });
+    })();
+    await page.waitForFunction(() => Number((document.querySelector<HTMLElement>('#commands tr[data-command="echo"]')?.innerText ?? '').split('\t')[1]) > 0, undefined, { timeout: 5_000 });
+    going = false;
+    await burst;
     // Concurrency per worker: async calls share workers, each tile shows its calls in flight against the capacity.
     const asks = Array.from({ length: 5 }, (_, i) => pool.execute('ask', { prompt: `q${i}`, ms: 1_500 }));
     await until(() => pool.stats().workers.reduce((n, w) => n + w.inflight, 0) === 5);

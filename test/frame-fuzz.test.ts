@@ -419,10 +419,10 @@ test('binary frames laid out as the contract says decode to their message, parts
     assert.deepEqual([...v.m.data], [1, 2, 3, 4, 5, 6]);
     assert.equal(validateWorkerMessage(got.messages[0] as { t: string } & Record<string, unknown>), null);
   }
-  // A snapshot: one bytes part at [] (the message's v itself).
-  const snap = handBinary('{"t":"snap","id":1,"sid":"s","v":null,"b":[{"p":[],"k":"bytes","n":4}]}', [Buffer.from('pkl5')]);
+  // A snapshot: one bytes part per record, in the list v.
+  const snap = handBinary('{"t":"snap","id":1,"sid":"s","k":["a","b"],"d":[],"full":false,"ms":0.1,"v":[null,null],"b":[{"p":[0],"k":"bytes","n":4},{"p":[1],"k":"bytes","n":1}]}', [Buffer.from('pkl5'), Buffer.from('b')]);
   const got = decode([snap], 1024);
-  assert.deepEqual((got.messages[0] as { v: Buffer }).v, Buffer.from('pkl5'));
+  assert.deepEqual((got.messages[0] as { v: Buffer[] }).v, [Buffer.from('pkl5'), Buffer.from('b')]);
   assert.equal(validateWorkerMessage(got.messages[0] as { t: string } & Record<string, unknown>), null);
 });
 

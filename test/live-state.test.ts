@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { createPool } from '../src/pool/pool.js';
+import { CommandStats } from '../src/server/command-stats.js';
 import { LiveState } from '../src/server/live.js';
 import { FIXTURES, quiet, rejection, until } from './helpers/pool.js';
 
@@ -50,5 +51,21 @@ describe('LiveState: sessions, streams, concurrency', () => {
       live.close();
       await pool.close();
     }
+  });
+});
+
+describe('CommandStats (the dashboard rows)', () => {
+  it('p50 and p99 over the recent calls, errors and totals per command', () => {
+    const c = new CommandStats(1000);
+    for (let i = 1; i <= 100; i++) c.ended('add', true, i);
+    c.ended('fail', false, 3);
+    assert.deepEqual(c.rows(), [
+      { command: 'add', perSecond: 0, p50Ms: 50, p99Ms: 99, calls: 100, errors: 0 },
+      { command: 'fail', perSecond: 0, p50Ms: 3, p99Ms: 3, calls: 1, errors: 1 },
+    ]);
+    // The ring keeps the last `keep` calls: older ones leave the percentiles, not the totals.
+    const small = new CommandStats(10);
+    for (let i = 1; i <= 100; i++) small.ended('x', true, i);
+    assert.deepEqual(small.rows()[0], { command: 'x', perSecond: 0, p50Ms: 95, p99Ms: 100, calls: 100, errors: 0 });
   });
 });

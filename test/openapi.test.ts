@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Validator } from '@seriousme/openapi-schema-validator';
+import { createConfig, lintFromString } from '@redocly/openapi-core';
 import { createPool, type Pool } from '../src/pool/pool.js';
 import { createServer, type PyfleetServer } from '../src/server/app.js';
 import { toHttpJson } from '../src/server/http-json.js';
@@ -37,6 +38,15 @@ async function isOpenApi31(doc: unknown): Promise<void> {
   assert.equal(v.version, '3.1');
 }
 
+/** redocly's `recommended` rules, none disabled: no problem of severity error (warnings are printed). */
+async function lintsClean(doc: unknown): Promise<void> {
+  const config = await createConfig({ extends: ['recommended'] });
+  const problems = await lintFromString({ source: JSON.stringify(doc), absoluteRef: '/openapi.json', config });
+  const errors = problems.filter((p) => p.severity === 'error').map((p) => `${p.ruleId}: ${p.message} at ${p.location[0]?.pointer}`);
+  assert.deepEqual(errors, []);
+  for (const p of problems) console.log(`redocly ${p.severity} ${p.ruleId}: ${p.message}`);
+}
+
 async function post(url: string, command: string, body: unknown): Promise<{ status: number; json: any }> {
   const res = await fetch(`${url}/v1/call/${command}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
   return { status: res.status, json: await res.json() };
@@ -63,6 +73,17 @@ describe('pyfleet serve: /openapi.json', () => {
     const broken = structuredClone(doc);
     broken.paths['/v1/call/add'].post.requestBody.content['application/json'].schema = { $ref: '#/components/schemas/Nope' };
     assert.equal((await new Validator().validate(broken)).valid, false);
+    await lintsClean(doc);
+    // Nor is the lint: a document without servers or security fails it.
+    const bare = structuredClone(doc);
+    delete bare.servers;
+    delete bare.security;
+    await assert.rejects(lintsClean(bare), /no-empty-servers.*security-defined|security-defined.*no-empty-servers/s);
+    assert.deepEqual(doc.servers, [{ url: '/', description: 'This server.' }]);
+    assert.deepEqual(doc.security, [{}]);
+    // Every status a call's route can answer with is documented.
+    assert.deepEqual(Object.keys(doc.paths['/v1/call/add'].post.responses).sort(), ['200', '400', '403', '404', '413', '415', '500', 'default']);
+    assert.deepEqual(doc.components.schemas.PyfleetError.properties.error.required, ['code', 'category', 'message']);
     assert.equal(doc.openapi, '3.1.0');
     assert.equal(doc.info.title, 'typed handlers');
     // A generator is called at /v1/stream (NDJSON), every other command at /v1/call.
@@ -94,7 +115,12 @@ describe('pyfleet serve: /openapi.json', () => {
   });
 
   it('is valid OpenAPI 3.1 for a pool whose commands carry no schemas yet (all open), and with a token', async () => {
-    await isOpenApi31(openApiDocument({ add: { args: {}, result: {}, idempotent: true } }, { token: true }));
+    const withToken = openApiDocument({ add: { args: {}, result: {}, idempotent: true } }, { token: true });
+    await isOpenApi31(withToken);
+    await lintsClean(withToken);
+    assert.deepEqual(withToken.security, [{ bearer: [] }]);
+    assert.equal((withToken.components as any).securitySchemes.bearer.scheme, 'bearer');
+    assert.ok((withToken.paths as any)['/v1/call/add'].post.responses['401']);
     const pool = await createPool({ module: EXAMPLES, workers: 1, logger: quiet });
     pools.push(pool);
     const server = await createServer({ pool });
@@ -145,6 +171,7 @@ describe('pyfleet serve (serve()) publishes the schemas the hello carries', () =
     served.push(s);
     const doc = (await (await fetch(`${s.url}/openapi.json`)).json()) as any;
     await isOpenApi31(doc);
+    await lintsClean(doc);
     assert.ok(doc.components.schemas.SearchArgs);
     const r = await post(s.url, 'search', { query: 'q', mode: 'quick' });
     assert.equal(r.status, 400);

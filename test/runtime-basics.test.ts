@@ -20,9 +20,9 @@ describe('runtime: hello and calls', () => {
     await w.exited;
   });
 
-  it('says hello with protocol 2 and each command kind, stream, timeout, maxConcurrency and session', () => {
+  it('says hello with protocol 3 and each command kind, stream, timeout, maxConcurrency and session', () => {
     const h = w.hello!;
-    assert.equal(h.protocol, 2);
+    assert.equal(h.protocol, 3);
     assert.equal(h.pid, w.pid);
     assert.match(h.python, /^3\.\d+\.\d+/);
     const c = h.commands;

@@ -62,8 +62,10 @@ function lineReader(body: ReadableStream<Uint8Array>): { next(): Promise<unknown
   };
 }
 
+const JSON_TYPE = { 'content-type': 'application/json' };
+
 function post(command: string, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> {
-  return fetch(`${url}/v1/stream/${command}`, { method: 'POST', body: body === undefined ? undefined : JSON.stringify(body), headers, signal });
+  return fetch(`${url}/v1/stream/${command}`, { method: 'POST', body: body === undefined ? undefined : JSON.stringify(body), headers: { ...JSON_TYPE, ...headers }, signal });
 }
 
 async function allLines(res: Response): Promise<unknown[]> {
@@ -136,7 +138,7 @@ describe('pyfleet serve: POST /v1/stream/:command (NDJSON)', () => {
     const bad = (await res.json()) as { error: { code: string; message: string } };
     assert.equal(bad.error.code, 'PYFLEET_INVALID_ARGS');
     assert.match(bad.error.message, /n/);
-    res = await fetch(`${url}/v1/stream/count`, { method: 'POST', body: '{"n": ' });
+    res = await fetch(`${url}/v1/stream/count`, { method: 'POST', body: '{"n": ', headers: JSON_TYPE });
     assert.equal(res.status, 400);
     for (const [header, value] of [
       ['x-pyfleet-high-water-mark', '0'],
@@ -173,13 +175,13 @@ describe('pyfleet serve: POST /v1/stream/:command (NDJSON)', () => {
     const own = await createServer({ pool });
     const ownUrl = await own.listen({ port: 0 });
     const gate = tempFile('gate-close');
-    const res = await fetch(`${ownUrl}/v1/stream/gated`, { method: 'POST', body: JSON.stringify({ gate }) });
+    const res = await fetch(`${ownUrl}/v1/stream/gated`, { method: 'POST', body: JSON.stringify({ gate }), headers: JSON_TYPE });
     const r = lineReader(res.body!);
     assert.deepEqual(await within(r.next(), 5_000, 'the first item'), { item: 'first' });
     let closed = false;
     const closing = own.close().then(() => (closed = true));
     // A new request is refused: the port is closed, or (if it got in first) fastify answers 503 while closing.
-    const late = await fetch(`${ownUrl}/v1/stream/count`, { method: 'POST', body: '{"n": 1}' }).then((x) => x.status, () => 'refused');
+    const late = await fetch(`${ownUrl}/v1/stream/count`, { method: 'POST', body: '{"n": 1}', headers: JSON_TYPE }).then((x) => x.status, () => 'refused');
     assert.ok(late === 'refused' || late === 503, String(late));
     assert.equal(closed, false, 'close() waits for the stream');
     writeFileSync(gate, '');

@@ -21,7 +21,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const deadline = (ms: number) => new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms).unref());
 
 async function call(url: string, command: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; json: any; headers: Headers }> {
-  const res = await fetch(`${url}/v1/call/${command}`, { method: 'POST', body, headers });
+  const res = await fetch(`${url}/v1/call/${command}`, { method: 'POST', body, headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers } });
   return { status: res.status, json: await res.json(), headers: res.headers };
 }
 
@@ -59,10 +59,7 @@ describe('pyfleet serve: HTTP API', () => {
     assert.equal(r.headers.get('x-pyfleet-via'), 'pool');
     assert.equal(r.headers.get('x-pyfleet-attempts'), '1');
     assert.match(r.headers.get('x-pyfleet-worker') ?? '', /^\d+$/);
-    // Any content type is read as JSON (fetch sends text/plain, curl -d form encoding).
-    r = await call(url, 'add', '{"a": 2, "b": 2}');
-    assert.deepEqual(r.json, { result: 4 });
-    r = await call(url, 'echo', JSON.stringify({ nested: [1, 'two', null] }), { 'content-type': 'application/x-www-form-urlencoded' });
+    r = await call(url, 'echo', JSON.stringify({ nested: [1, 'two', null] }), { 'content-type': 'application/json; charset=utf-8' });
     assert.deepEqual(r.json, { result: { nested: [1, 'two', null] } });
     // No body: the arguments are null.
     r = await call(url, 'echo');
@@ -133,7 +130,7 @@ describe('pyfleet serve: HTTP API', () => {
     assert.equal(((await r.json()) as { error: { code: string } }).error.code, 'PYFLEET_UNAUTHORIZED');
     r = await fetch(`${url}/v1/call/add`, { method: 'POST', body: '{"a":1,"b":1}', headers: { authorization: 'Bearer wrong' } });
     assert.equal(r.status, 401);
-    r = await fetch(`${url}/v1/call/add`, { method: 'POST', body: '{"a":1,"b":1}', headers: { authorization: 'Bearer s3cret' } });
+    r = await fetch(`${url}/v1/call/add`, { method: 'POST', body: '{"a":1,"b":1}', headers: { authorization: 'Bearer s3cret', 'content-type': 'application/json' } });
     assert.deepEqual(await r.json(), { result: 2 });
     assert.equal((await fetch(`${url}/metrics`)).status, 401);
     assert.equal((await fetch(`${url}/metrics?token=s3cret`)).status, 200);
@@ -181,14 +178,21 @@ function serveCli(args: string[]): { child: ChildProcess; out: () => string; err
 describe('pyfleet serve: the command', () => {
   it('SIGTERM drains: the call in flight is answered, new connections are refused, exit 0, no Python left', async () => {
     const cli = serveCli(['--module', EXAMPLES, '--port', '0', '--workers', '2', '--log-level', 'warn']);
-    await until(() => /serving .* at http:\/\/127\.0\.0\.1:\d+/.test(cli.out()), 20_000);
+    await until(() => /token: /.test(cli.out()), 20_000);
     const url = /at (http:\/\/127\.0\.0\.1:\d+)/.exec(cli.out())![1];
-    const stats = (await (await fetch(`${url}/v1/stats`)).json()) as { workers: Array<{ pid: number }> };
+    // A random token by default, printed in the dashboard's URL and on its own.
+    const token = /token: +(\S+) \(random/.exec(cli.out())![1];
+    assert.ok(token.length >= 24, token);
+    assert.ok(cli.out().includes(`dashboard: ${url}/?token=${token}`), cli.out());
+    assert.equal((await fetch(`${url}/v1/stats`)).status, 401);
+    assert.equal((await fetch(`${url}/?token=${token}`)).status, 200);
+    const auth = { authorization: `Bearer ${token}` };
+    const stats = (await (await fetch(`${url}/v1/stats`, { headers: auth })).json()) as { workers: Array<{ pid: number }> };
     const pids: number[] = stats.workers.map((w: { pid: number }) => w.pid);
     assert.equal(pids.length, 2);
     assert.ok(pids.every(alive));
 
-    const inflight = call(url, 'sleep', '{"ms": 800}');
+    const inflight = call(url, 'sleep', '{"ms": 800}', auth);
     await sleep(200);
     cli.child.kill('SIGTERM');
     await sleep(100);
@@ -202,8 +206,8 @@ describe('pyfleet serve: the command', () => {
     await until(() => pids.every((p) => !alive(p)), 2_000);
   });
 
-  it('refuses --host 0.0.0.0 without a token, before starting any worker', async () => {
-    const cli = serveCli(['--module', EXAMPLES, '--host', '0.0.0.0', '--port', '0']);
+  it('refuses --host 0.0.0.0 with --no-token, before starting any worker', async () => {
+    const cli = serveCli(['--module', EXAMPLES, '--host', '0.0.0.0', '--port', '0', '--no-token']);
     const code = await Promise.race([cli.exited, deadline(15_000)]);
     assert.equal(code, 1);
     assert.match(cli.err(), /Refusing to serve on 0\.0\.0\.0 without a token/);

@@ -3,11 +3,14 @@
  * server's /metrics; and the registry is the caller's.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
 import { createPool, type Pool } from '../src/pool/pool.js';
 import { createServer, type PyfleetServer } from '../src/server/app.js';
+import { serve, type Serving } from '../src/server/serve.js';
 import { PyfleetMetrics, poolMetrics } from '../src/telemetry/metrics.js';
 import { alive, quiet, until } from './helpers/pool.js';
 
@@ -33,9 +36,13 @@ function value(m: Map<string, number>, name: string, labels: Record<string, stri
   return m.get(key);
 }
 
+const PROMTOOL = process.env.PYFLEET_PROMTOOL ?? '/usr/bin/promtool';
+
 const pools: Pool[] = [];
 const servers: PyfleetServer[] = [];
+const served: Serving[] = [];
 after(async () => {
+  await Promise.all(served.map((s) => s.close()));
   await Promise.all(servers.map((s) => s.close()));
   const pids = pools.flatMap((p) => p.pids());
   await Promise.all(pools.map((p) => p.close()));
@@ -173,5 +180,45 @@ describe('Prometheus metrics', () => {
     assert.match(await single.metrics(), new RegExp(`pyfleet_calls_total\\{pool="${a.id}",command="add",outcome="ok"\\} 1\\n`));
     single.detach(a);
     m.detach(a);
+  });
+
+  it('/metrics of pyfleet serve passes promtool check metrics; refused calls and HTTP requests are counted', { skip: !existsSync(PROMTOOL) && !process.env.CI ? `no promtool at ${PROMTOOL} (Debian's prometheus package)` : false }, async () => {
+    const s = await serve({ pool: { module: EXAMPLES, workers: 1, logger: quiet }, port: 0 });
+    served.push(s);
+    const call = (command: string, body: string, headers: Record<string, string> = {}) =>
+      fetch(`${s.url}/v1/call/${command}`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } }).then((r) => r.status);
+    assert.equal(await call('add', '{"a": 1, "b": 2}'), 200);
+    assert.equal(await call('fail', '{"message": "x"}'), 500);
+    assert.equal(await call('nope', '{}'), 404);
+    assert.equal(await call('nope2', '{}'), 404);
+    assert.equal(await call('add', '{"a": 1, "b": 2}', { 'x-pyfleet-timeout-ms': 'soon' }), 400);
+    assert.equal((await fetch(`${s.url}/no/such/route`)).status, 404);
+    // Refused at the call site of the pool itself too (not only over HTTP).
+    await assert.rejects(s.pool.execute('missing'), { code: 'PYFLEET_UNKNOWN_COMMAND' });
+    assert.throws(() => s.pool.stream('countdown', { n: 1 }, { timeoutMs: -1 }), { code: 'PYFLEET_INVALID_ARGS' });
+    const text = await (await fetch(`${s.url}/metrics`)).text();
+    const check = spawnSync(PROMTOOL, ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    assert.equal(check.status, 0, `promtool check metrics: ${check.stdout}${check.stderr}`);
+    assert.equal(`${check.stdout}${check.stderr}`.trim(), '');
+    const m = parse(text);
+    const pool = String(s.pool.id);
+    assert.equal(value(m, 'pyfleet_calls_total', { pool, command: 'add', outcome: 'ok' }), 1);
+    assert.equal(value(m, 'pyfleet_calls_total', { pool, command: '(unknown)', outcome: 'refused' }), 3);
+    assert.equal(value(m, 'pyfleet_call_failures_total', { pool, command: '(unknown)', code: 'PYFLEET_UNKNOWN_COMMAND' }), 3);
+    assert.equal(value(m, 'pyfleet_call_failures_total', { pool, command: 'add', code: 'PYFLEET_INVALID_ARGS' }), 1);
+    assert.equal(value(m, 'pyfleet_call_failures_total', { pool, command: 'countdown', code: 'PYFLEET_INVALID_ARGS' }), 1);
+    assert.equal(value(m, 'pyfleet_calls_total', { pool, command: 'add', outcome: 'refused' }), 1);
+    assert.equal([...m.keys()].some((k) => k.includes('nope')), false, 'an unknown name is no label');
+    // The server's own requests, by route pattern and status.
+    const http = (route: string, status: string, method = 'POST') => value(m, 'pyfleet_http_requests_total', { method, route, status });
+    assert.equal(http('/v1/call/:command', '200'), 1);
+    assert.equal(http('/v1/call/:command', '404'), 2);
+    assert.equal(http('/v1/call/:command', '400'), 1);
+    assert.equal(http('(none)', '404', 'GET'), 1);
+    assert.equal(value(m, 'pyfleet_http_request_duration_seconds_count', { method: 'POST', route: '/v1/call/:command' }), 5);
+    // Node's default metrics, less the three gauges named _total.
+    for (const name of ['process_cpu_user_seconds_total', 'nodejs_eventloop_lag_seconds', 'nodejs_heap_size_used_bytes']) assert.ok([...m.keys()].some((k) => k.startsWith(`${name}{`)), name);
+    assert.ok([...m.keys()].some((k) => k.startsWith('nodejs_active_handles{')));
+    assert.equal([...m.keys()].some((k) => k.startsWith('nodejs_active_handles_total')), false);
   });
 });

@@ -128,7 +128,8 @@ describe('metrics: concurrency, streams, sessions', () => {
     let v = await scrape();
     assert.equal(v('session_snapshots_total', { outcome: 'ok' }), 2);
     assert.equal(v('session_snapshot_bytes_count'), 2);
-    assert.equal(v('session_snapshot_bytes_bucket', { le: '4096' }), 0, 'each pickle holds the 5 000 characters');
+    assert.equal(v('session_snapshot_bytes_bucket', { le: '256' }), 1, 'the second call stored only its small key');
+    assert.equal(v('session_snapshot_bytes_bucket', { le: '4096' }), 1, 'the first one holds the 5 000 characters');
     assert.equal(v('session_snapshot_bytes_bucket', { le: '16384' }), 2);
     assert.ok(v('session_snapshot_seconds_count')! === 2);
     assert.equal(v('sessions', { state: 'total' }), 1);

@@ -11,4 +11,4 @@ Standard library only. The worker loop lives in pyfleet._worker; the host starts
 from ._registry import Cancelled, Context, WorkerInfo, command, commands, on_start, on_stop
 
 __all__ = ["command", "commands", "on_start", "on_stop", "Cancelled", "Context", "WorkerInfo"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

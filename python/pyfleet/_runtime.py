@@ -123,23 +123,13 @@ class Runtime(Wire):
         return None if problem is None else ("python", problem)
 
     def send_snapshot(self, rid, sid, session, entry):
-        if entry.session != "rw":
-            return
-        got = self.sessions.snapshot(sid, session)
-        if got is None:
-            return
-        data, why = got
-        if data is not None:
-            text = '{"t":"snap","id":%d,"sid":%s,"v":null,"b":[{"p":[],"k":"bytes","n":%d}]}' % (rid, _ascii_dumps(sid), len(data))
-            total, bufs = binary_frame(text, [([], "bytes", len(data), None, data)])
-            if total <= self.max_frame:
-                with self.wlock:
-                    held = self.before_next
-                    self.before_next = bufs if held is None else held + bufs
-                return
-            self.sessions.not_durable.add(sid)
-            why = "the session's snapshot frame is %d bytes, over maxFrameBytes (%d)" % (total, self.max_frame)
-        self.send({"t": "snap", "id": rid, "sid": sid, "err": why})
+        got = self.sessions.snapshot(rid, sid, session, entry.session == "rw", self.max_frame)
+        if type(got) is str:
+            self.send({"t": "snap", "id": rid, "sid": sid, "err": got})
+        elif got is not None:
+            with self.wlock:
+                held = self.before_next
+                self.before_next = got if held is None else held + got
 
     def failure_of(self, rid, exc, skip=0):
         """(kind, payload) of the answer for a call that raised `exc`."""
@@ -313,26 +303,13 @@ class Runtime(Wire):
         rid = msg.get("id")
         if type(rid) is not int:
             self.fatal("the host sent a restore without an integer id")
-        sid = msg.get("sid")
-        ver = msg.get("ver")
-        low = msg.get("min", 0)
-        sig = msg.get("sig")
-        data = msg.get("v")
-        if (
-            type(sid) is not str
-            or type(ver) is not int
-            or type(low) is not int
-            or ver < 0
-            or type(sig) is not str
-            or not isinstance(data, memoryview)
-            or data.ndim != 1
-        ):
-            self.answer_problem(rid, "restore needs sid (string), ver and min (integers), sig (hex) and the snapshot as one bytes part at []")
-            return
         try:
-            self.sessions.restore(sid, ver, low, sig, data)
+            problem = self.sessions.restore(msg)
         except Refused as exc:
-            self.send_error(rid, "session", _err("SessionRefused", "snapshot of session %r refused: %s" % (sid, exc)))
+            self.send_error(rid, "session", _err("SessionRefused", "snapshot of session %r refused: %s" % (msg.get("sid"), exc)))
+            return
+        if problem is not None:
+            self.answer_problem(rid, problem)
             return
         self.send_raw(('{"t":"ok","id":%d,"v":null}' % rid).encode())
 

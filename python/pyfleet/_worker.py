@@ -29,7 +29,7 @@ from ._runtime import Runtime, run_hooks
 from ._sessions import Sessions, max_bytes_from_env, read_keys
 from ._values import exc_payload
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 __all__ = ["main", "Runtime", "IN_FD", "OUT_FD", "PROTOCOL_VERSION", "_load_module"]
 

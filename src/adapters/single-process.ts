@@ -144,7 +144,7 @@ export class SingleProcessAdapter implements Adapter {
         pipelineDepth: 1,
         concurrency: 1,
       },
-      { onAvailable: wake, onExit: wake, onLog: (_w, stream, line) => this.logger.info({ adapter: this.name, pid: w.pid, stream }, line) },
+      { onAvailable: wake, onExit: wake, onLog: (_w, stream, line, err) => this.logger[err === undefined ? 'info' : 'warn']({ adapter: this.name, workerPid: w.pid, stream, err }, line) },
     );
     this.worker = w;
     await w.start();

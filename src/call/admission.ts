@@ -1,12 +1,20 @@
 import { PoolError } from '../errors/pool-error.js';
+import { channels } from '../telemetry/channels.js';
 import { ArgsError, encodeArgs, type EncodeArgsOptions, type EncodedArgs } from '../protocol/args.js';
 import type { Call, CallInit } from './call.js';
 import { abortedError, badCall, quarantinedError } from './errors.js';
 import { PoisonTracker } from './poison.js';
 import type { ExecuteOptions, Target } from './types.js';
 
+/** src/validate's ArgsValidator as admission sees it: a structure, so the package's types name no Ajv type. */
+export interface ArgsCheck {
+  check(command: string, args: unknown): PoolError | null;
+}
+
 /** What admission needs of the pool or the fleet it admits calls for. */
 export interface AdmissionDeps<C extends Call> {
+  /** The pool's (or fleet client's) id, carried by `call:refused`. */
+  ownerId: number;
   target: Target<C>;
   /** A call's timeout when neither it nor its command says (requestTimeoutMs). */
   requestTimeoutMs: number;
@@ -57,7 +65,17 @@ export class Admission<C extends Call> {
     if (call.sessionId !== null) this.d.enqueue(call);
   }
 
+  /** `build`, publishing `call:refused` for a call refused here (the metrics count them). */
   private check(command: string, args: unknown, options: ExecuteOptions, stream: boolean): C {
+    try {
+      return this.build(command, args, options, stream);
+    } catch (e) {
+      if (channels['call:refused'].hasSubscribers) channels['call:refused'].publish({ poolId: this.d.ownerId, command: String(command), code: (e as PoolError).code, stream });
+      throw e;
+    }
+  }
+
+  private build(command: string, args: unknown, options: ExecuteOptions, stream: boolean): C {
     const d = this.d;
     if (d.closing()) throw d.closedError(null, command);
     if (typeof command !== 'string' || command === '') throw badCall(`command must be a non-empty string, got ${typeof command}`);

@@ -83,6 +83,7 @@ export class CallCore<C extends Call> {
       settled: d.settled,
     });
     this.admission = new Admission<C>({
+      ownerId: d.ownerId,
       target: d.target,
       requestTimeoutMs: s.requestTimeoutMs,
       nonFinite: d.nonFinite,

@@ -1,4 +1,4 @@
-import type { Caller, SessionExecuteOptions, SessionStreamOptions } from './types.js';
+import type { Caller, DetailedResult, SessionExecuteOptions, SessionStreamOptions } from './types.js';
 
 /** `pool.session(id)` and `fleet.session(id)`: the same calls with `sessionId` set. */
 export class PoolSession {
@@ -7,8 +7,11 @@ export class PoolSession {
     readonly id: string,
   ) {}
 
-  execute<T = unknown>(command: string, args?: unknown, options: SessionExecuteOptions = {}): Promise<T> {
-    return this.caller.execute<T>(command, args, { ...options, sessionId: this.id, detailed: false });
+  execute<T = unknown>(command: string, args?: unknown, options?: SessionExecuteOptions & { detailed?: false }): Promise<T>;
+  execute<T = unknown>(command: string, args: unknown, options: SessionExecuteOptions & { detailed: true }): Promise<DetailedResult<T>>;
+  execute<T = unknown>(command: string, args?: unknown, options: SessionExecuteOptions = {}): Promise<T | DetailedResult<T>> {
+    const o = { ...options, sessionId: this.id };
+    return o.detailed === true ? this.caller.execute<T>(command, args, { ...o, detailed: true }) : this.caller.execute<T>(command, args, { ...o, detailed: false });
   }
 
   stream<T = unknown>(command: string, args?: unknown, options: SessionStreamOptions = {}): AsyncIterableIterator<T> {

@@ -28,7 +28,7 @@ export interface StreamOptions extends Omit<ExecuteOptions, 'detailed'> {
   chunkTimeoutMs?: number;
 }
 
-export type SessionExecuteOptions = Omit<ExecuteOptions, 'sessionId' | 'detailed'>;
+export type SessionExecuteOptions = Omit<ExecuteOptions, 'sessionId'>;
 export type SessionStreamOptions = Omit<StreamOptions, 'sessionId'>;
 
 /** Where a value came from: an attempt, a recovery's re-send with a larger timeout, or the fallback. */

@@ -11,6 +11,7 @@ import { register as registerChaos } from './commands/chaos.js';
 import { register as registerServe } from './commands/serve.js';
 import { register as registerTypes } from './commands/types.js';
 import { register as registerHost } from './commands/host.js';
+import { PYTHON_PACKAGE_DIR } from '../worker/env.js';
 // A new subcommand: import its register function above and add it to SUBCOMMANDS below. Its
 // action must resolve only when the command is done (a server: after it has shut down).
 
@@ -32,6 +33,13 @@ function buildProgram(): Command {
     // Set before the subcommands are added, which inherit it.
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
   for (const register of SUBCOMMANDS) register(program);
+  program
+    .command('python-path')
+    .description("print the directory to put on PYTHONPATH so that pytest, an IDE or mypy can import pyfleet (and pyfleet.testing)")
+    .addHelpText('after', '\nExample:\n  PYTHONPATH="$(npx pyfleet python-path)" python3 -m pytest')
+    .action(() => {
+      process.stdout.write(`${PYTHON_PACKAGE_DIR}\n`);
+    });
   return program;
 }
 

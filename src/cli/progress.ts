@@ -1,5 +1,3 @@
-import cliProgress from 'cli-progress';
-
 export interface ProgressOptions {
   /** Total, in the same unit as `update`'s value (here: seconds of the run). */
   total: number;
@@ -13,68 +11,55 @@ export interface ProgressOptions {
   label?: string;
 }
 
+const WIDTH = 24;
+const REDRAW_MS = 125;
+
 /**
- * A progress display on stderr: a cli-progress bar when stderr is a terminal, plain
+ * A progress display on stderr: a bar redrawn in place when stderr is a terminal, plain
  * lines every few seconds otherwise (CI logs, pipes), nothing when quiet.
  */
 export class Progress {
-  private readonly bar: cliProgress.SingleBar | null;
-  private lastPlain = 0;
+  private readonly tty: boolean;
+  private last = 0;
   private value = 0;
   private stopped = false;
 
   constructor(private readonly o: ProgressOptions) {
-    if (o.quiet === true || !process.stderr.isTTY) {
-      this.bar = null;
-      return;
-    }
-    this.bar = new cliProgress.SingleBar(
-      {
-        stream: process.stderr,
-        format: (options, params, payload: { text: string }) => `${cliProgress.Format.BarFormat(params.progress, options)} ${Math.round(params.progress * 100)}% | ${payload.text}`,
-        barsize: 24,
-        hideCursor: true,
-        clearOnComplete: false,
-        fps: 8,
-      },
-      cliProgress.Presets.shades_classic,
-    );
-    this.bar.start(o.total, 0, { text: o.describe() });
+    this.tty = o.quiet !== true && process.stderr.isTTY === true;
+    if (this.tty) this.draw();
+  }
+
+  private draw(): void {
+    const share = this.o.total > 0 ? this.value / this.o.total : 1;
+    const full = Math.round(share * WIDTH);
+    process.stderr.write(`\r\x1b[K${'\u2588'.repeat(full)}${'\u2591'.repeat(WIDTH - full)} ${Math.round(share * 100)}% | ${this.o.describe()}`);
   }
 
   update(value: number): void {
-    if (this.stopped) return;
+    if (this.stopped || this.o.quiet === true) return;
     this.value = Math.min(value, this.o.total);
-    if (this.bar !== null) {
-      this.bar.update(this.value, { text: this.o.describe() });
-      return;
-    }
-    if (this.o.quiet === true) return;
     const now = Date.now();
-    if (now - this.lastPlain >= (this.o.plainEveryMs ?? 1_000)) {
-      this.lastPlain = now;
-      process.stderr.write(`${this.o.label ?? 'progress'} ${Math.round((this.value / this.o.total) * 100)}%: ${this.o.describe()}\n`);
-    }
+    if (now - this.last < (this.tty ? REDRAW_MS : (this.o.plainEveryMs ?? 1_000))) return;
+    this.last = now;
+    if (this.tty) this.draw();
+    else process.stderr.write(`${this.o.label ?? 'progress'} ${Math.round((this.value / this.o.total) * 100)}%: ${this.o.describe()}\n`);
   }
 
   /** A line above the bar (or a plain line). */
   log(line: string): void {
     if (this.o.quiet === true) return;
-    if (this.bar !== null && !this.stopped) {
-      // cli-progress redraws over the current line: clear it, write, and redraw.
+    if (this.tty && !this.stopped) {
       process.stderr.write(`\r\x1b[K${line}\n`);
-      this.bar.update(this.value, { text: this.o.describe() });
+      this.draw();
     } else process.stderr.write(`${line}\n`);
   }
 
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
-    if (this.bar !== null) {
-      this.bar.update(this.value, { text: this.o.describe() });
-      this.bar.stop();
-    } else if (this.o.quiet !== true) {
-      process.stderr.write(`${this.o.label ?? 'progress'} done: ${this.o.describe()}\n`);
-    }
+    if (this.tty) {
+      this.draw();
+      process.stderr.write('\n');
+    } else if (this.o.quiet !== true) process.stderr.write(`${this.o.label ?? 'progress'} done: ${this.o.describe()}\n`);
   }
 }

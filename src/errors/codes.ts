@@ -75,6 +75,8 @@ export const ERROR_CODES = Object.freeze({
   /** The caller went away; nobody reads its status (nginx's "client closed request"). */
   PYFLEET_ABORTED: f('system_error', false, 499, 'quiet'),
   PYFLEET_INTERNAL: f('system_error', false, 500),
+  /** An optional peer dependency (fastify, the NATS client, prom-client, ajv, @opentelemetry/api) is not installed: the message names the `npm install` line. */
+  PYFLEET_MISSING_DEPENDENCY: f('initialization_error', false, 500),
   /** A stream's source died after its first item; a stream is never re-sent then. */
   PYFLEET_STREAM_BROKEN: f('connection_error', false, 502, 'infrastructure'),
   // A fleet on NATS (src/fleet/).
@@ -89,3 +91,18 @@ export const ERROR_CODES = Object.freeze({
 } satisfies Record<string, CodeFacts>);
 
 export type ErrorCode = keyof typeof ERROR_CODES;
+
+/**
+ * The HTTP server's own refusals, made before any call (never a `PoolError`'s code), with their
+ * status; `PYFLEET_HTTP_ERROR` is any other failure of the request itself (a bad URL, headers
+ * too large, the server shutting down), its status as the failure. All are `communication_error`.
+ */
+export const HTTP_ERROR_CODES = Object.freeze({
+  PYFLEET_UNAUTHORIZED: 401,
+  PYFLEET_FORBIDDEN: 403,
+  PYFLEET_NOT_FOUND: 404,
+  PYFLEET_UNSUPPORTED_MEDIA_TYPE: 415,
+  PYFLEET_HTTP_ERROR: null,
+} satisfies Record<string, number | null>);
+
+export type HttpErrorCode = keyof typeof HTTP_ERROR_CODES;

@@ -1,6 +1,7 @@
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { DEFAULTS } from '../defaults.js';
 import { invalidOption } from '../errors/invalid.js';
+import { nats } from './nats.js';
 import { PoolError } from '../errors/pool-error.js';
 
 /** How to reach the NATS server(s), shared by connectFleet, pyfleet host and natsSessionStore. */
@@ -43,6 +44,7 @@ export async function connectNats(o: ConnectOptions): Promise<NatsConnection> {
   if ((o.user === undefined) !== (o.pass === undefined)) {
     throw invalidOption('user and pass go together', 'fleet options');
   }
+  const { connect } = nats();
   const where = servers.join(', ');
   const deadline = Date.now() + timeoutMs;
   let last: unknown;

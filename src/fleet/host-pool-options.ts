@@ -5,7 +5,7 @@
  * through a guard that fences every snapshot read and write with the session's placement.
  */
 import type { PoolOptions } from '../pool/options.js';
-import type { SessionStore } from '../sessions/store.js';
+import type { SessionStore, SessionWrite } from '../sessions/store.js';
 
 export interface HostSessionOptions {
   /** 'memory' or false: sessions live on the host (lost with it); a SessionStore shared by the hosts (natsSessionStore): durable. */
@@ -34,14 +34,14 @@ export interface HostPoolOptions {
  */
 export function guardedStore(store: SessionStore, g: StoreGuard): SessionStore {
   type Fenced = {
-    get(id: string, fence?: number): Promise<Uint8Array | undefined>;
-    set(id: string, s: Uint8Array, ttlMs: number, fence?: number): Promise<void>;
+    get(id: string, fence?: number): ReturnType<SessionStore['get']>;
+    set(id: string, w: SessionWrite, ttlMs: number, fence?: number): Promise<void>;
     delete(id: string, fence?: number): Promise<void>;
   };
   const f = store as SessionStore & Fenced;
   return {
     get: (id) => f.get(id, g.fence(id)),
-    set: (id, snapshot, ttlMs) => f.set(id, snapshot, ttlMs, g.fence(id)),
+    set: (id, w, ttlMs) => f.set(id, w, ttlMs, g.fence(id)),
     delete: (id) => f.delete(id, g.fence(id)),
   };
 }

@@ -194,7 +194,7 @@ export class FleetHost {
     try {
       this.nc.publish(this.subjects.hosts, encodeText(JSON.stringify(this.heartbeatMessage())));
     } catch (e) {
-      this.logger.warn({ hostId: this.id, err: (e as Error).message }, 'heartbeat not sent');
+      this.logger.warn({ hostId: this.id, err: e }, 'heartbeat not sent');
     }
     this.sessions.expire(performance.now());
   }
@@ -344,7 +344,7 @@ export class FleetHost {
     try {
       m.respond(r.payload, { headers: statusHeaders(r.status, this.id) });
     } catch (e) {
-      this.logger.warn({ hostId: this.id, err: (e as Error).message }, 'reply not sent');
+      this.logger.warn({ hostId: this.id, err: e }, 'reply not sent');
     }
   }
 

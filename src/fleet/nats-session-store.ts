@@ -1,8 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { KV, KvEntry } from '@nats-io/kv';
 import { PoolError } from '../errors/pool-error.js';
-import type { SessionStore } from '../sessions/store.js';
+import type { SessionStore, SessionWrite, StoredSession } from '../sessions/store.js';
 import { connectNats, type NatsAuthOptions } from './connection.js';
 import { openBucket } from './session-map.js';
 import { fleetSubjects, kvKeyOf } from './subjects.js';
@@ -13,56 +12,58 @@ export interface NatsSessionStoreOptions extends Partial<NatsAuthOptions> {
   /** The fleet whose snapshot bucket to use (pyfleet_<fleet>_snapshots), or `bucket`. */
   fleet?: string;
   bucket?: string;
-  /** Largest value written as one KV entry (default: the server's max_payload less 64 KiB); larger snapshots are chunked. */
+  /** Largest value written as one KV entry (default: the server's max_payload less 64 KiB); larger records are chunked. */
   chunkBytes?: number;
-  /** How often expired snapshots and stray chunks are removed (default 60 000 ms; 0: never, get() still hides expired ones). */
+  /** How often expired sessions and stray chunks are removed (default 60 000 ms; 0: never, get() still hides expired ones). */
   sweepMs?: number;
 }
 
 /**
  * Fencing (a fleet host passes `fence`: the session map's revision of the placement it holds the
- * session under; later placements have higher ones). A snapshot carries the fence it was written
- * or last read under: a write or delete under a lower fence than the stored one is refused (a host
- * that was taken for dead and came back must not overwrite the state of the host that took the
- * session over), and a read under a higher fence raises the stored one first (claims it), so a
- * stale host's write that comes after the new host's restore is refused too.
+ * session under; later placements have higher ones). A session's head entry carries the fence it
+ * was written or last read under: a write or delete under a lower fence than the stored one is
+ * refused (a host that was taken for dead and came back must not overwrite the state of the host
+ * that took the session over), and a read under a higher fence raises the stored one first
+ * (claims it), so a stale host's write that comes after the new host's restore is refused too.
  */
 export interface NatsSessionStore extends SessionStore {
-  get(sessionId: string, fence?: number): Promise<Uint8Array | undefined>;
-  set(sessionId: string, snapshot: Uint8Array, ttlMs: number, fence?: number): Promise<void>;
+  get(sessionId: string, fence?: number): Promise<StoredSession | undefined>;
+  set(sessionId: string, write: SessionWrite, ttlMs: number, fence?: number): Promise<void>;
   delete(sessionId: string, fence?: number): Promise<void>;
   readonly bucket: string;
   readonly chunkBytes: number;
-  /** Removes expired snapshots and chunks no snapshot refers to; resolves with how many keys it removed. */
+  /** Removes expired sessions and chunks no session names; resolves with how many keys it removed. */
   sweep(): Promise<number>;
   close(): Promise<void>;
 }
 
-/** Entry kinds: 1 and 2 (no fence; still read), 3 and 4 (with a fence). */
+/** Head kinds: 1 and 2, 3 and 4 fenced (a single-blob snapshot of an older pyfleet, inline or chunked: still read); 5 a manifest. */
 const INLINE = 1;
 const CHUNKED = 2;
 const FENCED = 2;
+const MANIFEST = 5;
 const HEAD_V1 = 9; // kind (1 byte) + expiresAt (float64 BE)
 const HEAD = 17; // + fence (float64 BE)
-/** A chunk no manifest refers to is a writer's leftover once it is this old (a writer in progress is younger). */
+/** A chunk no session names is a writer's leftover once it is this old (a writer in progress is younger). */
 const STRAY_CHUNK_AGE_MS = 120_000;
 
-interface Manifest {
-  gen: string;
-  n: number;
-  size: number;
-}
+/** Chunked objects a head names, by generation (a record's ref, or an old snapshot's generation): [bytes, chunks]. */
+type Objects = Map<string, [number, number]>;
 
 interface Head {
   kind: number;
   expiresAt: number;
   fence: number;
   revision: number;
-  /** The entry's bytes after the head (the snapshot, or the manifest's JSON). */
+  /** The entry's bytes after the head. */
   body: Uint8Array;
-  inline?: Uint8Array;
-  manifest?: Manifest;
+  objects: Objects;
+  /** A manifest, or an old inline snapshot; undefined for an old chunked one (its only object). */
+  value?: Uint8Array;
 }
+
+/** What this store last wrote or read of a session: a write starts from it without reading first. */
+type Known = Pick<Head, 'revision' | 'fence' | 'objects' | 'expiresAt'>;
 
 function head(e: KvEntry | null): Head | null {
   if (e === null || e.operation !== 'PUT' || e.value.length < HEAD_V1) return null;
@@ -70,29 +71,41 @@ function head(e: KvEntry | null): Head | null {
   const dv = new DataView(v.buffer, v.byteOffset, v.byteLength);
   const fenced = v[0] > FENCED;
   if (fenced && v.length < HEAD) return null;
-  const kind = fenced ? v[0] - FENCED : v[0];
-  const expiresAt = dv.getFloat64(1);
-  const fence = fenced ? dv.getFloat64(9) : 0;
-  const body = v.subarray(fenced ? HEAD : HEAD_V1);
-  if (kind === INLINE) return { kind, expiresAt, fence, revision: e.revision, body, inline: body };
-  if (kind === CHUNKED) {
-    try {
-      const manifest = JSON.parse(Buffer.from(body).toString('utf8')) as Manifest;
-      return { kind, expiresAt, fence, revision: e.revision, body, manifest };
-    } catch {
-      return null;
-    }
+  const kind = v[0] === MANIFEST ? MANIFEST : fenced ? v[0] - FENCED : v[0];
+  const at = fenced ? HEAD : HEAD_V1;
+  const h: Head = { kind, expiresAt: dv.getFloat64(1), fence: fenced ? dv.getFloat64(9) : 0, revision: e.revision, body: v.subarray(at), objects: new Map() };
+  try {
+    if (kind === INLINE) h.value = h.body;
+    else if (kind === CHUNKED) {
+      const m = JSON.parse(Buffer.from(h.body).toString('utf8')) as { gen: string; n: number; size: number };
+      h.objects.set(m.gen, [m.size, m.n]);
+    } else if (kind === MANIFEST) {
+      const n = dv.getUint32(at);
+      for (const [ref, size, chunks] of JSON.parse(Buffer.from(v.subarray(at + 4, at + 4 + n)).toString('utf8')) as Array<[string, number, number]>) h.objects.set(ref, [size, chunks]);
+      h.value = v.subarray(at + 4 + n);
+    } else return null;
+  } catch {
+    return null;
   }
-  return null;
+  return h;
 }
 
-function encodeHead(kind: number, expiresAt: number, fence: number, body: Uint8Array): Uint8Array {
+function encodeHead(expiresAt: number, fence: number, body: Uint8Array, kind = MANIFEST): Uint8Array {
   const out = new Uint8Array(HEAD + body.length);
-  out[0] = kind + FENCED;
+  out[0] = kind === MANIFEST ? MANIFEST : kind + FENCED;
   const dv = new DataView(out.buffer);
   dv.setFloat64(1, expiresAt);
   dv.setFloat64(9, fence);
   out.set(body, HEAD);
+  return out;
+}
+
+function manifestBody(objects: Objects, manifest: Uint8Array): Uint8Array {
+  const index = Buffer.from(JSON.stringify([...objects].map(([ref, [size, n]]) => [ref, size, n])));
+  const out = Buffer.allocUnsafe(4 + index.length + manifest.length);
+  out.writeUInt32BE(index.length, 0);
+  index.copy(out, 4);
+  out.set(manifest, 4 + index.length);
   return out;
 }
 
@@ -106,17 +119,19 @@ function fencedOut(sessionId: string, bucket: string, mine: number, stored: numb
   });
 }
 
+const conflict = (e: unknown): boolean => /wrong last sequence|exists/i.test((e as Error).message);
 const chunkPrefix = (key: string): string => `c.${key.slice(2)}`;
 const chunkKey = (key: string, gen: string, i: number): string => `${chunkPrefix(key)}.${gen}.${i}`;
 
 /**
- * The SessionStore of durable sessions on JetStream KV, shared by every host of a fleet.
- * A snapshot up to `chunkBytes` is one entry; a larger one is written as chunks under a fresh
- * generation first, then switched to by a compare-and-set of its manifest, then the old
- * generation's chunks are removed: a reader sees the old snapshot or the new one, never a mix,
- * and concurrent writers leave exactly one (the last) and no stray chunks. Writes, reads and
- * deletes may be fenced (see NatsSessionStore). Per-key TTL needs
- * nats-server 2.11; on 2.9 each entry carries its expiry: get() hides an expired snapshot and a
+ * The SessionStore of durable sessions on JetStream KV, shared by every host of a fleet. A
+ * session is one head entry (`s.<id>`: its expiry, fence, the records apart it names and the
+ * manifest, which carries the small records itself) and, for each record apart, chunks of at
+ * most `chunkBytes` under its ref. A write puts its new records first, then the head by a
+ * compare-and-set against the revision it last saw (one KV write for a call that changed small
+ * keys), then removes the records no longer named: a reader sees the old session or the new one,
+ * never a mix. Writes, reads and deletes may be fenced (see NatsSessionStore). Per-key TTL needs
+ * nats-server 2.11; on 2.9 each head carries its expiry: get() hides an expired session and a
  * sweeper removes it.
  */
 export async function natsSessionStore(o: NatsSessionStoreOptions): Promise<NatsSessionStore> {
@@ -142,6 +157,7 @@ export async function natsSessionStore(o: NatsSessionStoreOptions): Promise<Nats
 
 class KvSessionStore implements NatsSessionStore {
   private timer: NodeJS.Timeout | null = null;
+  private readonly known = new Map<string, Known>();
 
   constructor(
     private readonly kv: KV,
@@ -157,7 +173,7 @@ class KvSessionStore implements NatsSessionStore {
     }
   }
 
-  async get(sessionId: string, fence?: number): Promise<Uint8Array | undefined> {
+  async get(sessionId: string, fence?: number): Promise<StoredSession | undefined> {
     const key = kvKeyOf(sessionId);
     for (let tries = 0; tries < 5; tries++) {
       const h = head(await this.kv.get(key));
@@ -170,72 +186,79 @@ class KvSessionStore implements NatsSessionStore {
         if (h.fence > fence) throw fencedOut(sessionId, this.bucket, fence, h.fence);
         // The claim: from now on a host holding the session under an older placement cannot write it.
         try {
-          await this.kv.update(key, encodeHead(h.kind, h.expiresAt, fence, h.body), h.revision);
+          h.revision = await this.kv.update(key, encodeHead(h.expiresAt, fence, h.body, h.kind), h.revision);
+          h.fence = fence;
         } catch (e) {
-          if (/wrong last sequence/i.test((e as Error).message)) continue;
+          if (conflict(e)) continue;
           throw e;
         }
       }
-      if (h.kind === INLINE) return Uint8Array.from(h.inline!);
-      const m = h.manifest!;
-      const parts = await Promise.all(Array.from({ length: m.n }, (_, i) => this.kv.get(chunkKey(key, m.gen, i))));
-      if (parts.every((p) => p !== null && p.operation === 'PUT')) {
-        const out = new Uint8Array(m.size);
-        let at = 0;
-        for (const p of parts) {
-          out.set(p!.value, at);
-          at += p!.value.length;
-        }
-        if (at === m.size) return out;
-      }
-      // A writer replaced this generation between our reads: read the new manifest.
+      const objects = await Promise.all([...h.objects].map(([gen, [size, n]]) => this.readChunks(key, gen, size, n)));
+      // A writer replaced these objects between our reads: read the new head.
+      if (objects.some((b) => b === null)) continue;
+      this.known.set(key, h);
+      if (h.kind !== MANIFEST) return { manifest: Uint8Array.from(h.value ?? objects[0]!), records: new Map() };
+      return { manifest: Uint8Array.from(h.value!), records: new Map([...h.objects.keys()].map((ref, i) => [ref, objects[i]!])) };
     }
     throw new PoolError({ code: 'PYFLEET_SESSION_LOST', sessionId, message: `The snapshot of session ${JSON.stringify(sessionId)} in bucket ${this.bucket} kept changing or is incomplete; it could not be read.` });
   }
 
-  async set(sessionId: string, snapshot: Uint8Array, ttlMs: number, fence?: number): Promise<void> {
+  async set(sessionId: string, write: SessionWrite, ttlMs: number, fence?: number): Promise<void> {
     if (!(ttlMs > 0)) throw new PoolError({ code: 'PYFLEET_INVALID_ARGS', message: `natsSessionStore.set: ttlMs must be > 0, got ${String(ttlMs)}.` });
     const key = kvKeyOf(sessionId);
     const expiresAt = Date.now() + ttlMs;
-    let kind: number;
-    let body: Uint8Array;
-    let gen: string | null = null;
-    if (snapshot.length + HEAD <= this.chunkBytes) {
-      kind = INLINE;
-      body = snapshot;
-    } else {
-      gen = randomBytes(6).toString('hex');
-      const n = Math.ceil(snapshot.length / this.chunkBytes);
-      // Chunks first: the manifest that points at them is written only once they all are.
+    // Records first: the head that names them is written only once they all are.
+    const mine: Objects = new Map();
+    for (const [ref, bytes] of write.records) {
+      const n = Math.max(1, Math.ceil(bytes.length / this.chunkBytes));
       for (let i = 0; i < n; i += 4) {
-        await Promise.all(Array.from({ length: Math.min(4, n - i) }, (_, k) => this.kv.put(chunkKey(key, gen!, i + k), snapshot.subarray((i + k) * this.chunkBytes, Math.min(snapshot.length, (i + k + 1) * this.chunkBytes)))));
+        await Promise.all(Array.from({ length: Math.min(4, n - i) }, (_, k) => this.kv.put(chunkKey(key, ref, i + k), bytes.subarray((i + k) * this.chunkBytes, (i + k + 1) * this.chunkBytes))));
       }
-      kind = CHUNKED;
-      body = Buffer.from(JSON.stringify({ gen, n, size: snapshot.length } satisfies Manifest));
+      mine.set(ref, [bytes.length, n]);
     }
+    const dropMine = (keep: Objects): Promise<void> => this.dropObjects(key, mine, keep);
+    let prev = this.known.get(key);
     for (;;) {
-      const cur = await this.kv.get(key);
-      const prev = head(cur);
-      if (fence !== undefined && prev !== null && prev.fence > fence) {
-        if (gen !== null) await this.deleteChunks(key, gen);
+      if (prev === undefined) {
+        const h = head(await this.kv.get(key));
+        prev = h ?? { revision: 0, fence: 0, objects: new Map(), expiresAt: 0 };
+      }
+      if (fence !== undefined && prev.fence > fence) {
+        await dropMine(prev.objects);
         throw fencedOut(sessionId, this.bucket, fence, prev.fence);
       }
-      const value = encodeHead(kind, expiresAt, fence ?? prev?.fence ?? 0, body);
+      const objects: Objects = new Map();
+      for (const ref of write.refs) {
+        const o = mine.get(ref) ?? prev.objects.get(ref);
+        if (o === undefined) {
+          await dropMine(prev.objects);
+          throw new Error(`record ${ref} of session ${JSON.stringify(sessionId)} is neither in this write nor in ${this.bucket} (another writer replaced the session)`);
+        }
+        objects.set(ref, o);
+      }
+      const f = fence ?? prev.fence;
+      let revision: number;
       try {
-        if (cur === null || cur.operation !== 'PUT') await this.kv.create(key, value);
-        else await this.kv.update(key, value, cur.revision);
+        const value = encodeHead(expiresAt, f, manifestBody(objects, write.manifest));
+        revision = prev.revision === 0 ? await this.kv.create(key, value) : await this.kv.update(key, value, prev.revision);
       } catch (e) {
-        if (/wrong last sequence|exists/i.test((e as Error).message)) continue; // another writer won this round: go again over its value
-        if (gen !== null) await this.deleteChunks(key, gen);
+        this.known.delete(key);
+        if (conflict(e)) {
+          prev = undefined; // another writer won this round: go again over its value
+          continue;
+        }
+        await dropMine(prev.objects);
         throw e;
       }
-      if (prev?.manifest !== undefined && prev.manifest.gen !== gen) await this.deleteChunks(key, prev.manifest.gen);
+      this.known.set(key, { revision, fence: f, objects, expiresAt });
+      await this.dropObjects(key, prev.objects, objects);
       return;
     }
   }
 
   async delete(sessionId: string, fence?: number): Promise<void> {
     const key = kvKeyOf(sessionId);
+    this.known.delete(key);
     for (;;) {
       const cur = await this.kv.get(key);
       if (cur === null || cur.operation !== 'PUT') return;
@@ -248,7 +271,7 @@ class KvSessionStore implements NatsSessionStore {
         if (/wrong last sequence/i.test((e as Error).message)) continue;
         throw e;
       }
-      if (h?.manifest !== undefined) await this.deleteChunks(key, h.manifest.gen);
+      if (h !== null) await this.dropObjects(key, h.objects, new Map());
       return;
     }
   }
@@ -256,7 +279,7 @@ class KvSessionStore implements NatsSessionStore {
   async sweep(): Promise<number> {
     let removed = 0;
     const now = Date.now();
-    const live = new Map<string, string>(); // chunk prefix -> generation in use
+    const live = new Map<string, Objects>(); // chunk prefix -> the objects its head names
     const keys: string[] = [];
     for await (const k of await this.kv.keys()) keys.push(k);
     for (const k of keys) {
@@ -265,13 +288,13 @@ class KvSessionStore implements NatsSessionStore {
       if (h === null) continue;
       if (h.expiresAt <= now) {
         if (await this.removeIf(k, h)) removed++;
-      } else if (h.manifest !== undefined) live.set(chunkPrefix(k), h.manifest.gen);
+      } else live.set(chunkPrefix(k), h.objects);
     }
+    for (const [k, known] of this.known) if (known.expiresAt <= now) this.known.delete(k);
     for (const k of keys) {
       if (!k.startsWith('c.')) continue;
       const parts = k.split('.');
-      const prefix = `${parts[0]}.${parts[1]}`;
-      if (live.get(prefix) === parts[2]) continue;
+      if (live.get(`${parts[0]}.${parts[1]}`)?.has(parts[2])) continue;
       const e = await this.kv.get(k);
       if (e !== null && e.operation === 'PUT' && now - e.created.getTime() > STRAY_CHUNK_AGE_MS) {
         await this.kv.delete(k).catch(() => {});
@@ -281,21 +304,36 @@ class KvSessionStore implements NatsSessionStore {
     return removed;
   }
 
-  /** Deletes an expired entry unless it was rewritten meanwhile. */
+  /** An object's bytes, or null when a chunk is missing (a writer replaced it meanwhile). */
+  private async readChunks(key: string, gen: string, size: number, n: number): Promise<Uint8Array | null> {
+    const parts = await Promise.all(Array.from({ length: n }, (_, i) => this.kv.get(chunkKey(key, gen, i))));
+    if (!parts.every((p) => p !== null && p.operation === 'PUT')) return null;
+    const out = new Uint8Array(size);
+    let at = 0;
+    for (const p of parts) {
+      if (at + p!.value.length > size) return null;
+      out.set(p!.value, at);
+      at += p!.value.length;
+    }
+    return at === size ? out : null;
+  }
+
+  /** Deletes an expired session unless it was rewritten meanwhile. */
   private async removeIf(key: string, h: Head): Promise<boolean> {
     try {
       await this.kv.delete(key, { previousSeq: h.revision });
     } catch {
       return false;
     }
-    if (h.manifest !== undefined) await this.deleteChunks(key, h.manifest.gen);
+    this.known.delete(key);
+    await this.dropObjects(key, h.objects, new Map());
     return true;
   }
 
-  private async deleteChunks(key: string, gen: string): Promise<void> {
-    const prefix = `${chunkPrefix(key)}.${gen}.`;
+  /** Purges the chunks of the objects of `from` that `keep` does not name. */
+  private async dropObjects(key: string, from: Objects, keep: Objects): Promise<void> {
     const doomed: string[] = [];
-    for await (const k of await this.kv.keys(`${prefix}>`)) doomed.push(k);
+    for (const [gen, [, n]] of from) if (!keep.has(gen)) for (let i = 0; i < n; i++) doomed.push(chunkKey(key, gen, i));
     await Promise.all(doomed.map((k) => this.kv.purge(k).catch(() => {})));
   }
 

@@ -1,6 +1,6 @@
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
-import { createInbox } from '@nats-io/transport-node';
 import { abortedError } from '../call/errors.js';
+import { nats } from './nats.js';
 import { badReplyError, closedWhileTakenError, hostGoneError, hostLostError, natsLostError, noReplyError, sendFailedError } from './client-errors.js';
 import type { ClientState } from './client-state.js';
 import { callMeta, hardCapMs, type FleetCall, type Route } from './call.js';
@@ -31,7 +31,7 @@ interface Pending {
  * lost: on a poll, and after a reconnect.
  */
 export class RequestTable {
-  readonly inbox = createInbox();
+  readonly inbox = nats().createInbox();
   private readonly idPrefix = this.inbox.slice(this.inbox.lastIndexOf('.') + 1);
   private tokenSeq = 0;
   private readonly pending = new Map<string, Pending>();

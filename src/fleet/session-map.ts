@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { Kvm, KvWatchInclude, type KV } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
+import { natsKv } from './nats.js';
 import { kvKeyOf } from './subjects.js';
 
 /** Where a session lives: its host, and how many times it moved (a host died or left). */
@@ -20,7 +21,7 @@ const newGen = (): string => randomBytes(6).toString('base64url');
 
 /** Opens (or creates) a KV bucket; the same config twice is not an error. */
 export async function openBucket(nc: NatsConnection, bucket: string, opts: { history?: number; ttlMs?: number; maxValueBytes?: number } = {}): Promise<KV> {
-  const kvm = new Kvm(nc);
+  const kvm = new (natsKv().Kvm)(nc);
   // create() is idempotent for the same config; a bucket made with another config (another
   // version, or by hand) is used as it is.
   try {
@@ -73,7 +74,7 @@ export class SessionMap {
   }
 
   private async startWatch(): Promise<void> {
-    const w = await this.kv.watch({ key: 's.>', include: KvWatchInclude.UpdatesOnly });
+    const w = await this.kv.watch({ key: 's.>', include: natsKv().KvWatchInclude.UpdatesOnly });
     this.watchStop = () => w.stop();
     void (async () => {
       for await (const e of w) {

@@ -24,7 +24,8 @@
  *   Pf-Host  the host that answered
  * Stream items (host -> client inbox): Pf-St "item" | "end" | "err", Pf-Seq the item's number.
  */
-import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
+import type { MsgHdrs } from '@nats-io/transport-node';
+import { nats } from './nats.js';
 import { ERROR_CODES, type ErrorCode } from '../errors/codes.js';
 import { isErrorCategory } from '../errors/categories.js';
 import { PoolError, isPoolError } from '../errors/pool-error.js';
@@ -75,7 +76,7 @@ export function decodeText(b: Uint8Array): string {
 }
 
 export function callHeaders(m: CallMeta): MsgHdrs {
-  const h = natsHeaders();
+  const h = nats().headers();
   h.set(H.version, String(m.protocol));
   h.set(H.id, m.id);
   h.set(H.cmd, m.command);
@@ -123,7 +124,7 @@ export function readCallMeta(h: MsgHdrs | undefined): CallMeta | string {
 }
 
 export function statusHeaders(status: 'ok' | 'err' | 'item' | 'end', hostId: string, seq?: number): MsgHdrs {
-  const h = natsHeaders();
+  const h = nats().headers();
   h.set(H.status, status);
   h.set(H.host, hostId);
   if (seq !== undefined) h.set(H.seq, String(seq));

@@ -1,18 +1,26 @@
 import { Call, type CallInit } from '../call/call.js';
 import type { AttemptFailed, AttemptOk, Member, StreamAttempt } from '../call/types.js';
 import type { PoolError } from '../errors/pool-error.js';
-import type { CommandKind } from '../protocol/messages.js';
+import type { CommandKind, SnapMessage } from '../protocol/messages.js';
 import type { Snapshot } from '../sessions/envelope.js';
 import type { Attempt as WorkerAttempt, Task } from '../worker/attempt.js';
 import type { Worker } from '../worker/worker.js';
 import type { Waiting } from './queue.js';
 import type { SessionEntry } from './sessions.js';
 
+/** What a call restores on its new worker first: a manifest and its records apart (in the order it names them), or a single-blob snapshot (src/pool/durability.ts makes it). */
+export interface Restore {
+  version: number;
+  bytes: number;
+  parts: Uint8Array[] | null;
+  legacy: Snapshot | null;
+}
+
 /** A call as the pool holds it: the call core's, plus its session entry and the snapshot to restore. */
 export class PoolCall extends Call {
   readonly session: SessionEntry | null;
   /** The session's snapshot to restore on the worker before this call (durable sessions). */
-  restore: Snapshot | null = null;
+  restore: Restore | null = null;
 
   constructor(init: CallInit, session: SessionEntry | null) {
     super(init);
@@ -39,7 +47,7 @@ export interface AttemptOwner {
   attemptSucceeded(a: Attempt, value: unknown): void;
   attemptFailed(a: Attempt, err: PoolError): void;
   /** The worker sent the session's state after the attempt (durable sessions). */
-  snapshot(a: Attempt, data: Uint8Array | undefined, err: string | undefined): void;
+  snapshot(a: Attempt, m: SnapMessage): void;
 }
 
 /**
@@ -100,8 +108,8 @@ export class Attempt implements WorkerAttempt, Waiting, StreamAttempt {
     return this.call.info.maxConcurrency;
   }
 
-  snapshot(data: Uint8Array | undefined, err: string | undefined): void {
-    this.owner.snapshot(this, data, err);
+  snapshot(m: SnapMessage): void {
+    this.owner.snapshot(this, m);
   }
 
   /** A stream's item: handed to the call's consumer. */

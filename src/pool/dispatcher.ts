@@ -63,7 +63,7 @@ export class Dispatcher implements Target<PoolCall> {
         if (a.fault !== null && err.code === 'PYFLEET_WORKER_CRASHED') err.details = { ...err.details, fault: a.fault };
         a.onFailed(err, a.worker?.id ?? null, causedDeath(err));
       },
-      snapshot: (a, data, err) => deps.durability?.snapshot(a.call, data, err),
+      snapshot: (a, m) => deps.durability?.snapshot(a.call, m),
     };
   }
 

@@ -47,7 +47,7 @@ export class Incidents {
     }
     if (d.closing()) return d.checkDrained();
     if (!died) return;
-    d.logger.warn({ poolId: d.poolId, workerId: w.id, pid: w.pid, exitCode: info.code, signal: info.signal, reason: info.reason }, `worker ${w.id} exited: ${info.reason}`);
+    d.logger.warn({ poolId: d.poolId, workerId: w.id, workerPid: w.pid, exitCode: info.code, signal: info.signal, reason: info.reason }, `worker ${w.id} exited: ${info.reason}`);
     // A worker the pool killed after its cancel went unanswered failed no more than its call did;
     // a crash, a protocol fault or missed heartbeats are the workers' own failures.
     if (!info.byPool || info.error !== null) d.circuits.poolOps.recordFailure();

@@ -1,6 +1,5 @@
 import os from 'node:os';
 import { DEFAULTS } from '../defaults.js';
-import { MemorySessionStore } from '../sessions/memory-store.js';
 import { CALL_OPTION_KEYS, resolveCallOptions, type CallOptions, type CallSettings } from '../call/options.js';
 import { randomBytes } from 'node:crypto';
 import type { SessionStore } from '../sessions/store.js';
@@ -85,8 +84,8 @@ export interface ResolvedOptions extends CallSettings {
   healthCheck: { intervalMs: number; maxMissed: number };
   recycle: { maxRequests: number; maxMemoryMb: number };
   restart: { baseDelayMs: number; maxDelayMs: number };
-  /** null: sessions are not durable. */
-  sessionStore: SessionStore | null;
+  /** null: sessions are not durable; 'memory': their records are kept in the pool itself. */
+  sessionStore: SessionStore | 'memory' | null;
   /** The store outlives the pool (not the default memory store). */
   persistentSessions: boolean;
   /** The signing key first. */
@@ -119,10 +118,10 @@ function sessionOptions(o: Partial<PoolOptions>, maxFrameBytes: number): Pick<Re
   const maxSessionBytes = num(o.maxSessionBytes, Math.min(DEFAULTS.maxSessionBytes, maxFrameBytes - 1024), 'maxSessionBytes', (v) => int(1)(v) && v <= maxFrameBytes - 1024, `an integer from 1 to maxFrameBytes - 1024 (${maxFrameBytes - 1024})`);
   if (store === false) return { sessionStore: null, persistentSessions: false, sessionKeys: [], maxSessionBytes, snapshotFailure };
   let persistent = true;
-  let sessionStore: SessionStore;
+  let sessionStore: SessionStore | 'memory';
   if (store === 'memory') {
     persistent = false;
-    sessionStore = new MemorySessionStore();
+    sessionStore = 'memory';
   } else if (typeof store === 'object' && store !== null && typeof store.get === 'function' && typeof store.set === 'function' && typeof store.delete === 'function') {
     sessionStore = store;
   } else {

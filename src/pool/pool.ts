@@ -1,5 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import type { Adapter } from '../adapters/adapter.js';
+import type { ArgsCheck } from '../call/admission.js';
 import { CallCore, nextOwnerId } from '../call/core.js';
 import { badCall, closedError, sessionLostError } from '../call/errors.js';
 import { PoolSession } from '../call/session.js';
@@ -11,7 +12,6 @@ import { RecoveryOrchestrator } from '../resilience/recovery/orchestrator.js';
 import { channels, subscribe, type EventName, type EventPayloads } from '../telemetry/channels.js';
 import type { CommandMap, Typed } from '../typing/typed-pool.js';
 import { defaultLogger } from '../util/logger.js';
-import type { ArgsValidator } from '../validate/args-validator.js';
 import { resolvePython } from '../worker/python-path.js';
 import type { Worker } from '../worker/worker.js';
 import { PoolCall, type Attempt } from './call.js';
@@ -92,7 +92,7 @@ export class Pool implements Adapter, Caller {
   constructor(
     options: ResolvedOptions,
     python: string,
-    private readonly validator: ArgsValidator | null = null,
+    private readonly validator: ArgsCheck | null = null,
   ) {
     this.options = options;
     this.python = python;
@@ -119,7 +119,7 @@ export class Pool implements Adapter, Caller {
         ? null
         : new Durability({
             poolId: this.id,
-            store: options.sessionStore,
+            store: options.sessionStore === 'memory' ? null : options.sessionStore,
             keys: options.sessionKeys,
             persistent: options.persistentSessions,
             ttlMs: options.sessionTtlMs,
@@ -153,11 +153,11 @@ export class Pool implements Adapter, Caller {
       },
       restarted: (reason) => counters.restart(reason),
       sessionsOn: (id) => this.sessions.pinnedOn(id, durability !== null),
-      log: (w, stream, line) => {
-        logger.info({ poolId: this.id, workerId: w.id, pid: w.pid, stream }, line);
-        if (channels['worker:log'].hasSubscribers) channels['worker:log'].publish({ poolId: this.id, workerId: w.id, stream, line });
+      log: (w, stream, line, err) => {
+        logger[err === undefined ? 'info' : 'warn']({ poolId: this.id, workerId: w.id, workerPid: w.pid, stream, err }, line);
+        if (channels['worker:log'].hasSubscribers) channels['worker:log'].publish({ poolId: this.id, workerId: w.id, stream, line: err?.stack ?? line });
       },
-      bug: (w, err) => logger.error({ poolId: this.id, workerId: w.id, err: err.message }, err.message),
+      bug: (w, err) => logger.error({ poolId: this.id, workerId: w.id, err }, err.message),
       binaryIn: (n) => (counters.binary.fromPython += n),
     });
     this.dispatcher = new Dispatcher({

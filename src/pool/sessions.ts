@@ -8,6 +8,8 @@
  * state is dropped (and its snapshot deleted), and calls made after it start afresh.
  */
 
+import { SessionRecords } from '../sessions/records.js';
+
 /** What the table needs of a call. */
 export interface SessionCall {
   readonly id: number;
@@ -44,6 +46,10 @@ export interface SessionEntry {
   restore: 'yes' | 'no' | 'maybe';
   /** Why its snapshot was refused; its calls fail until it is closed. */
   refused: string | null;
+  /** Its records as the latest manifest names them. */
+  readonly records: SessionRecords;
+  /** session:large was said for it. */
+  warnedLarge: boolean;
 }
 
 export interface SessionHooks {
@@ -71,7 +77,7 @@ export class SessionTable {
   open(id: string, now: number, restore: 'no' | 'maybe' = 'no'): SessionEntry {
     let e = this.entries.get(id);
     if (e === undefined) {
-      e = { id, workerId: null, lastUsed: now, lost: null, ops: [], version: 0, stored: 0, saving: null, storeFailed: null, notDurable: null, restore, refused: null };
+      e = { id, workerId: null, lastUsed: now, lost: null, ops: [], version: 0, stored: 0, saving: null, storeFailed: null, notDurable: null, restore, refused: null, records: new SessionRecords(), warnedLarge: false };
       this.entries.set(id, e);
     }
     return e;
@@ -215,6 +221,9 @@ export class SessionTable {
     // A snapshot kept in the store is the state of the session's next call (if it is still there then).
     e.restore = keepSnapshot ? 'maybe' : 'no';
     e.refused = null;
+    // The pool's own memory store keeps a session's records in its table: what keepSnapshot keeps.
+    if (!keepSnapshot) e.records.clear();
+    e.warnedLarge = false;
     return dropped ?? undefined;
   }
 }

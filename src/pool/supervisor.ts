@@ -28,7 +28,7 @@ export interface SupervisorHooks {
   restarted(reason: string): void;
   /** Sessions bound to a worker keep it from being shrunk away: their state would go with it. */
   sessionsOn(workerId: number): number;
-  log(w: Worker, stream: 'stdout' | 'stderr', line: string): void;
+  log(w: Worker, stream: 'stdout' | 'stderr', line: string, err?: Error): void;
   bug(w: Worker, err: Error): void;
   /** Bytes of binary parts a worker sent in results and stream items. */
   binaryIn(bytes: number): void;
@@ -228,7 +228,7 @@ export class Supervisor {
         {
           onAvailable: (x) => this.hooks.available(x),
           onExit: (x, info) => this.onExit(x, info),
-          onLog: (x, stream, line) => this.hooks.log(x, stream, line),
+          onLog: (x, stream, line, err) => this.hooks.log(x, stream, line, err),
           onAbandonedDied: (x, a) => this.hooks.abandonedDied(x, a),
           onBug: (x, err) => this.hooks.bug(x, err),
           onBinaryIn: (n) => this.hooks.binaryIn(n),

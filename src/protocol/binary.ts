@@ -208,8 +208,8 @@ export function decodeBinaryPayload(p: Buffer): Record<string, unknown> {
   const m = msg as Record<string, unknown>;
   const slots = layout(m.b, 5 + jlen, length);
   let buf = p;
-  if ((buf.byteOffset & 7) !== 0) {
-    // Typed arrays need aligned offsets; a payload that does not start on 8 bytes is copied once.
+  if ((buf.byteOffset & 7) !== 0 && slots.some((x) => ITEM_SIZE[x.d.k] > 1)) {
+    // Typed arrays of wider items need aligned offsets; a payload that does not start on 8 bytes is copied once.
     buf = Buffer.allocUnsafeSlow(length);
     p.copy(buf);
   }

@@ -7,7 +7,7 @@
 import type { PythonException } from '../errors/pool-error.js';
 import type { JsonSchema } from '../typing/schema.js';
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 export type CommandKind = 'sync' | 'async' | 'thread';
 
@@ -82,8 +82,14 @@ export interface HeartbeatMessage {
   t: 'hb';
 }
 
-/** The session's state after request `id`, pickled (`v`), or why it is not durable (`err`). */
-export type SnapMessage = { t: 'snap'; id: number; sid: string; v: Buffer; err?: undefined } | { t: 'snap'; id: number; sid: string; err: string; v?: undefined };
+/**
+ * The records of the keys request `id` may have changed (`k` their names, `v` their pickles, `d`
+ * the names of keys deleted; `full`: every key, `ms`: the pickling's time), or why the session is
+ * not durable (`err`).
+ */
+export type SnapMessage =
+  | { t: 'snap'; id: number; sid: string; k: string[]; v: Buffer[]; d: string[]; full: boolean; ms: number; err?: undefined }
+  | { t: 'snap'; id: number; sid: string; err: string; v?: undefined };
 
 export type WorkerMessage = HelloMessage | InitErrorMessage | OkMessage | ErrMessage | ItemMessage | EndMessage | HeartbeatMessage | SnapMessage;
 
@@ -148,7 +154,10 @@ export function validateWorkerMessage(m: { t: string } & Record<string, unknown>
       if (!Number.isInteger(m.id)) return 'snapshot without an integer id';
       if (typeof m.sid !== 'string') return 'snapshot without a session id';
       if (m.err !== undefined) return typeof m.err === 'string' && m.v == null ? null : 'snapshot with an err that is not a string, or with both err and data';
-      return m.v instanceof Uint8Array ? null : 'snapshot without its data (one bytes part at v) or an err';
+      if (!Array.isArray(m.v) || !m.v.every((b) => b instanceof Uint8Array)) return 'snapshot without its records (bytes parts in the list v) or an err';
+      if (!Array.isArray(m.k) || m.k.length !== m.v.length || !m.k.every((n) => typeof n === 'string')) return 'snapshot without a name (k) for each record';
+      if (!Array.isArray(m.d) || !m.d.every((n) => typeof n === 'string')) return 'snapshot without the names of the keys deleted (d)';
+      return typeof m.full === 'boolean' && typeof m.ms === 'number' ? null : 'snapshot without full (a boolean) and ms (a number)';
     case 'hello': {
       if (!Number.isInteger(m.pid) || typeof m.python !== 'string') return 'hello without pid or python version';
       if (m.protocol !== PROTOCOL_VERSION) return `hello with protocol ${String(m.protocol)}, expected ${PROTOCOL_VERSION}`;

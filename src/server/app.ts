@@ -1,16 +1,19 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
-import { fastify, type FastifyInstance } from 'fastify';
-import { collectDefaultMetrics } from 'prom-client';
-import { PyfleetMetrics } from '../telemetry/metrics.js';
+import { STATUS_CODES } from 'node:http';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { PyfleetMetrics, collectNodeMetrics } from '../telemetry/metrics.js';
+import { recordHttp } from './http-metrics.js';
 import { isServing, onPoolClosing, type ObservedPool } from '../telemetry/source.js';
 import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard.js';
-import { errorBody } from './http-errors.js';
+import { errorBody, fromFastify, httpError, type ErrorAnswer } from './http-errors.js';
+import { checkRequest, corsHeaders, refusalMessage, type GuardOptions } from './guard.js';
 import { LiveState, type LiveOptions } from './live.js';
 import { openApiDocument, type OpenApiOptions } from './openapi.js';
 import { hasSchemas, type CommandSchemas } from '../typing/schema.js';
 import { ArgsValidator } from '../validate/args-validator.js';
 import { toHttpJson } from './http-json.js';
+import { requireOptional } from '../util/optional.js';
 import { registerStreamRoute, type StreamingPool } from './stream-route.js';
 
 /** What the server needs from a pool (`Pool` fits); without `stream()`, `/v1/stream` answers 501. */
@@ -20,9 +23,9 @@ export interface ServedPool extends ObservedPool, StreamingPool {
   execute(command: string, args: unknown, options: { sessionId?: string; timeoutMs?: number; idempotent?: boolean; signal?: AbortSignal; detailed: true }): Promise<{ value: unknown; via: string; attempts: number; workerId: number | null; durationMs: number }>;
 }
 
-export interface ServerOptions {
+export interface ServerOptions extends GuardOptions {
   pool: ServedPool;
-  /** Metrics served at /metrics (default: a new `PyfleetMetrics` with the pool attached, plus Node's default process metrics). One passed in is served as it is: attach the pool to it yourself. */
+  /** Metrics served at /metrics (default: a new `PyfleetMetrics` with the pool attached, plus Node's default process metrics). One passed in is served as it is (attach the pool to it yourself); the server's HTTP metrics are added to it. */
   metrics?: PyfleetMetrics;
   /** When set, required on every route but /healthz and the dashboard's static files: `Authorization: Bearer <token>` or `?token=<token>` (for the dashboard in a browser). */
   token?: string;
@@ -89,13 +92,14 @@ function poolSchemas(pool: ServedPool): Readonly<Record<string, CommandSchemas>>
  * remote); binary values travel as base64 strings both ways.
  */
 export async function createServer(options: ServerOptions): Promise<PyfleetServer> {
+  const { fastify } = requireOptional<typeof import('fastify')>('fastify', 'server');
   const pool = options.pool;
   let metrics = options.metrics;
   let detachMetrics = (): void => {};
   if (metrics === undefined) {
     metrics = new PyfleetMetrics();
     detachMetrics = metrics.attach(pool);
-    collectDefaultMetrics({ register: metrics.registry });
+    collectNodeMetrics(metrics.registry);
   }
   const live = new LiveState(pool, options.live);
   const token = options.token === undefined || options.token === '' ? null : Buffer.from(options.token);
@@ -110,23 +114,47 @@ export async function createServer(options: ServerOptions): Promise<PyfleetServe
   const validator = new ArgsValidator({ schemas: (c) => schemas()?.[c]?.args, mode: 'http' });
   let openapi: { from: object; doc: object } | null = null;
 
-  const app = fastify({ logger: options.logger ?? false, bodyLimit: options.bodyLimit ?? 16 * 1024 * 1024, forceCloseConnections: 'idle', return503OnClosing: true });
+  const bodyLimit = options.bodyLimit ?? 16 * 1024 * 1024;
+  let bound = '127.0.0.1';
+  let closing = false;
+  const send = (reply: FastifyReply, a: ErrorAnswer): FastifyReply => reply.code(a.status).send(a.body);
+  const app = fastify({
+    logger: options.logger ?? false,
+    bodyLimit,
+    forceCloseConnections: 'idle',
+    // fastify's own answers (503 while closing, a bad URL, a malformed request) take our shape here.
+    return503OnClosing: false,
+    frameworkErrors: (err, _req, reply) => send(reply, httpError('PYFLEET_HTTP_ERROR', err.message, err.statusCode)),
+    clientErrorHandler: (err: Error & { code?: string }, socket) => {
+      if (err.code === 'ECONNRESET' || !socket.writable) return socket.destroy();
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const body = JSON.stringify(httpError('PYFLEET_HTTP_ERROR', `The request could not be read: ${err.message}`, status).body);
+      socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    },
+  });
 
-  // Any body is read as JSON, whatever its declared type (curl -d sends form encoding, fetch text/plain).
-  app.removeContentTypeParser(['text/plain']);
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
+  recordHttp(app, metrics);
+
+  // Bodies are JSON sent as JSON: a form or text/plain POST (what any web page can send without a preflight) is refused with 415.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
     const text = String(body);
     if (text.trim() === '') return done(null, undefined);
     try {
       done(null, JSON.parse(text));
     } catch (e) {
-      const err = new Error(`The request body is not JSON: ${(e as Error).message}`) as Error & { statusCode: number };
-      err.statusCode = 400;
-      done(err, undefined);
+      done(Object.assign(new Error(`The request body is not JSON: ${(e as Error).message}`), { code: 'PYFLEET_INVALID_ARGS', statusCode: 400 }), undefined);
     }
   });
 
   app.addHook('onRequest', async (req, reply) => {
+    if (closing) return send(reply.header('connection', 'close'), httpError('PYFLEET_HTTP_ERROR', 'The server is shutting down: send the request to another instance.', 503));
+    const v = checkRequest(req.headers, bound, options);
+    if (!v.ok) return send(reply, httpError('PYFLEET_FORBIDDEN', refusalMessage(v)));
+    if (v.cors !== null) {
+      reply.headers(corsHeaders(v.cors, req.method === 'OPTIONS'));
+      if (req.method === 'OPTIONS') return reply.code(204).send();
+    }
     // Open without a token: the health check, and the dashboard's stylesheet and script (no data in them).
     if (token === null || OPEN_ROUTES.has(req.url.split('?', 1)[0])) return;
     const auth = req.headers.authorization;
@@ -134,15 +162,13 @@ export async function createServer(options: ServerOptions): Promise<PyfleetServe
     const fromQuery = (req.query as Record<string, unknown> | undefined)?.token;
     const given = fromHeader ?? (typeof fromQuery === 'string' ? fromQuery : null);
     if (given === null || !sameToken(given, token)) {
-      reply.code(401).header('www-authenticate', 'Bearer realm="pyfleet"');
-      return reply.send({ error: { code: 'PYFLEET_UNAUTHORIZED', message: 'A token is required: send "Authorization: Bearer <token>" or add ?token=<token> to the URL.' } });
+      reply.header('www-authenticate', 'Bearer realm="pyfleet"');
+      return send(reply, httpError('PYFLEET_UNAUTHORIZED', 'A token is required: send "Authorization: Bearer <token>" or add ?token=<token> to the URL.'));
     }
   });
 
-  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
-    const status = err.statusCode !== undefined && err.statusCode >= 400 ? err.statusCode : 500;
-    reply.code(status).send({ error: { code: err.code ?? 'PYFLEET_HTTP_ERROR', message: err.message } });
-  });
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => send(reply, fromFastify(err, req.headers['content-type'], bodyLimit)));
+  app.setNotFoundHandler((req, reply) => send(reply, httpError('PYFLEET_NOT_FOUND', `No route ${req.method} ${req.url.split('?', 1)[0]}: calls are POST /v1/call/<command> and POST /v1/stream/<command>; /openapi.json lists them.`)));
 
   app.post<{ Params: { command: string } }>('/v1/call/:command', async (req, reply) => {
     const h = req.headers;
@@ -237,6 +263,7 @@ export async function createServer(options: ServerOptions): Promise<PyfleetServe
   });
 
   app.addHook('preClose', async () => {
+    closing = true;
     draining = true;
     live.draining = true;
     for (const res of streams) res.end();
@@ -254,6 +281,7 @@ export async function createServer(options: ServerOptions): Promise<PyfleetServe
         throw new Error(`Refusing to serve on ${host} without a token: anyone who can reach it could run your Python handlers. Pass --token (or set PYFLEET_TOKEN), or bind to 127.0.0.1.`);
       }
       await app.listen({ port, host });
+      bound = host;
       const addr = app.server.address();
       const p = typeof addr === 'object' && addr !== null ? addr.port : port;
       const shown = host.includes(':') ? `[${host}]` : host;

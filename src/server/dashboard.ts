@@ -30,6 +30,10 @@ export const DASHBOARD_HTML = `<!doctype html>
       <span class="dot s-degraded"></span>degraded <span class="dot s-terminating"></span>terminating <span class="dot s-terminated"></span>terminated
     </div>
   </section>
+  <section class="wide">
+    <h2>Commands <span class="muted">calls/s, and latency of the last 1000 calls within a minute</span></h2>
+    <table id="commands" class="grid"></table>
+  </section>
   <section>
     <h2>Circuits</h2>
     <div id="circuits"></div>
@@ -106,6 +110,9 @@ svg{width:100%;height:120px;display:block;background:#121a22;border-radius:4px}
 #queue-chart{height:60px}
 table.kv{width:100%;border-collapse:collapse;font-size:13px}
 table.kv td{padding:2px 0}table.kv td:last-child{text-align:right;font-variant-numeric:tabular-nums}
+table.grid{width:100%;border-collapse:collapse;font-size:13px}table.grid th{color:var(--muted);font-weight:normal;text-align:right}
+table.grid td,table.grid th{padding:3px 8px;border-bottom:1px solid var(--line);text-align:right;font-variant-numeric:tabular-nums}
+table.grid td:first-child,table.grid th:first-child{text-align:left}
 #recoveries .big{display:flex;gap:14px;margin-bottom:8px}
 #recoveries .big div{font-size:12px;color:var(--muted)}#recoveries .big b{display:block;font-size:20px;color:var(--text)}
 ol#feed{list-style:none;margin:0;padding:0;font-size:12px;max-height:220px;overflow:auto}
@@ -190,6 +197,15 @@ export const DASHBOARD_JS = String.raw`(function () {
     $('headline').textContent = c.perSecond + ' calls/s · ' + num(c.total) + ' calls · up ' + Math.round(s.pool.uptimeMs / 1000) + ' s';
   }
 
+  function ms(v) { return v == null ? '-' : v + ' ms'; }
+  function commands(s) {
+    var head = '<tr><th>command</th><th>calls/s</th><th>p50</th><th>p99</th><th>calls</th><th>errors</th></tr>';
+    $('commands').innerHTML = head + (s.commands.map(function (c) {
+      return '<tr data-command="' + esc(c.command) + '"><td>' + esc(c.command) + '</td><td>' + c.perSecond + '</td><td>' + ms(c.p50Ms) +
+        '</td><td>' + ms(c.p99Ms) + '</td><td>' + num(c.calls) + '</td><td>' + num(c.errors) + '</td></tr>';
+    }).join('') || '<tr><td class="muted" colspan="6">no calls yet</td></tr>');
+  }
+
   function errors(s) {
     var svg = $('errors-chart'), e = s.errors, W = Math.max(200, svg.clientWidth || 600), H = 120, n = e.buckets.length, bw = W / n;
     svg.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
@@ -257,7 +273,7 @@ export const DASHBOARD_JS = String.raw`(function () {
 
   function render(s) {
     $('module').textContent = s.pool.module + ' · pool ' + s.pool.id + (s.pool.draining ? ' · draining' : '');
-    workers(s); circuits(s); queue(s); calls(s); sessions(s); streams(s); errors(s); recoveries(s); restarts(s); feed(s);
+    workers(s); commands(s); circuits(s); queue(s); calls(s); sessions(s); streams(s); errors(s); recoveries(s); restarts(s); feed(s);
     document.body.setAttribute('data-updated', String(s.at));
   }
 

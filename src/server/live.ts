@@ -1,5 +1,6 @@
 import { isServing, workerCapacity, type ObservedPool, type ObservedSessions, type ObservedStats, type ObservedWorker } from '../telemetry/source.js';
 import { watchStreams, type StreamWatch } from '../telemetry/streams.js';
+import { CommandStats, type CommandRow } from './command-stats.js';
 
 export interface LiveOptions {
   /** Width of one bar of the error chart (default 10 000 ms). */
@@ -36,6 +37,8 @@ export interface LiveSnapshot {
   serving: number;
   queue: { length: number; max: number; series: number[] };
   calls: ObservedStats['calls'] & { perSecond: number };
+  /** Per command: calls/s over the last sample, p50 and p99 latency of the last 1000 calls within a minute. */
+  commands: CommandRow[];
   circuits: Record<string, { state: string; failures: number; retryAfterMs: number; opened: number; rejected: number }>;
   recoveries: ObservedStats['recoveries'];
   restarts: ObservedStats['restarts'];
@@ -91,6 +94,7 @@ export class LiveState {
   private lastPush = 0;
   private lastStats: ObservedStats | null = null;
   private readonly streamWatch: StreamWatch;
+  private readonly commandStats = new CommandStats();
   private readonly streamTotals: LiveStreams = { open: 0, ok: 0, broken: 0, error: 0, items: 0 };
   private readonly sessionTotals = { snapshots: { ok: 0, failed: 0, bytes: 0, maxBytes: 0, ms: 0 }, restores: { ok: 0, failed: 0, ms: 0 }, notDurable: 0 };
   draining = false;
@@ -127,6 +131,7 @@ export class LiveState {
         // ready <-> busy happens on every call; the sampled snapshot shows it.
         if (e.to !== 'busy' && e.from !== 'busy') this.changed();
       }),
+      pool.on('call:end', (e) => this.commandStats.ended(e.command, e.ok, e.durationMs)),
       pool.on('pool:error', (e) => {
         this.note('error', `${e.category} (${e.severity}) ${e.command ?? ''} attempt ${e.attempt}: ${firstLine(e.message)}`, e.severity === 'critical' ? 'error' : 'warn');
       }),
@@ -236,6 +241,7 @@ export class LiveState {
     while (this.queueSeries.length > 120) this.queueSeries.shift();
     if (this.lastCalls !== null && now > this.lastCalls.at) this.perSecond = ((s.calls.total - this.lastCalls.total) * 1000) / (now - this.lastCalls.at);
     this.lastCalls = { total: s.calls.total, at: now };
+    this.commandStats.sample();
     for (const [id, w] of this.exited) if (now - (w.exit?.at ?? 0) > this.opts.keepExitedMs) this.exited.delete(id);
   }
 
@@ -265,6 +271,7 @@ export class LiveState {
       serving: s.workers.filter(isServing).length,
       queue: { length: s.queue.length, max: s.queue.max, series: this.queueSeries.slice() },
       calls: { ...s.calls, perSecond: Math.round(this.perSecond * 10) / 10 },
+      commands: this.commandStats.rows(),
       circuits,
       recoveries: s.recoveries,
       restarts: s.restarts,

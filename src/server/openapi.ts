@@ -45,18 +45,25 @@ function convert(schema: JsonSchema | null | undefined, side: Side, names: Map<s
 
 const ERROR_SCHEMA: JsonSchema = {
   type: 'object',
-  description: 'A failed call: what went wrong and what the pool did about it.',
+  description: 'A failed call, or a request the server refused: what went wrong and what the pool did about it.',
   properties: {
     error: {
       type: 'object',
       properties: {
-        code: { type: 'string', description: 'e.g. PYFLEET_INVALID_ARGS, PYFLEET_TIMEOUT, PYFLEET_PYTHON_ERROR' },
-        category: { type: 'string' },
-        message: { type: 'string' },
+        code: { type: 'string', description: 'e.g. PYFLEET_INVALID_ARGS, PYFLEET_TIMEOUT, PYFLEET_PYTHON_ERROR, PYFLEET_FORBIDDEN' },
+        category: { type: 'string', description: 'One of the nine error categories (communication_error for refused requests).' },
+        message: { type: 'string', description: 'What happened, and what to do.' },
+        retryable: { type: 'boolean' },
+        severity: { type: 'string' },
+        strategy: { type: 'string' },
+        attempt: { type: 'integer' },
+        command: { type: ['string', 'null'] },
+        workerId: { type: ['integer', 'null'] },
+        sessionId: { type: ['string', 'null'] },
         details: { type: 'object', description: 'For PYFLEET_INVALID_ARGS: field, expected, keyword.' },
         python: { type: 'object', properties: { type: { type: 'string' }, message: { type: 'string' }, traceback: { type: 'string' } } },
       },
-      required: ['code', 'message'],
+      required: ['code', 'category', 'message'],
     },
   },
   required: ['error'],
@@ -82,6 +89,17 @@ const STREAM_LINE_DOC =
 
 function errorResponse(description: string): Json {
   return { description, content: { 'application/json': { schema: { $ref: '#/components/schemas/PyfleetError' } } } };
+}
+
+/** What every call's route may answer before the command runs. */
+function refusals(options: OpenApiOptions): Json {
+  return {
+    ...(options.token ? { '401': errorResponse('A token is required (PYFLEET_UNAUTHORIZED).') } : {}),
+    '403': errorResponse('A page of another origin, or a Host that is not this server (PYFLEET_FORBIDDEN).'),
+    '404': errorResponse('No such command (PYFLEET_UNKNOWN_COMMAND).'),
+    '413': errorResponse('The body is over the server\'s bodyLimit, or the arguments over maxFrameBytes (PYFLEET_FRAME_TOO_LARGE).'),
+    '415': errorResponse('The body is not sent as application/json (PYFLEET_UNSUPPORTED_MEDIA_TYPE).'),
+  };
 }
 
 function operationId(name: string): string {
@@ -142,8 +160,7 @@ export function openApiDocument(commands: Readonly<Record<string, CommandSchemas
         responses: {
           '200': { description: "The handler's result.", content: { 'application/json': { schema: { type: 'object', properties: { result: result }, required: ['result'] } } } },
           '400': errorResponse('The body is not JSON, or the arguments do not fit the schema (PYFLEET_INVALID_ARGS names the field).'),
-          ...(options.token ? { '401': errorResponse('A token is required.') } : {}),
-          '404': errorResponse('No such command (PYFLEET_UNKNOWN_COMMAND).'),
+          ...refusals(options),
           '500': errorResponse('The Python handler raised (PYFLEET_PYTHON_ERROR, with the traceback).'),
           default: errorResponse('The pool could not answer (worker crashed, timeout, open circuit, ...).'),
         },
@@ -155,13 +172,14 @@ export function openApiDocument(commands: Readonly<Record<string, CommandSchemas
   const doc: Json = {
     openapi: '3.1.0',
     info: { title: options.title ?? 'pyfleet', version: options.version ?? '1', description: 'Python commands served by pyfleet. Binary values are base64 strings.' },
+    // Relative: the server at whatever URL (host, proxy, TLS) the document was fetched from.
+    servers: [{ url: '/', description: 'This server.' }],
     paths,
     components: { schemas: components },
+    // Without a token, no scheme: an empty requirement says the calls need none.
+    security: [options.token ? { bearer: [] } : {}],
   };
-  if (options.token) {
-    (doc.components as Json).securitySchemes = { bearer: { type: 'http', scheme: 'bearer' } };
-    doc.security = [{ bearer: [] }];
-  }
+  if (options.token) (doc.components as Json).securitySchemes = { bearer: { type: 'http', scheme: 'bearer', description: 'The token pyfleet serve printed (or --token, $PYFLEET_TOKEN).' } };
   return doc;
 }
 
@@ -193,8 +211,7 @@ function streamPath(name: string, info: CommandSchemas, args: JsonSchema, item: 
       responses: {
         '200': { description: STREAM_LINE_DOC, content: { 'application/x-ndjson': { schema: line } } },
         '400': errorResponse('The body is not JSON, the arguments do not fit the schema, or a header is invalid (PYFLEET_INVALID_ARGS).'),
-        ...(options.token ? { '401': errorResponse('A token is required.') } : {}),
-        '404': errorResponse('No such command (PYFLEET_UNKNOWN_COMMAND).'),
+        ...refusals(options),
         '500': errorResponse('The generator raised before its first item (PYFLEET_PYTHON_ERROR, with the traceback).'),
         default: errorResponse('The pool could not start the stream (worker crashed, timeout, open circuit, ...).'),
       },

@@ -1,13 +1,14 @@
-import { collectDefaultMetrics } from 'prom-client';
 import { createPool, type Pool } from '../pool/pool.js';
 import type { PoolOptions } from '../pool/options.js';
 import type { AlertOptions } from '../telemetry/alerts.js';
-import { PyfleetMetrics } from '../telemetry/metrics.js';
+import { PyfleetMetrics, collectNodeMetrics } from '../telemetry/metrics.js';
 import { ErrorReporter } from '../telemetry/reporter.js';
 import { createServer, isLoopback, type PyfleetServer } from './app.js';
 import type { LiveOptions } from './live.js';
+import type { GuardOptions } from './guard.js';
+import { requireOptional } from '../util/optional.js';
 
-export interface ServeOptions {
+export interface ServeOptions extends GuardOptions {
   /** Pool options (`module` required). */
   pool: PoolOptions;
   port?: number;
@@ -36,6 +37,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   if (!isLoopback(host) && !options.token) {
     throw new Error(`Refusing to serve on ${host} without a token: anyone who can reach it could run your Python handlers. Pass --token (or set PYFLEET_TOKEN), or bind to 127.0.0.1.`);
   }
+  requireOptional('fastify', 'server'); // before any worker starts
   const pool = await createPool(options.pool);
   let server: PyfleetServer | undefined;
   let reporter: ErrorReporter | undefined;
@@ -43,8 +45,8 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     const metrics = new PyfleetMetrics();
     reporter = new ErrorReporter(pool, { metrics, alerts: options.alerts, logger: options.pool.logger });
     // The workers' hello carries each command's schemas: /openapi.json and the body checks use them.
-    server = await createServer({ pool, metrics, token: options.token, live: options.live, openapi: { title: `pyfleet: ${options.pool.module}` } });
-    collectDefaultMetrics({ register: metrics.registry });
+    server = await createServer({ pool, metrics, token: options.token, allowedOrigins: options.allowedOrigins, allowedHosts: options.allowedHosts, live: options.live, openapi: { title: `pyfleet: ${options.pool.module}` } });
+    collectNodeMetrics(metrics.registry);
     const url = await server.listen({ port: options.port, host });
     let closing: Promise<void> | null = null;
     const srv = server;

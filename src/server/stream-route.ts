@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import type { ArgsValidator } from '../validate/args-validator.js';
-import { errorBody } from './http-errors.js';
+import { errorBody, httpError } from './http-errors.js';
 import { toHttpJson } from './http-json.js';
 
 /** What the route needs of a pool: `stream()` (a `Pool` has it). */
@@ -48,8 +48,9 @@ export function registerStreamRoute(app: FastifyInstance, pool: StreamingPool, v
   app.post<{ Params: { command: string } }>('/v1/stream/:command', async (req, reply) => {
     const command = req.params.command;
     if (pool.stream === undefined) {
-      reply.code(501);
-      return { error: { code: 'PYFLEET_HTTP_ERROR', message: 'This server cannot stream: its pool has no stream().' } };
+      const a = httpError('PYFLEET_HTTP_ERROR', 'This server cannot stream: its pool has no stream().', 501);
+      reply.code(a.status);
+      return a.body;
     }
     const holder = { args: req.body === undefined ? null : (req.body as unknown) };
     const invalid = validator.check(command, holder.args, holder);

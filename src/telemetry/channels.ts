@@ -30,6 +30,8 @@ export interface EventPayloads {
   'worker:log': { poolId: number; workerId: number; stream: 'stdout' | 'stderr'; line: string };
   /** `stream`: made by `pool.stream()`. */
   'call:start': { poolId: number; callId: number; command: string; sessionId: string | null; stream: boolean };
+  /** A call refused at the call site, before any attempt (unknown command, bad arguments or options, closed pool, ...). */
+  'call:refused': { poolId: number; command: string; code: string; stream: boolean };
   /** `items`: the items a stream delivered (0 for `execute`). */
   'call:end': {
     poolId: number;
@@ -52,6 +54,8 @@ export interface EventPayloads {
   'session:restore': { poolId: number; sessionId: string; version: number; bytes: number; durationMs: number; ok: boolean; error: string | null };
   /** A session's state cannot be kept as a snapshot (said once per session). */
   'session:not_durable': { poolId: number; sessionId: string; reason: string };
+  /** One call's snapshot was large or slow (DEFAULTS.sessionLarge; said once per session): the keys that cost the most, and what to do. */
+  'session:large': { poolId: number; sessionId: string; version: number; bytes: number; pickleMs: number; keys: Array<{ key: string; bytes: number }>; advice: string };
   // A fleet on NATS: a client's view of the hosts (from their heartbeats). `fleetId` is the client's.
   /** A host's first heartbeat (or its first after it was dead). */
   'host:joined': { fleetId: number; fleet: string; hostId: string; version: string; moduleVersion: string };
@@ -77,11 +81,13 @@ export const EVENT_NAMES = [
   'worker:exit',
   'worker:log',
   'call:start',
+  'call:refused',
   'call:end',
   'pool:closing',
   'session:snapshot',
   'session:restore',
   'session:not_durable',
+  'session:large',
   'host:joined',
   'host:left',
   'host:suspected',

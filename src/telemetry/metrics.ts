@@ -1,4 +1,5 @@
-import { Counter, Gauge, Registry } from 'prom-client';
+import type { Counter, Gauge, Registry } from 'prom-client';
+import { requireOptional } from '../util/optional.js';
 import { FastCounter, FastHistogram } from './fast-metrics.js';
 import { OBSERVED_WORKER_STATES, isServing, workerCapacity, type ObservedPool, type ObservedStats } from './source.js';
 import { watchStreams, type StreamWatch } from './streams.js';
@@ -103,6 +104,7 @@ export class PyfleetMetrics {
   private readonly streamItems: FastCounter;
 
   constructor(options: MetricsOptions = {}) {
+    const { Counter, Gauge, Registry } = requireOptional<typeof import('prom-client')>('prom-client', 'metrics');
     this.registry = options.registry ?? new Registry();
     const p = (this.prefix = options.prefix ?? 'pyfleet_');
     const registers = [this.registry];
@@ -111,7 +113,7 @@ export class PyfleetMetrics {
     const collect = function collect(): void {
       self.refresh();
     };
-    this.calls = new FastCounter({ name: `${p}calls_total`, help: 'Calls settled, by command and outcome (ok, fallback, error).', labelNames: ['pool', 'command', 'outcome'], registers });
+    this.calls = new FastCounter({ name: `${p}calls_total`, help: 'Calls settled, by command and outcome (ok, fallback, error; refused: at the call site, before any attempt).', labelNames: ['pool', 'command', 'outcome'], registers });
     this.latency = new FastHistogram({
       name: `${p}call_duration_seconds`,
       help: 'Time from execute() to the settled result, retries and recovery included.',
@@ -119,7 +121,7 @@ export class PyfleetMetrics {
       buckets: options.buckets ?? DEFAULT_LATENCY_BUCKETS,
       registers,
     });
-    this.callFailures = new FastCounter({ name: `${p}call_failures_total`, help: 'Calls that ended in an error, by command and error code.', labelNames: ['pool', 'command', 'code'], registers });
+    this.callFailures = new FastCounter({ name: `${p}call_failures_total`, help: 'Calls that ended in an error or were refused at the call site, by command and error code.', labelNames: ['pool', 'command', 'code'], registers });
     this.errors = new FastCounter({ name: `${p}errors_total`, help: 'Failed attempts, by error category and severity (a call retried twice counts up to three).', labelNames: ['pool', 'category', 'severity'], registers });
     this.retries = new Counter({ name: `${p}retries_total`, help: 'Attempts sent again after a failure.', labelNames: ['pool'], registers, collect });
     this.recoveries = new Counter({ name: `${p}recoveries_total`, help: 'Recoveries run by the orchestrator, by strategy and result (ok, error).', labelNames: ['pool', 'strategy', 'result'], registers, collect });
@@ -204,6 +206,12 @@ export class PyfleetMetrics {
           }
           f.inc();
         }
+      }),
+      // Refused before any attempt: counted, never timed. An unknown name is not a label (a client could make series at will).
+      pool.on('call:refused', (e) => {
+        const command = e.code === 'PYFLEET_UNKNOWN_COMMAND' ? '(unknown)' : e.command;
+        this.calls.inc({ pool: name, command, outcome: 'refused' });
+        this.callFailures.inc({ pool: name, command, code: e.code });
       }),
       pool.on('pool:error', (e) => {
         const key = `${e.category}\u0000${e.severity}`;
@@ -345,6 +353,16 @@ function removeMatching(metric: { remove(labels: Record<string, string>): void }
   for (const entry of Object.values(hashMap)) {
     if (Object.entries(pick).every(([k, v]) => entry.labels[k] === v)) metric.remove(entry.labels);
   }
+}
+
+/**
+ * prom-client's default Node metrics on `registry`, less its three gauges named `_total`
+ * (`nodejs_active_{handles,requests,resources}_total`: promtool refuses a gauge with that
+ * suffix); `sum(nodejs_active_handles)` and the like give their values.
+ */
+export function collectNodeMetrics(registry: Registry): void {
+  requireOptional<typeof import('prom-client')>('prom-client', 'metrics').collectDefaultMetrics({ register: registry });
+  for (const n of ['handles', 'requests', 'resources']) registry.removeSingleMetric(`nodejs_active_${n}_total`);
 }
 
 /** `new PyfleetMetrics(options)` with `pool` attached: the one-liner for a single pool. */

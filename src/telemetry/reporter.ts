@@ -2,6 +2,7 @@ import type { Logger } from '../util/logger.js';
 import { Alerter, type AlertOptions } from './alerts.js';
 import { PyfleetMetrics, type MetricsOptions } from './metrics.js';
 import type { ObservedPool } from './source.js';
+import { isInstalled } from '../util/optional.js';
 import { instrument, type TracedPool, type TracingOptions } from './tracing.js';
 
 export interface ReporterOptions {
@@ -16,7 +17,7 @@ export interface ReporterOptions {
   metricsName?: string;
   /** Alert webhook. Default: none. */
   alerts?: AlertOptions;
-  /** A span per execute (no-op until an OpenTelemetry SDK is registered). Default: on. */
+  /** A span per execute (no-op until an OpenTelemetry SDK is registered). Default: on where @opentelemetry/api is installed. */
   tracing?: boolean | TracingOptions;
 }
 
@@ -50,7 +51,8 @@ export class ErrorReporter {
       this.alerter = alerter;
       this.undo.push(() => alerter.close());
     } else this.alerter = null;
-    if (options.tracing !== false && typeof pool.execute === 'function') {
+    // By default, spans only where the app has @opentelemetry/api (without it no SDK can record them).
+    if (options.tracing !== false && typeof pool.execute === 'function' && (options.tracing !== undefined || isInstalled('@opentelemetry/api'))) {
       this.undo.push(instrument(pool as TracedPool, typeof options.tracing === 'object' ? options.tracing : {}));
     }
   }

@@ -1,5 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { SpanKind, SpanStatusCode, context, trace, type Span, type Tracer, type TracerProvider } from '@opentelemetry/api';
+import type * as OTel from '@opentelemetry/api';
+import type { Span, Tracer, TracerProvider } from '@opentelemetry/api';
+import { requireOptional } from '../util/optional.js';
 import { subscribe } from './channels.js';
 import type { ObservedPool } from './source.js';
 
@@ -25,6 +27,10 @@ interface DetailedLike {
   workerId: number | null;
   durationMs: number;
 }
+
+/** The application's own copy (an optional peer, any 1.x): a second copy would not see its SDK. */
+let otel: typeof OTel | undefined;
+const api = (): typeof OTel => (otel ??= requireOptional<typeof OTel>('@opentelemetry/api', 'tracing'));
 
 /** The span of the execute() whose async context an event is published in. */
 const current = new AsyncLocalStorage<Span>();
@@ -70,7 +76,7 @@ function releaseEventListeners(): void {
  */
 export function startExecuteSpan(tracer: Tracer, poolId: number, command: string, sessionId: string | undefined): Span | null {
   const span = tracer.startSpan(`pyfleet.execute ${command}`, {
-    kind: SpanKind.CLIENT,
+    kind: api().SpanKind.CLIENT,
     attributes: { 'pyfleet.command': command, 'pyfleet.pool_id': poolId, ...(sessionId === undefined ? {} : { 'pyfleet.session_id': sessionId }) },
   });
   if (span.isRecording()) return span;
@@ -87,6 +93,7 @@ export function startExecuteSpan(tracer: Tracer, poolId: number, command: string
 export function runInSpan<R extends DetailedLike>(span: Span, run: () => Promise<R>): Promise<R> {
   let p: Promise<R>;
   try {
+    const { context, trace } = api();
     p = current.run(span, () => context.with(trace.setSpan(context.active(), span), run));
   } catch (e) {
     endWithError(span, e);
@@ -115,7 +122,7 @@ function endWithError(span: Span, e: unknown): void {
   if (typeof err?.workerId === 'number') attrs['pyfleet.worker_id'] = err.workerId;
   span.setAttributes(attrs);
   if (e instanceof Error) span.recordException(e);
-  span.setStatus({ code: SpanStatusCode.ERROR, message: typeof err?.message === 'string' ? err.message : String(e) });
+  span.setStatus({ code: api().SpanStatusCode.ERROR, message: typeof err?.message === 'string' ? err.message : String(e) });
   span.end();
 }
 
@@ -129,6 +136,7 @@ const instrumented = new WeakMap<TracedPool, () => void>();
 export function instrument(pool: TracedPool, options: TracingOptions = {}): () => void {
   const done = instrumented.get(pool);
   if (done !== undefined) return done;
+  const { trace } = api();
   const tracer = options.tracer ?? (options.tracerProvider ?? trace).getTracer(TRACER_NAME);
   const original = pool.execute;
   const own = Object.hasOwn(pool, 'execute');

@@ -11,6 +11,16 @@ export interface DeclarationOptions {
 
 const ROLE_SUFFIX: Record<Role, string> = { args: 'Args', result: 'Result', item: 'Item' };
 
+/**
+ * Names a Python type must not take: the globals the declarations use (a local `Record` would
+ * shadow TypeScript's), the primitive type names and the reserved words.
+ */
+const RESERVED = [
+  ...['Record', 'Buffer', 'Uint8Array', 'ArrayBufferView', 'Commands'],
+  ...'any unknown never object string number boolean symbol bigint null undefined void'.split(' '),
+  ...'break case catch class const continue debugger default delete do else enum export extends false finally for function if import in instanceof new return super switch this throw true try typeof var while with implements interface let package private protected public static yield await'.split(' '),
+];
+
 /** `count_nodes` -> `CountNodes`; a name that would not start a TypeScript identifier gets a prefix. */
 export function pascalCase(name: string): string {
   const p = name
@@ -30,7 +40,7 @@ export function declarations(mod: ModuleSchemas, options: DeclarationOptions): s
   const namer = new DefNamer();
   const names = Object.keys(mod.commands).sort();
   const commandType = new Map<string, string>();
-  namer.reserve('Commands');
+  for (const r of RESERVED) namer.reserve(r);
   for (const n of names) {
     let t = `${pascalCase(n)}Command`;
     for (let i = 2; namer.isTaken(t); i++) t = `${pascalCase(n)}Command${i}`;

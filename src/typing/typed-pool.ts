@@ -47,7 +47,8 @@ export type { SessionExecuteOptions, SessionStreamOptions, StreamOptions };
 /** `pool.session(id)` of a typed pool. */
 export interface TypedSession<C extends CommandMap<C>> {
   readonly id: string;
-  execute<K extends ExecutableName<C>>(command: K, ...rest: CallRest<ArgsOf<C, K>, SessionExecuteOptions>): Promise<ResultOf<C, K>>;
+  execute<K extends ExecutableName<C>>(command: K, ...rest: CallRest<ArgsOf<C, K>, SessionExecuteOptions & { detailed?: false }>): Promise<ResultOf<C, K>>;
+  execute<K extends ExecutableName<C>>(command: K, args: ArgsOf<C, K>, options: SessionExecuteOptions & { detailed: true }): Promise<DetailedResult<ResultOf<C, K>>>;
   stream<K extends CommandName<C>>(command: K, ...rest: CallRest<ArgsOf<C, K>, SessionStreamOptions>): AsyncIterableIterator<ItemOf<C, K>>;
   close(): Promise<void>;
 }

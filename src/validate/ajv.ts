@@ -1,6 +1,7 @@
-import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
+import type { Ajv2020, ValidateFunction } from 'ajv/dist/2020.js';
 import type { DataValidationCxt } from 'ajv/dist/types/index.js';
 import { BINARY_KEYWORD } from '../typing/schema.js';
+import { requireOptional } from '../util/optional.js';
 
 /**
  * Where args come from decides what a binary value is: in the pool, a Buffer / typed array
@@ -11,9 +12,8 @@ export type ValidationMode = 'pool' | 'http';
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 function isBinary(kind: unknown, data: unknown): boolean {
-  if (!ArrayBuffer.isView(data) || data instanceof DataView) return false;
-  // bytes (Python bytes / bytearray): a byte string; buffer (memoryview): any typed array.
-  return kind === 'buffer' || data instanceof Uint8Array;
+  // bytes (Python bytes / bytearray): a byte string; buffer (memoryview): any view, a DataView too.
+  return kind === 'buffer' ? ArrayBuffer.isView(data) : data instanceof Uint8Array;
 }
 
 function decodeBase64(_kind: unknown, data: unknown, _parent?: unknown, cxt?: DataValidationCxt): boolean {
@@ -30,6 +30,7 @@ function decodeBase64(_kind: unknown, data: unknown, _parent?: unknown, cxt?: Da
  * (they would reach Python as None).
  */
 export function createAjv(mode: ValidationMode): Ajv2020 {
+  const { Ajv2020 } = requireOptional<typeof import('ajv/dist/2020.js')>('ajv/dist/2020.js', 'validation');
   const ajv = new Ajv2020({ strict: false, strictNumbers: true, allErrors: false, verbose: true, validateFormats: false });
   ajv.addKeyword(
     mode === 'pool'

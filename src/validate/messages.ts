@@ -59,7 +59,7 @@ function typeNames(t: unknown): string {
 
 function binaryExpected(kind: unknown, mode: ValidationMode): string {
   if (mode === 'http') return 'binary data as a base64 string';
-  return kind === 'buffer' ? 'binary data (a Buffer or a typed array)' : 'binary data (a Buffer or Uint8Array)';
+  return kind === 'buffer' ? 'binary data (a Buffer, a typed array or a DataView)' : 'binary data (a Buffer or Uint8Array)';
 }
 
 /** Edit distance, to suggest the key a misspelt one was meant to be. */
@@ -142,7 +142,8 @@ const isSpecific = (e: ErrorObject): boolean => e.keyword === 'required' || e.ke
 export function describeErrors(errors: ErrorObject[], mode: ValidationMode): ArgsProblem {
   const last = errors[errors.length - 1];
   if (last.keyword !== 'anyOf' && last.keyword !== 'oneOf') return sentence(last, mode);
-  const branches = errors.filter((e) => e !== last && e.schemaPath.startsWith(`${last.schemaPath}/`));
+  // A branch's errors are those at or under the union's value: through a $ref, their schemaPath is the def's, not under the anyOf's.
+  const branches = errors.filter((e) => e !== last && (e.instancePath === last.instancePath || e.instancePath.startsWith(`${last.instancePath}/`)));
   const deeper = branches.filter((e) => e.instancePath.length > last.instancePath.length || isSpecific(e));
   if (deeper.length > 0) {
     deeper.sort((a, b) => b.instancePath.length - a.instancePath.length);

@@ -1,5 +1,5 @@
 import type { PoolError } from '../errors/pool-error.js';
-import type { CommandKind } from '../protocol/messages.js';
+import type { CommandKind, SnapMessage } from '../protocol/messages.js';
 
 /** What decides whether a worker can take an attempt now (see Worker.canTake). */
 export interface Task {
@@ -30,8 +30,8 @@ export interface Attempt extends Task {
   items: number;
   /** A stream's item (only stream attempts get them). */
   item?(value: unknown): void;
-  /** The session's state after the call (`data`), or why it cannot be kept (`err`): sent before the answer. */
-  snapshot?(data: Uint8Array | undefined, err: string | undefined): void;
+  /** The records of the session's keys the call may have changed, or why it cannot be kept: sent before the answer. */
+  snapshot?(m: SnapMessage): void;
   resolve(value: unknown): void;
   reject(err: PoolError): void;
 }

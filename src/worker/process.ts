@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
+import { groupTracebacks } from './tracebacks.js';
 
 const BOOT = 'from pyfleet._worker import main; main()';
 const MAX_LOG_LINE = 16 * 1024;
@@ -16,8 +17,8 @@ export interface ProcessSpec {
 export interface ProcessEvents {
   /** Bytes from the worker's fd 4 (the protocol). */
   onData(chunk: Buffer): void;
-  /** A line the worker printed on stdout or stderr. */
-  onLine(stream: 'stdout' | 'stderr', line: string): void;
+  /** A line the worker printed on stdout or stderr; a traceback on stderr comes whole, with `err`. */
+  onLine(stream: 'stdout' | 'stderr', line: string, err?: Error): void;
   /** The interpreter could not be started at all. */
   onSpawnError(err: Error): void;
   /** The process is gone, and what it wrote on fd 4 before dying has been delivered. */
@@ -116,6 +117,7 @@ export class PythonProcess {
 }
 
 function pipeLines(stream: Readable, name: 'stdout' | 'stderr', events: ProcessEvents): void {
+  const out = name === 'stderr' ? groupTracebacks((line, err) => events.onLine(name, line, err)) : { line: (line: string) => events.onLine(name, line), end() {} };
   let carry = '';
   stream.setEncoding('utf8');
   stream.on('data', (text: string) => {
@@ -125,10 +127,11 @@ function pipeLines(stream: Readable, name: 'stdout' | 'stderr', events: ProcessE
       lines.push(carry);
       carry = '';
     }
-    for (const line of lines) events.onLine(name, line.length > MAX_LOG_LINE ? `${line.slice(0, MAX_LOG_LINE)}...` : line);
+    for (const line of lines) out.line(line.length > MAX_LOG_LINE ? `${line.slice(0, MAX_LOG_LINE)}...` : line);
   });
   stream.on('end', () => {
-    if (carry !== '') events.onLine(name, carry);
+    if (carry !== '') out.line(carry);
+    out.end();
   });
   stream.on('error', () => {});
 }

@@ -37,7 +37,8 @@ export interface WorkerHooks<W> {
   onAvailable(w: W): void;
   /** The process is gone and every attempt it held has been settled. */
   onExit(w: W, info: ExitInfo): void;
-  onLog(w: W, stream: 'stdout' | 'stderr', line: string): void;
+  /** A line the worker printed; a Python traceback (stderr) comes as one record, with `err` (type, message, the traceback as its stack). */
+  onLog(w: W, stream: 'stdout' | 'stderr', line: string, err?: Error): void;
   /**
    * The worker died while running an attempt the pool had already given up on (timed out or
    * aborted, cancel not yet acknowledged): that attempt, not an innocent one queued behind it,

@@ -124,7 +124,7 @@ export class Worker {
           this.lastSeen = performance.now();
           this.decoder.push(chunk);
         },
-        onLine: (stream, line) => this.hooks.onLog(this, stream, line),
+        onLine: (stream, line, err) => this.hooks.onLog(this, stream, line, err),
         onSpawnError: (e) => {
           this.failStart('PYFLEET_SPAWN_FAILED', `Could not start ${cfg.python}: ${e.message}. Check the python option or $PYFLEET_PYTHON.`, e);
           this.finish({ code: null, signal: null, reason: 'spawn failed', expected: false, byPool: false, error: this.fault });
@@ -278,7 +278,7 @@ export class Worker {
         // Also for an attempt given up on: the worker's session state changed all the same.
         const a = this.inflight.lookup(m.id);
         if (a === undefined) return this.protocolFault(`worker sent the session snapshot of request ${m.id}, which it was not given`);
-        a.snapshot?.(m.v, m.err);
+        a.snapshot?.(m);
         return;
       }
       case 'err':

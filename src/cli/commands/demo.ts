@@ -40,7 +40,7 @@ const KINDS: readonly Kind[] = [
   {
     name: 'remember',
     weight: 8,
-    note: 'session state in one worker (lost if it dies: session_error)',
+    note: 'session state, snapshotted in the host: restored on another worker if its own dies',
     call: (p, i, s) => p.execute('remember', { x: i }, { sessionId: s }),
   },
   { name: 'recall', weight: 8, note: 'reads the session state', call: (p, _i, s) => p.execute('recall', {}, { sessionId: s }) },
@@ -87,9 +87,10 @@ export function register(program: Command): void {
       `
 The mix (weights): ${KINDS.map((k) => `${k.name} ${k.weight}`).join(', ')}.
 ${KINDS.map((k) => `  ${k.name.padEnd(9)} ${k.note}`).join('\n')}
-Workers are killed at random (the pool's chaos option, kill rate --kill-rate, seeded): calls to
-idempotent commands on a killed worker are re-sent after the decision matrix's delay (1 s),
-others fail with connection_error, and the pool starts a replacement.`,
+Workers are killed at random (the pool's chaos option, kill rate --kill-rate, seeded): a call to
+an idempotent command on a killed worker is re-sent at once to another worker (the decision
+matrix's delay applies from the next failure), others fail with connection_error (they may
+have run), and the pool starts a replacement.`,
     )
     .action(async (opts: DemoOptions) => {
       let pool: Pool | null = null;

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { randomBytes } from 'node:crypto';
 import { serve, type Serving } from '../../server/serve.js';
 import { intArg, logLevelArg, workersArg, type LogLevel } from '../args.js';
 import { printError } from '../errors.js';
@@ -8,7 +9,10 @@ interface ServeCliOptions {
   module: string;
   port: number;
   host: string;
-  token?: string;
+  /** false: --no-token. */
+  token?: string | false;
+  allowOrigin: string[];
+  allowHost: string[];
   workers?: { min: number; max: number };
   python?: string;
   timeout?: number;
@@ -16,6 +20,8 @@ interface ServeCliOptions {
   alertInterval?: number;
   logLevel: LogLevel;
 }
+
+const collect = (v: string, all: string[]): string[] => [...all, v];
 
 /** `pyfleet serve --module FILE`: the pool over HTTP, with /metrics, /healthz and a live dashboard at /. */
 export function register(program: Command): void {
@@ -25,7 +31,10 @@ export function register(program: Command): void {
     .requiredOption('-m, --module <file>', 'a .py file or dotted module name with @command handlers')
     .option('-p, --port <n>', 'port to listen on (0: any free port)', intArg(0, 65535), 7700)
     .option('-H, --host <address>', 'address to bind; anything but loopback requires a token', '127.0.0.1')
-    .option('--token <token>', 'require "Authorization: Bearer <token>" (or ?token=) on every route but /healthz (default: $PYFLEET_TOKEN)')
+    .option('--token <token>', 'require "Authorization: Bearer <token>" (or ?token=) on every route but /healthz (default: $PYFLEET_TOKEN, else a random one, printed)')
+    .option('--no-token', 'no token (loopback only): any local process may call the handlers')
+    .option('--allow-origin <origin>', 'a web origin (https://app.example) whose pages may call the server, with CORS; repeat for more, * for any', collect, [])
+    .option('--allow-host <name>', 'a Host name to answer besides IP addresses, localhost and --host (behind a proxy); repeat for more, * for any', collect, [])
     .option('-w, --workers <n|min-max>', 'worker count, or a range the pool grows and shrinks in', workersArg)
     .option('--python <path>', 'the Python interpreter (default: $PYFLEET_PYTHON or python3)')
     .option('-t, --timeout <ms>', 'time for one attempt of a call (requestTimeoutMs, default 30000)', intArg(1))
@@ -54,14 +63,19 @@ Routes:
 
 SIGTERM or SIGINT: stop taking requests, finish those in flight, stop every worker, exit 0.
 
+Only JSON bodies (Content-Type: application/json, else 415). A request from a web page of
+another origin (--allow-origin) or with a Host that is not an IP address, localhost or an
+allowed name (--allow-host) is refused with 403.
+
 Example:
-  pyfleet serve --module examples/handlers.py --workers 2
-  curl -s localhost:7700/v1/call/add -d '{"a": 1, "b": 2}'
-  curl -sN localhost:7700/v1/stream/tokens -d '{"text": "one two three"}'`,
+  PYFLEET_TOKEN=s3cret pyfleet serve --module examples/handlers.py --workers 2
+  curl -s --json '{"a": 1, "b": 2}' -H 'authorization: Bearer s3cret' localhost:7700/v1/call/add
+  curl -sN --json '{"text": "one two three"}' -H 'authorization: Bearer s3cret' localhost:7700/v1/stream/tokens`,
     )
     .action(async (opts: ServeCliOptions) => {
       const logger = cliLogger(opts.logLevel);
-      const token = opts.token ?? (process.env.PYFLEET_TOKEN || undefined);
+      // A random token by default, as Jupyter does: loopback is shared by every local user and process.
+      const token = opts.token === false ? undefined : (opts.token ?? (process.env.PYFLEET_TOKEN || randomBytes(18).toString('base64url')));
       let serving: Serving;
       try {
         serving = await serve({
@@ -75,6 +89,8 @@ Example:
           port: opts.port,
           host: opts.host,
           ...(token !== undefined ? { token } : {}),
+          allowedOrigins: opts.allowOrigin,
+          allowedHosts: opts.allowHost,
           ...(opts.alertWebhook !== undefined ? { alerts: { webhookUrl: opts.alertWebhook, minIntervalMs: opts.alertInterval } } : {}),
         });
       } catch (e) {
@@ -82,8 +98,14 @@ Example:
         process.exitCode = 1;
         return;
       }
-      const tokenHint = token !== undefined ? ' (token required)' : '';
-      process.stdout.write(`pyfleet: serving ${opts.module} at ${serving.url}${tokenHint}: dashboard ${serving.url}/, metrics ${serving.url}/metrics, calls POST ${serving.url}/v1/call/<command>\n`);
+      const u = serving.url;
+      const q = token === undefined ? '' : `?token=${encodeURIComponent(token)}`;
+      const auth = token === undefined ? '' : ` -H 'authorization: Bearer ${token}'`;
+      const why = opts.token === undefined && !process.env.PYFLEET_TOKEN ? ' (random; --token T or $PYFLEET_TOKEN to choose it)' : '';
+      process.stdout.write(
+        `pyfleet: serving ${opts.module} at ${u}\n  dashboard: ${u}/${q}\n  metrics:   ${u}/metrics${q}\n  calls:     curl --json '{...}'${auth} ${u}/v1/call/<command>\n` +
+          (token === undefined ? '  no token: any local process may call the handlers\n' : `  token:     ${token}${why}\n`),
+      );
 
       await new Promise<void>((resolve) => {
         let stopping = false;

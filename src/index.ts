@@ -5,16 +5,10 @@ export type { PoolOptions } from './pool/options.js';
 export type { ChaosOptions } from './pool/chaos.js';
 export * from './errors/index.js';
 export * from './resilience/index.js';
-export {
-  RecoveryOrchestrator,
-  DEFAULT_RECOVERY_STRATEGIES,
-  type RecoveryActions,
-  type RecoveryStep,
-  type RecoveryContext,
-  type RecoveryMetrics,
-  type RecoveryResult,
-  type RecoveryTableOverrides,
-} from './resilience/recovery/index.js';
+export { RecoveryOrchestrator } from './resilience/recovery/orchestrator.js';
+export { DEFAULT_RECOVERY_STRATEGIES } from './resilience/recovery/strategies.js';
+export type { RecoveryStep } from './resilience/recovery/run.js';
+export type { RecoveryActions, RecoveryContext, RecoveryMetrics, RecoveryResult, RecoveryTableOverrides } from './resilience/recovery/types.js';
 export { channels, subscribe, EVENT_NAMES, type EventName, type EventPayloads } from './telemetry/channels.js';
 export type { Adapter, AdapterCallOptions } from './adapters/adapter.js';
 export { FunctionAdapter } from './adapters/function-adapter.js';

@@ -3,16 +3,10 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { ERROR_CATEGORIES, SEVERITIES, PoolError, type ErrorCategory, type Severity } from '../src/errors/index.js';
 import { DEFAULTS } from '../src/defaults.js';
 import { CODE_OF, failure } from './helpers/errors.js';
-import {
-  DEFAULT_RECOVERY_STRATEGIES,
-  RECOVERY_TYPES,
-  RecoveryOrchestrator,
-  loadRecoveryStrategies,
-  type RecoveryActions,
-  type RecoveryContext,
-  type RecoveryStep,
-  type RecoveryType,
-} from '../src/resilience/recovery/index.js';
+import { RecoveryOrchestrator } from '../src/resilience/recovery/orchestrator.js';
+import type { RecoveryStep } from '../src/resilience/recovery/run.js';
+import { DEFAULT_RECOVERY_STRATEGIES, loadRecoveryStrategies } from '../src/resilience/recovery/strategies.js';
+import { RECOVERY_TYPES, type RecoveryActions, type RecoveryContext, type RecoveryType } from '../src/resilience/recovery/types.js';
 import { failoverStep, resendWithLargerTimeout } from '../src/call/resend.js';
 import { subscribe, type EventPayloads } from '../src/telemetry/channels.js';
 import { FakeClock, flush } from './helpers/fake-clock.js';

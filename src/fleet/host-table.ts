@@ -202,6 +202,13 @@ export class HostTable {
     return false;
   }
 
+  /** The commands the live hosts serve. */
+  commandNames(): Set<string> {
+    const names = new Set<string>();
+    for (const h of this.alive()) for (const c of Object.keys(h.hb.commands)) names.add(c);
+    return names;
+  }
+
   /** What the live hosts know of `command` (the first that has it). */
   command(name: string): Heartbeat['commands'][string] | undefined {
     for (const h of this.hosts.values()) if (h.state !== 'dead' && h.state !== 'left' && h.hb.commands[name] !== undefined) return h.hb.commands[name];

@@ -51,7 +51,7 @@ export class Router {
     const release = call.sessionId === null ? () => {} : await this.routeTurn(call.sessionId);
     let route: Route;
     try {
-      route = call.sessionId === null ? await this.acquire(call, call.tried) : await this.acquireSession(call);
+      route = call.sessionId === null ? await this.acquire(call) : await this.acquireSession(call);
     } catch (e) {
       release();
       throw e;
@@ -92,31 +92,18 @@ export class Router {
     return true;
   }
 
-  /** A host for a session-less call: the least loaded live one that has the command. Waits within queueTimeoutMs. */
-  private async acquire(call: FleetCall, avoid: ReadonlySet<string>): Promise<Route> {
-    const deadline = performance.now() + this.o.queueTimeoutMs;
+  /**
+   * Runs `once` until it has a route, within queueTimeoutMs: while the client is disconnected, or
+   * no host can take the call yet, it waits for a change of the host table or the connection.
+   */
+  private async waitFor(call: FleetCall, deadline: number, once: () => Promise<Route | 'again' | null>): Promise<Route> {
     for (;;) {
       if (this.state.closing) throw closedError(this.o.fleet, call.command);
       if (this.state.connected) {
-        const h = this.table.pick(call.command, avoid);
-        if (h !== null) {
-          try {
-            return { host: h, ticket: h.breaker.enter(), epoch: 0, gen: '', fence: 0 };
-          } catch {
-            // half-open and its trials busy: wait for a change
-          }
-        } else {
-          const serves = this.table.anyAliveServes(call.command);
-          if (serves === false) throw this.unknownCommand(call.command);
-          const open = this.table.alive().filter((x) => x.hb.commands[call.command] !== undefined);
-          // Every circuit refuses: fail now with the circuit's own error rather than wait. (If its
-          // open timeout ended just now, the ticket goes back and the next round picks the host.)
-          if (open.length > 0 && open.every((x) => !x.breaker.allowsRequests)) {
-            const b = open[0].breaker;
-            b.leaveFailed(b.enter(), null);
-            continue;
-          }
-        }
+        const r = await once();
+        if (r === 'again') continue;
+        if (r !== null) return r;
+        if (this.table.anyAliveServes(call.command) === false) throw this.unknownCommand(call.command);
       }
       const left = deadline - performance.now();
       if (left <= 0) throw this.noHost(call);
@@ -125,40 +112,52 @@ export class Router {
     }
   }
 
+  /** A host for a session-less call: the least loaded live one that has the command. */
+  private acquire(call: FleetCall): Promise<Route> {
+    return this.waitFor(call, performance.now() + this.o.queueTimeoutMs, async () => {
+      const h = this.table.pick(call.command, call.tried);
+      if (h !== null) {
+        try {
+          return { host: h, ticket: h.breaker.enter(), epoch: 0, gen: '', fence: 0 };
+        } catch {
+          return null; // half-open and its trials busy: wait for a change
+        }
+      }
+      const open = this.table.alive().filter((x) => x.hb.commands[call.command] !== undefined);
+      // Every circuit refuses: fail now with the circuit's own error rather than wait. (If its
+      // open timeout ended just now, the ticket goes back and the next round picks the host.)
+      if (open.length === 0 || open.some((x) => x.breaker.allowsRequests)) return null;
+      const b = open[0].breaker;
+      b.leaveFailed(b.enter(), null);
+      return 'again';
+    });
+  }
+
   /** The session's host, from the map (placing or moving the session as needed). */
   private async acquireSession(call: FleetCall): Promise<Route> {
     const sid = call.sessionId!;
     const deadline = performance.now() + this.o.queueTimeoutMs;
     const map = await this.withDeadline(this.sessions(), deadline, call);
-    for (;;) {
-      if (this.state.closing) throw closedError(this.o.fleet, call.command);
-      if (this.state.connected) {
-        const place = map.cached(sid) ?? (await this.withDeadline(map.lookup(sid), deadline, call));
-        if (place === null) {
-          const to = this.table.pick(call.command, null);
-          if (to !== null) {
-            await this.withDeadline(map.place(sid, to.id), deadline, call);
-            continue;
-          }
-          if (this.table.anyAliveServes(call.command) === false) throw this.unknownCommand(call.command);
-        } else {
-          const h = this.table.get(place.host);
-          if (h !== undefined && h.state === 'alive') return { host: h, ticket: h.breaker.enter(), epoch: place.epoch, gen: place.gen, fence: place.revision };
-          const warm = performance.now() - Math.max(this.state.connectedAt, this.state.reconnectedAt) > 3_000;
-          if ((h === undefined && warm) || (h !== undefined && (h.state === 'dead' || h.state === 'left' || h.state === 'draining'))) {
-            const to = this.table.pick(call.command, new Set([place.host]));
-            if (to !== null && to.id !== place.host) {
-              await this.withDeadline(map.move(sid, place, to.id), deadline, call);
-              continue;
-            }
-          }
+    return this.waitFor(call, deadline, async () => {
+      const place = map.cached(sid) ?? (await this.withDeadline(map.lookup(sid), deadline, call));
+      if (place === null) {
+        const to = this.table.pick(call.command, null);
+        if (to === null) return null;
+        await this.withDeadline(map.place(sid, to.id), deadline, call);
+        return 'again';
+      }
+      const h = this.table.get(place.host);
+      if (h !== undefined && h.state === 'alive') return { host: h, ticket: h.breaker.enter(), epoch: place.epoch, gen: place.gen, fence: place.revision };
+      const warm = performance.now() - Math.max(this.state.connectedAt, this.state.reconnectedAt) > 3_000;
+      if ((h === undefined && warm) || (h !== undefined && (h.state === 'dead' || h.state === 'left' || h.state === 'draining'))) {
+        const to = this.table.pick(call.command, new Set([place.host]));
+        if (to !== null && to.id !== place.host) {
+          await this.withDeadline(map.move(sid, place, to.id), deadline, call);
+          return 'again';
         }
       }
-      const left = deadline - performance.now();
-      if (left <= 0) throw this.noHost(call);
-      await this.state.changed(Math.min(left, 250));
-      if (call.signal?.aborted) throw abortedError(call, call.signal);
-    }
+      return null;
+    });
   }
 
   private async withDeadline<T>(p: Promise<T>, deadline: number, call: FleetCall): Promise<T> {
@@ -197,8 +196,6 @@ export class Router {
   }
 
   private unknownCommand(command: string): PoolError {
-    const names = new Set<string>();
-    for (const h of this.table.alive()) for (const c of Object.keys(h.hb.commands)) names.add(c);
-    return unknownCommandError(this.o.fleet, command, names);
+    return unknownCommandError(this.o.fleet, command, this.table.commandNames());
   }
 }

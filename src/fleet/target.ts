@@ -35,9 +35,7 @@ export class FleetTarget implements Target<FleetCall> {
   }
 
   unknownCommand(name: string): PoolError {
-    const names = new Set<string>();
-    for (const h of this.table.alive()) for (const c of Object.keys(h.hb.commands)) names.add(c);
-    return unknownCommandError(this.fleet, name, names);
+    return unknownCommandError(this.fleet, name, this.table.commandNames());
   }
 
   hasOtherReady(call: FleetCall, avoid: Member | null): boolean {

@@ -21,11 +21,13 @@ const refused = (args: unknown, path: string, why: RegExp, opts?: Parameters<typ
   );
 
 describe('encodeArgs', () => {
-  it('sends plain JSON exactly as JSON.stringify does, without copying the args', () => {
+  it('sends plain JSON exactly as JSON.stringify does (numbers beyond 2^53 as floats), without copying the args', () => {
+    const big = (x: unknown): boolean => (typeof x === 'number' ? Math.abs(x) > 2 ** 53 : typeof x === 'object' && x !== null && Object.values(x).some(big));
     fc.assert(
       fc.property(fc.jsonValue(), (v) => {
         const got = encodeArgs(v);
-        assert.equal(got.json, JSON.stringify(v) ?? 'null');
+        if (big(v)) assert.deepEqual(JSON.parse(got.json), JSON.parse(JSON.stringify(v)));
+        else assert.equal(got.json, JSON.stringify(v) ?? 'null');
         assert.equal(got.parts.length, 0);
       }),
       { numRuns: 500 },
@@ -106,7 +108,38 @@ describe('encodeArgs', () => {
   });
 });
 
+describe('encodeArgs: the rows of the table of conversions issue 19 added', () => {
+  it('writes a number beyond 2^53 as a float (Python would read its digits as an int); JSON.parse reads back the same numbers', () => {
+    const args = { a: 1e20, b: [-1e20, 2 ** 53 + 2, 2 ** 53, -(2 ** 53), 1e21, 123456789012345680000], c: { d: Infinity, e: NaN, u: undefined }, s: '1e20', arr: [undefined], when: new Date(0) };
+    const { json } = encodeArgs(args);
+    assert.equal(json, '{"a":1e+20,"b":[-1e+20,9.007199254740994e+15,9007199254740992,-9007199254740992,1e+21,1.2345678901234568e+20],"c":{"d":null,"e":null},"s":"1e20","arr":[null],"when":"1970-01-01T00:00:00.000Z"}');
+    assert.deepEqual(JSON.parse(json), JSON.parse(JSON.stringify(args)));
+    assert.equal(encodeArgs(1e20).json, '1e+20');
+    assert.equal(encodeArgs({ n: 2 ** 53 }).json, '{"n":9007199254740992}', 'up to 2^53 as JSON.stringify writes it');
+  });
+
+  it("a bool NDArray is a part of kind '?' with its shape, 1-D too; a byte other than 0 and 1 is refused", () => {
+    const one = new NDArray(new Uint8Array([1, 0, 1]), [3], 'bool');
+    const { parts } = encodeArgs({ m: one, e: new NDArray(new Uint8Array(0), [0, 2], 'bool') });
+    assert.deepEqual(
+      parts.map((p) => [p.path, p.kind, p.shape]),
+      [
+        [['m'], '?', [3]],
+        [['e'], '?', [0, 2]],
+      ],
+    );
+    refused({ rows: [new NDArray(new Uint8Array([0, 2]), [2], 'bool')] }, '$.rows[0]', /is a 'bool' NDArray holding 2 at index 1: a bool array holds 0 \(false\) and 1 \(true\) only/);
+  });
+});
+
 describe('NDArray', () => {
+  it("takes dtype 'bool' with a Uint8Array, and no other dtype than its data's own", () => {
+    assert.equal(new NDArray(new Uint8Array(2), [2], 'bool').dtype, 'bool');
+    assert.equal(new NDArray(new Float32Array(2), [2], 'float32').dtype, 'float32');
+    assert.throws(() => new NDArray(new Int8Array(2), [2], 'bool'), /dtype "bool" does not fit a Int8Array: give no dtype \(it is int8\), or 'bool' with a Uint8Array/);
+    assert.throws(() => new NDArray(new Float32Array(2), [2], 'float64'), /dtype "float64" does not fit a Float32Array/);
+  });
+
   it('checks its data and shape, and knows its dtype', () => {
     const a = new NDArray(new Float32Array(6), [2, 3]);
     assert.deepEqual([a.dtype, a.ndim, a.size, a.shape], ['float32', 2, 6, [2, 3]]);

@@ -6,8 +6,16 @@
     def add(args, ctx):
         return args["a"] + args["b"]
 
-Standard library only. The worker loop lives in pyfleet._worker; the host starts it.
+Standard library only, Python 3.11+. The worker loop lives in pyfleet._worker; the host starts it.
 """
+import sys
+
+if sys.version_info < (3, 11):
+    # Before anything that needs 3.11 is imported. This code stays valid Python 2.7 and 3.x.
+    from ._too_old import refuse
+
+    refuse()
+
 from ._registry import Cancelled, Context, WorkerInfo, command, commands, on_start, on_stop
 
 __all__ = ["command", "commands", "on_start", "on_stop", "Cancelled", "Context", "WorkerInfo"]

@@ -17,7 +17,7 @@ _u32 = struct.Struct(">I")
 
 BINARY = 0x01
 # Element size of each part kind ("bytes" is a byte string, the others memoryview formats).
-ITEMSIZE = {"bytes": 1, "b": 1, "B": 1, "h": 2, "H": 2, "i": 4, "I": 4, "q": 8, "Q": 8, "f": 4, "d": 8}
+ITEMSIZE = {"bytes": 1, "?": 1, "b": 1, "B": 1, "h": 2, "H": 2, "i": 4, "I": 4, "q": 8, "Q": 8, "f": 4, "d": 8}
 _MAX_NDIM = 64  # memoryview's limit
 _PAD = bytes(8)
 
@@ -161,10 +161,15 @@ def parse_binary(payload, length):
         for p, k, s, start, stop in layout:
             mv = root[start:stop]
             views.append(mv)
-            if s is not None and start != stop:
-                # memoryview casts to a shape only from bytes; it cannot hold a zero dimension,
-                # so an empty n-dimensional part arrives as an empty 1-D view.
-                mv = mv.cast(k if k != "bytes" else "B", s)
+            if s is not None and start == stop:
+                # memoryview.cast refuses a zero dimension: an empty n-D view comes from ctypes.
+                if len(s) > 1:
+                    mv = empty_view(k, s)
+                else:
+                    mv = mv.cast(k)
+                    views.append(mv)
+            elif s is not None:
+                mv = mv.cast(k, s)
                 views.append(mv)
             elif k != "bytes" and k != "B":
                 mv = mv.cast(k)
@@ -178,6 +183,24 @@ def parse_binary(payload, length):
         release(views)
         raise FrameProblem("part cannot be viewed as described (%s)" % exc, rid) from None
     return msg, views
+
+
+_CTYPES = {"?": "c_bool", "b": "c_int8", "B": "c_uint8", "h": "c_int16", "H": "c_uint16", "i": "c_int32", "I": "c_uint32", "q": "c_int64", "Q": "c_uint64", "f": "c_float", "d": "c_double"}
+
+
+def empty_view(kind, shape):
+    """A read-only empty memoryview of `shape` (it has a zero), so numpy.asarray keeps the shape.
+
+    Only ctypes exports such a view (its format is spelled '<d', not 'd'); without ctypes the
+    part arrives as an empty 1-D view of its kind (docs/values.md)."""
+    try:
+        import ctypes
+    except ImportError:
+        return memoryview(b"").cast(kind)
+    t = getattr(ctypes, _CTYPES[kind])
+    for d in reversed(shape):
+        t = t * d
+    return memoryview(t()).toreadonly()
 
 
 def release(views):

@@ -105,7 +105,7 @@ class Wire:
 
     def send_raw(self, body):
         if len(body) > self.max_frame:
-            raise OverflowError("answer of %d bytes exceeds the pool's maxFrameBytes (%d)" % (len(body), self.max_frame))
+            raise OverflowError("answer of %d bytes exceeds the pool's maxFrameBytes (%d): return less per call (a stream sends each item in a frame of its own), or raise maxFrameBytes" % (len(body), self.max_frame))
         frame = pack_len(len(body)) + body
         with self.wlock:
             held = self.before_next
@@ -118,7 +118,7 @@ class Wire:
 
     def send_buffers(self, total, bufs):
         if total > self.max_frame:
-            raise OverflowError("answer of %d bytes exceeds the pool's maxFrameBytes (%d)" % (total, self.max_frame))
+            raise OverflowError("answer of %d bytes exceeds the pool's maxFrameBytes (%d): return less per call (a stream sends each item in a frame of its own), or raise maxFrameBytes" % (total, self.max_frame))
         with self.wlock:
             held = self.before_next
             if held is not None:

@@ -69,14 +69,27 @@ class Command:
         }
 
 
-def _code_flags(f):
-    # inspect costs milliseconds to import in every worker; the code flags say the same.
+def _code(f):
+    # inspect costs milliseconds to import in every worker; the code object says the same.
     while isinstance(f, functools.partial):
         f = f.func
     code = getattr(f, "__code__", None)
     if code is None:
         code = getattr(getattr(f, "__call__", None), "__code__", None)
+    return code
+
+
+def _code_flags(f):
+    code = _code(f)
     return code.co_flags if code is not None else 0
+
+
+def where(f):
+    """file:line of a function's definition (its repr when it has no code)."""
+    code = _code(f)
+    if code is None:
+        return repr(f)
+    return "%s:%d" % (code.co_filename, code.co_firstlineno)
 
 
 def _mode(f, threaded):
@@ -118,6 +131,12 @@ def command(fn=None, *, name=None, idempotent=False, threaded=False, max_concurr
         if not callable(f):
             raise TypeError("@command decorates a function (args, ctx)")
         key = name or f.__name__
+        old = _COMMANDS.get(key)
+        # The same definition run twice (its module imported under two names) is not a second one.
+        if old is not None and where(old.fn) != where(f):
+            raise ValueError(
+                "@command %r is defined twice, at %s and at %s: rename one (def name, or @command(name=...))" % (key, where(old.fn), where(f))
+            )
         _COMMANDS[key] = Command(f, key, _mode(f, bool(threaded)), bool(idempotent), timeout, max_concurrency, session)
         return f
 
@@ -136,7 +155,8 @@ def commands():
 def on_start(fn):
     """Runs `fn(worker)` (sync or async) on the worker's event loop before it takes calls.
 
-    An exception stops the worker before it says hello (the pool reports it as a start failure).
+    An exception stops the worker before it says hello: the pool's PYFLEET_INIT_FAILED names the
+    hook, its message and its traceback.
     """
     if not callable(fn):
         raise TypeError("@on_start decorates a function (worker)")

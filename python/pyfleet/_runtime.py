@@ -33,7 +33,8 @@ from ._framing import IN_FD, binary_frame, descriptors_json
 from ._io import READ_SIZE, Wire
 from ._registry import _COMMANDS, _ON_STOP, ASYNC, GEN, PLAIN, THREAD, Cancelled, Context
 from ._sessions import Refused, Sessions
-from ._values import EncodeError, encode_fast, encode_slow, exc_payload
+from ._exc import exc_payload, fit_error
+from ._values import EncodeError, encode_slow, fast_body
 
 _ascii_dumps = __import__("json").JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
@@ -76,7 +77,16 @@ class Runtime(Wire):
         self.send_raw(_ascii_dumps(obj).encode())
 
     def send_error(self, rid, kind, payload):
-        self.send({"t": "err", "id": rid, "k": kind, "e": payload})
+        self.send_with_error({"t": "err", "id": rid, "k": kind, "e": payload})
+
+    def send_with_error(self, msg):
+        """Sends a message whose "e" is an error payload, cut to fit maxFrameBytes when it does not."""
+        body = _ascii_dumps(msg).encode()
+        keep = self.max_frame >> 1
+        while len(body) > self.max_frame and keep >= 0:
+            body = _ascii_dumps(dict(msg, e=fit_error(msg["e"], keep))).encode()
+            keep = keep >> 1 if keep else -1
+        self.send_raw(body)
 
     def answer_problem(self, rid, reason):
         self.send_error(rid, "bad_request", _err("BadRequest", reason))
@@ -86,10 +96,9 @@ class Runtime(Wire):
 
         Returns ("plain", body) or ("parts", (total, buffers)), or ("error", payload) naming the
         value's path and the reason it cannot be sent."""
-        try:
-            return "plain", (prefix + encode_fast(value) + "}").encode()
-        except Exception:
-            pass
+        body = fast_body(prefix, value)
+        if body is not None:
+            return "plain", body
         try:
             text, parts = encode_slow(value, self.nonfinite_error)
         except EncodeError as exc:
@@ -261,15 +270,14 @@ class Runtime(Wire):
             cancelled.discard(rid)
         if sid is not None and ctx._t:
             self.send_snapshot(rid, sid, sess, entry)
-        try:
-            body = ('{"t":"ok","id":%d,"v":%s}' % (rid, encode_fast(result))).encode()
-        except Exception:
+        body = fast_body('{"t":"ok","id":%d,"v":' % rid, result)
+        if body is None:
             self.send_ok(rid, result, name)
             return
         try:
             self.send_raw(body)
         except OverflowError as exc:
-            self.send_error(rid, "python", _err("OverflowError", str(exc)))
+            self.send_error(rid, "python", _err("OverflowError", "the result of %s: %s" % (name, exc)))
 
     def session_for(self, rid, sid):
         """The call's session dict, or None after answering the call (a refused session, a bad sid)."""
@@ -395,15 +403,14 @@ class Runtime(Wire):
             elif end_n is not None:
                 self.send_raw(('{"t":"end","id":%d,"n":%d}' % (rid, end_n)).encode())
             else:
-                try:
-                    body = ('{"t":"ok","id":%d,"v":%s}' % (rid, encode_fast(result))).encode()
-                except Exception:
+                body = fast_body('{"t":"ok","id":%d,"v":' % rid, result)
+                if body is None:
                     self.send_ok(rid, result, fl.entry.name)
                 else:
                     try:
                         self.send_raw(body)
                     except OverflowError as exc:
-                        self.send_error(rid, "python", _err("OverflowError", str(exc)))
+                        self.send_error(rid, "python", _err("OverflowError", "the result of %s: %s" % (fl.entry.name, exc)))
         finally:
             self.drop_flight(fl)
 

@@ -17,7 +17,7 @@ only resuming it tells whether it has more, and the worker never runs it ahead o
 """
 from . import _chaos
 from ._registry import ASYNC, ASYNC_GEN, Cancelled
-from ._values import exc_payload
+from ._exc import exc_payload
 
 _CANCELLED = ("cancelled", {"type": "Cancelled", "message": "cancelled by the host", "traceback": ""})
 

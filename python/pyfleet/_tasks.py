@@ -8,7 +8,7 @@ import threading
 
 from . import _chaos
 from ._registry import Cancelled
-from ._values import exc_payload
+from ._exc import exc_payload
 
 # Flight.kind
 ASYNC_CALL = "async"

@@ -24,10 +24,10 @@ import time
 from . import _chaos, _defaults
 from ._framing import IN_FD, OUT_FD
 from ._io import write_all
-from ._registry import _COMMANDS, _ON_START, WorkerInfo, commands
+from ._registry import _COMMANDS, _ON_START, WorkerInfo, commands, where
 from ._runtime import Runtime, run_hooks
 from ._sessions import Sessions, max_bytes_from_env, read_keys
-from ._values import exc_payload
+from ._exc import exc_payload
 
 PROTOCOL_VERSION = 3
 
@@ -129,6 +129,18 @@ def _described(infos):
     return infos
 
 
+def _init_failed(rt, exc, stage, hook=None):
+    """Answers init_error (what failed, under which interpreter) and exits 3."""
+    msg = {"t": "init_error", "stage": stage, "python": sys.version.split()[0], "executable": sys.executable, "e": exc_payload(exc)}
+    if hook is not None:
+        msg["hook"] = hook
+    try:
+        rt.send_with_error(msg)
+    finally:
+        sys.stderr.flush()
+        os._exit(3)
+
+
 def main():
     # The parent as the worker starts: read later (when the heartbeat thread starts, after hello),
     # a host that died in between would already have been replaced by init.
@@ -159,14 +171,13 @@ def main():
         _load_module(spec)
         if not _COMMANDS:
             raise ImportError("module %s registers no commands: decorate handlers with @command" % spec)
-        if _ON_START:
-            rt.ensure_loop().run_until_complete(run_hooks(_ON_START, worker))
     except BaseException as exc:
+        _init_failed(rt, exc, "import")
+    for hook in _ON_START:
         try:
-            rt.send({"t": "init_error", "e": exc_payload(exc)})
-        finally:
-            sys.stderr.flush()
-            os._exit(3)
+            rt.ensure_loop().run_until_complete(run_hooks([hook], worker))
+        except BaseException as exc:
+            _init_failed(rt, exc, "on_start", "%s (%s)" % (getattr(hook, "__qualname__", "?"), where(hook)))
     signal.signal(signal.SIGUSR1, rt.on_sigusr1)
     rt.send({"t": "hello", "protocol": PROTOCOL_VERSION, "pid": os.getpid(), "python": sys.version.split()[0], "commands": _described(commands())})
     if hb_ms > 0:

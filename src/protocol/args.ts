@@ -3,7 +3,9 @@
  *
  * As JSON.stringify does: NaN and +-Infinity become null (or an ArgsError naming the path with
  * `nonFinite: 'error'`), `undefined` properties are dropped (`undefined` in an array becomes
- * null), an object with `toJSON` (a Date) is sent as what toJSON returns. Typed arrays, Buffers,
+ * null), an object with `toJSON` (a Date) is sent as what toJSON returns. Unlike JSON.stringify,
+ * a number beyond +-2^53 is written as a float (1e+20, not 100000000000000000000): Python would
+ * read the digits as an int, which a result refuses beyond 2^53 (docs/values.md). Typed arrays, Buffers,
  * DataViews, ArrayBuffers and NDArrays become binary parts: a Buffer / Uint8Array / DataView /
  * ArrayBuffer arrives in Python as bytes-like, a typed array as a memoryview of its format, an
  * NDArray as a memoryview of its shape. Refused with an ArgsError that names the path and says
@@ -41,6 +43,8 @@ export interface EncodedArgs {
 
 const NO_PARTS: BinaryPart[] = [];
 const CYCLE_CHECK_DEPTH = 32;
+/** 2^53: beyond it a number is written as a float; JSON.stringify writes digits only below 1e21. */
+const MAX_EXACT = 2 ** 53;
 Object.freeze(NO_PARTS);
 
 export function formatPath(path: readonly PathStep[]): string {
@@ -60,6 +64,8 @@ class Walk {
   readonly stack: object[] = [];
 
   nonFiniteError = false;
+  /** A number beyond +-2^53 was seen: JSON.stringify would write it as the digits of an int. */
+  bigNumbers = false;
   /** Walking now (a toJSON that sends a call itself gets a walk of its own). */
   busy = false;
 
@@ -68,6 +74,7 @@ class Walk {
     this.path.length = 0;
     this.stack.length = 0;
     this.nonFiniteError = nonFiniteError;
+    this.bigNumbers = false;
     this.busy = true;
     return this;
   }
@@ -79,6 +86,7 @@ class Walk {
 
   number(x: number): number {
     if (this.nonFiniteError && !Number.isFinite(x)) this.fail(`is ${x}, which is not a JSON number`, "pass a finite number or null (the pool runs with nonFinite: 'error')");
+    if (x > MAX_EXACT || x < -MAX_EXACT) this.bigNumbers = true;
     return x;
   }
 
@@ -86,7 +94,7 @@ class Walk {
   value(v: unknown, key: string): unknown {
     switch (typeof v) {
       case 'number':
-        return this.nonFiniteError ? this.number(v) : v;
+        return this.number(v);
       case 'string':
       case 'boolean':
       case 'undefined':
@@ -149,7 +157,7 @@ class Walk {
           if (this.nonFiniteError && !Number.isFinite(x as number)) {
             this.path.push(k);
             this.number(x as number);
-          }
+          } else if ((x as number) > MAX_EXACT || (x as number) < -MAX_EXACT) this.bigNumbers = true;
         } else {
           this.path.push(k);
           y = this.value(x, k);
@@ -183,7 +191,7 @@ class Walk {
           if (this.nonFiniteError && !Number.isFinite(x as number)) {
             this.path.push(i);
             this.number(x as number);
-          }
+          } else if ((x as number) > MAX_EXACT || (x as number) < -MAX_EXACT) this.bigNumbers = true;
         } else {
           this.path.push(i);
           y = this.value(x, String(i));
@@ -206,8 +214,16 @@ class Walk {
     if (kind === undefined) this.fail(`is a ${tag ?? 'typed array'}`, 'the protocol carries Int8..BigUint64 and Float32/Float64 arrays; convert it');
     const part: BinaryPart = { path: [...this.path], kind, data: view };
     if (nd !== undefined) part.shape = nd.shape;
+    if (kind === '?') this.bools(view as Uint8Array);
     (this.parts ??= []).push(part);
     return null;
+  }
+
+  /** A 'bool' NDArray holds 0 and 1 only: numpy would read any other byte as a bool that is neither. */
+  bools(data: Uint8Array): void {
+    for (let i = 0; i < data.length; i++) {
+      if (data[i] > 1) this.fail(`is a 'bool' NDArray holding ${data[i]} at index ${i}`, 'a bool array holds 0 (false) and 1 (true) only');
+    }
   }
 }
 
@@ -230,8 +246,41 @@ export function encodeArgs(args: unknown, options?: EncodeArgsOptions): EncodedA
   } finally {
     w.busy = false;
   }
-  const json = value === undefined ? 'null' : JSON.stringify(value);
+  const json = value === undefined ? 'null' : w.bigNumbers ? (stringifyBig(value) ?? 'null') : JSON.stringify(value);
   return { json, parts: w.parts ?? NO_PARTS };
 }
 
 const shared = new Walk();
+
+/**
+ * JSON.stringify of what a walk returned (plain objects, arrays and primitives only), except
+ * that a number beyond +-2^53 is written in exponent form, which Python reads as a float.
+ */
+function stringifyBig(v: unknown): string | undefined {
+  switch (typeof v) {
+    case 'number':
+      if (!Number.isFinite(v)) return 'null';
+      return v > MAX_EXACT || v < -MAX_EXACT ? v.toExponential() : String(v);
+    case 'string':
+      return JSON.stringify(v);
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'object':
+      break;
+    default:
+      return undefined;
+  }
+  if (v === null) return 'null';
+  if (Array.isArray(v)) {
+    let out = '[';
+    for (let i = 0; i < v.length; i++) out += `${i ? ',' : ''}${stringifyBig(v[i]) ?? 'null'}`;
+    return `${out}]`;
+  }
+  let out = '';
+  const o = v as Record<string, unknown>;
+  for (const k in o) {
+    const x = stringifyBig(o[k]);
+    if (x !== undefined) out += `${out ? ',' : ''}${JSON.stringify(k)}:${x}`;
+  }
+  return `{${out}}`;
+}

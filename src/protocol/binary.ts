@@ -9,7 +9,7 @@ import { NDArray, type DType, type NDArrayData } from './ndarray.js';
 
 export const BINARY_MARK = 0x01;
 
-export type PartKind = 'bytes' | 'b' | 'B' | 'h' | 'H' | 'i' | 'I' | 'q' | 'Q' | 'f' | 'd';
+export type PartKind = 'bytes' | '?' | 'b' | 'B' | 'h' | 'H' | 'i' | 'I' | 'q' | 'Q' | 'f' | 'd';
 export type PathStep = string | number;
 
 /** A part as it is described in the frame's "b" array. */
@@ -29,9 +29,10 @@ export interface BinaryPart {
   shape?: readonly number[];
 }
 
-export const ITEM_SIZE: Readonly<Record<PartKind, number>> = Object.freeze({ bytes: 1, b: 1, B: 1, h: 2, H: 2, i: 4, I: 4, q: 8, Q: 8, f: 4, d: 8 });
+export const ITEM_SIZE: Readonly<Record<PartKind, number>> = Object.freeze({ bytes: 1, '?': 1, b: 1, B: 1, h: 2, H: 2, i: 4, I: 4, q: 8, Q: 8, f: 4, d: 8 });
 
 export const KIND_OF_DTYPE: Readonly<Record<DType, PartKind>> = Object.freeze({
+  bool: '?',
   int8: 'b',
   uint8: 'B',
   int16: 'h',
@@ -125,6 +126,9 @@ export function viewPart(buf: Buffer, start: number, d: PartDescriptor): Buffer 
     case 'bytes':
       v = Buffer.from(ab, at, n);
       break;
+    case '?':
+      // A bool array is an NDArray whatever its number of dimensions: its dtype says bool.
+      return new NDArray(new Uint8Array(ab, at, n), d.s ?? [n], 'bool');
     case 'b':
       v = new Int8Array(ab, at, n);
       break;

@@ -43,6 +43,13 @@ export interface HelloMessage {
 export interface InitErrorMessage {
   t: 'init_error';
   e: PythonException;
+  /** What failed: the interpreter's version (`python`), the module's import, or an @on_start hook. */
+  stage?: 'python' | 'import' | 'on_start';
+  /** The interpreter's version and sys.executable. */
+  python?: string;
+  executable?: string;
+  /** The @on_start hook that raised: `name (file:line)`. */
+  hook?: string;
 }
 
 export interface OkMessage {

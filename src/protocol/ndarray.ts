@@ -1,10 +1,11 @@
 /**
  * An n-dimensional array: a typed array and its shape in C order. Travels as one binary part
  * with a shape (docs/protocol.md): a numpy array in a result arrives as an NDArray, an NDArray in
- * args arrives in Python as a memoryview cast to its shape (numpy.asarray(mv) keeps it).
+ * args arrives in Python as a memoryview cast to its shape (numpy.asarray(mv) keeps it, a zero
+ * dimension too). A bool array is a Uint8Array of 0 and 1 with dtype 'bool' (docs/values.md).
  */
 
-export type DType = 'int8' | 'uint8' | 'int16' | 'uint16' | 'int32' | 'uint32' | 'int64' | 'uint64' | 'float32' | 'float64';
+export type DType = 'bool' | 'int8' | 'uint8' | 'int16' | 'uint16' | 'int32' | 'uint32' | 'int64' | 'uint64' | 'float32' | 'float64';
 
 export type NDArrayData =
   | Int8Array
@@ -42,10 +43,17 @@ export class NDArray<T extends NDArrayData = NDArrayData> {
   readonly shape: readonly number[];
   readonly dtype: DType;
 
-  /** Throws a TypeError unless `data` is a typed array and `shape` (at least one dimension) multiplies out to its length. */
-  constructor(data: T, shape: readonly number[]) {
-    const dtype = DTYPE_OF_TAG[tagOf(data) ?? ''];
-    if (dtype === undefined) throw new TypeError(`NDArray takes a typed array (Float64Array, Int32Array, ...), got ${describe(data)}`);
+  /**
+   * Throws a TypeError unless `data` is a typed array and `shape` (at least one dimension)
+   * multiplies out to its length. `dtype` is the typed array's own (the default), or 'bool' for
+   * a Uint8Array of 0 (false) and 1 (true), which numpy receives as a bool array.
+   */
+  constructor(data: T, shape: readonly number[], dtype?: DType) {
+    const own = DTYPE_OF_TAG[tagOf(data) ?? ''];
+    if (own === undefined) throw new TypeError(`NDArray takes a typed array (Float64Array, Int32Array, ...), got ${describe(data)}`);
+    if (dtype !== undefined && dtype !== own && !(dtype === 'bool' && tagOf(data) === 'Uint8Array')) {
+      throw new TypeError(`NDArray dtype ${JSON.stringify(dtype)} does not fit a ${tagOf(data)}: give no dtype (it is ${own}), or 'bool' with a Uint8Array of 0 and 1`);
+    }
     if (!Array.isArray(shape) || shape.length === 0) throw new TypeError('NDArray shape must be a non-empty array of dimensions, e.g. [rows, cols]');
     let count = 1;
     for (const d of shape) {
@@ -55,7 +63,7 @@ export class NDArray<T extends NDArrayData = NDArrayData> {
     if (count !== data.length) throw new TypeError(`NDArray shape ${JSON.stringify(shape)} holds ${count} elements, but the data has ${data.length}`);
     this.data = data;
     this.shape = Object.freeze([...shape]);
-    this.dtype = dtype;
+    this.dtype = dtype ?? own;
   }
 
   get ndim(): number {

@@ -1,5 +1,5 @@
 import { PoolError } from '../errors/pool-error.js';
-import type { ErrMessage } from '../protocol/messages.js';
+import type { ErrMessage, InitErrorMessage } from '../protocol/messages.js';
 import type { Attempt } from './attempt.js';
 
 /** The errors a worker settles its attempts with, in one place. */
@@ -89,6 +89,25 @@ export function protocolError(workerId: number, pid: number | null, what: string
     workerId,
     message: `Worker ${workerId} (pid ${pid}) broke the protocol (${what}); it was killed and will be replaced. Something in the worker wrote to fd 4, or the worker is broken.`,
   });
+}
+
+/**
+ * The worker answered init_error: `python` is the interpreter the pool started (the `python`
+ * option, resolved), named with the version the worker reported.
+ */
+export function initError(workerId: number, module: string, python: string, m: InitErrorMessage): PoolError {
+  const exe = m.executable || python;
+  const under = m.python ? `${exe} (Python ${m.python})` : exe;
+  let message: string;
+  if (m.stage === 'python') {
+    message = `Worker ${workerId} cannot run ${module}: ${m.e.message}.`;
+  } else if (m.stage === 'on_start') {
+    message = `The @on_start hook ${m.hook ?? ''} of ${module} raised ${m.e.type}: ${m.e.message} (worker ${workerId}, under ${under}); the worker did not start. Its traceback is in error.python.traceback.`;
+  } else {
+    const missing = m.e.type === 'ModuleNotFoundError' ? ` If the module is installed for another interpreter, set the \`python\` option to that one.` : '';
+    message = `Worker could not load ${module} under ${under}: ${m.e.type}: ${m.e.message}. Fix the module (or its imports, PYTHONPATH, cwd) and create the pool again.${missing}`;
+  }
+  return new PoolError({ code: 'PYFLEET_INIT_FAILED', message, python: m.e, workerId, details: { stage: m.stage ?? 'import', python: m.python ?? null, executable: exe } });
 }
 
 /** The process ended before its hello, saying nothing of why on the protocol. */

@@ -4,7 +4,7 @@ import { FrameDecoder, encodeFrame, type FrameError } from '../protocol/frame.js
 import { validateWorkerMessage, type CommandInfo, type ErrMessage, type WorkerMessage } from '../protocol/messages.js';
 import { channels } from '../telemetry/channels.js';
 import type { Attempt, Task } from './attempt.js';
-import { answerError, deathError, exitedAtStartError, healthCheckError, protocolError, timeoutError, type DeathFacts } from './errors.js';
+import { answerError, deathError, exitedAtStartError, healthCheckError, initError, protocolError, timeoutError, type DeathFacts } from './errors.js';
 import { InFlight } from './inflight.js';
 import { PythonProcess } from './process.js';
 import type { ExitInfo, WorkerConfig, WorkerHooks } from './types.js';
@@ -298,14 +298,11 @@ export class Worker {
         this.startSettle(null);
         this.hooks.onAvailable(this);
         return;
-      case 'init_error':
-        this.failStart(
-          'PYFLEET_INIT_FAILED',
-          `Worker could not load ${this.config.module}: ${m.e.type}: ${m.e.message}. Fix the module (or its imports, PYTHONPATH, cwd) and create the pool again.`,
-          undefined,
-          m.e,
-        );
+      case 'init_error': {
+        const err = initError(this.id, this.config.module, this.config.python, m);
+        this.failStart(err.code, err.message, undefined, err.python, err.details);
         return;
+      }
     }
   }
 
@@ -382,8 +379,8 @@ export class Worker {
     this.kill('protocol error', protocolError(this.id, this.pid, what));
   }
 
-  private failStart(code: ErrorCode, message: string, cause?: unknown, python?: PoolError['python']): void {
-    const err = new PoolError({ code, message, cause, python, workerId: this.id });
+  private failStart(code: ErrorCode, message: string, cause?: unknown, python?: PoolError['python'], details?: PoolError['details']): void {
+    const err = new PoolError({ code, message, cause, python, workerId: this.id, details });
     if (this.fault === null) this.fault = err;
     this.startSettle?.(err);
   }
@@ -397,7 +394,7 @@ export class Worker {
     let reason = this.stopReason ?? (signal ? `killed by ${signal}` : `exited with code ${code}`);
     if (this.state === 'initializing' && this.startSettle) {
       const err = this.fault?.python ? this.fault : exitedAtStartError(this.id, this.config.module, code, signal);
-      this.failStart(err.code, err.message, undefined, err.python);
+      this.failStart(err.code, err.message, undefined, err.python, err.details);
       reason = 'start-up failed';
     }
     this.finish({ code, signal, reason, expected, byPool, error: this.fault });

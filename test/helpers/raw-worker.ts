@@ -250,9 +250,9 @@ export async function withWorker<T>(opts: RawWorkerOptions, fn: (w: RawWorker) =
   }
 }
 
-/** An interpreter that can import numpy (Debian's python3-numpy lives under /usr/bin/python3), or null. */
+/** An interpreter that can import numpy, Debian's own first (python3-numpy lives under /usr/bin/python3), or null. */
 export function numpyPython(): string | null {
-  for (const py of [process.env.PYFLEET_NUMPY_PYTHON, 'python3', '/usr/bin/python3']) {
+  for (const py of [process.env.PYFLEET_NUMPY_PYTHON, '/usr/bin/python3', 'python3']) {
     if (!py) continue;
     const r = spawnSync(py, ['-c', 'import numpy'], { stdio: 'ignore' });
     if (r.status === 0) return py;

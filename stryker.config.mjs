@@ -4,7 +4,7 @@
 
 /** The pure logic: decisions, the codes table, the matrix and policy, retry primitives, the wire codec. */
 const MUTATE = [
-  'src/pool/decide.ts',
+  'src/call/decide.ts',
   'src/errors/codes.ts',
   'src/errors/matrix.ts',
   'src/errors/policy.ts',

@@ -33,6 +33,27 @@ export const DEFAULTS = Object.freeze({
   sessionStore: 'memory',
   maxSessionBytes: 16 * 1024 * 1024,
   snapshotFailure: 'warn',
+  /** `connectFleet`'s options and `pyfleet host`'s (docs/fleet.md lists them). */
+  fleet: Object.freeze({
+    /** Time for the first connection to NATS (the client's and a host's). */
+    startupTimeoutMs: 5_000,
+    requestTimeoutMs: 30_000,
+    queueTimeoutMs: 5_000,
+    /** Hosts a call may be sent to, the first included. */
+    maxAttempts: 3,
+    /** The circuit each host gets on a client. */
+    circuitBreaker: Object.freeze({ failureThreshold: 3, successThreshold: 2, openTimeoutMs: 5_000, halfOpenRequests: 2 }),
+    /** Silence, in a host's heartbeat intervals, before it is suspected and taken for dead. */
+    heartbeat: Object.freeze({ suspectAfter: 2, deadAfter: 4 }),
+    /** 0: the session map's entries never expire. */
+    sessionMapTtlMs: 0,
+    /** fleet.close() waits this long for calls in flight. */
+    closeTimeoutMs: 10_000,
+    /** A host's heartbeat period. */
+    heartbeatMs: 500,
+    /** How long a host keeps a reply for a re-sent request, and how many. */
+    replyCache: Object.freeze({ ttlMs: 60_000, maxEntries: 100_000 }),
+  }),
   /** One call's records this large, or this slow to pickle, make session:large (once per session). */
   sessionLarge: Object.freeze({ bytes: 1024 * 1024, pickleMs: 5 }),
 } as const);

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Call } from '../src/pool/call.js';
-import { CallPolicy, type CallPolicyDeps } from '../src/pool/call-policy.js';
-import { Counters } from '../src/pool/counters.js';
+import { PoolCall } from '../src/pool/call.js';
+import { CallPolicy, type CallPolicyDeps } from '../src/call/policy.js';
+import { Counters } from '../src/call/counters.js';
 import { SessionTable } from '../src/pool/sessions.js';
 import { subscribe } from '../src/telemetry/channels.js';
 import { memoryLogger } from './helpers/pool.js';
@@ -13,10 +13,10 @@ describe('a call settles once', () => {
     const logger = memoryLogger();
     const sessions = new SessionTable({ drop() {}, advanced() {} });
     // Only what settle() touches; the rest of the pool is not involved in settling.
-    const deps = { poolId: 4242, counters, logger, sessions, settled() {} } as unknown as CallPolicyDeps;
+    const deps = { ownerId: 4242, counters, logger, settled: (c: PoolCall) => sessions.settled(c.session!, c, 0) } as unknown as CallPolicyDeps<PoolCall>;
     const policy = new CallPolicy(deps);
     const session = sessions.open('s', 0);
-    const call = new Call({ id: 7, command: 'add', info: { idempotent: true, kind: 'sync', stream: false, timeout: null, maxConcurrency: null, session: 'rw' }, args: {}, argsJson: '{}', session, idempotent: true, timeoutMs: 1000, signal: undefined, detailed: false });
+    const call = new PoolCall({ id: 7, command: 'add', info: { idempotent: true, kind: 'sync', stream: false, timeout: null, maxConcurrency: null, session: 'rw' }, args: {}, argsJson: '{}', sessionId: 's', idempotent: true, timeoutMs: 1000, signal: undefined, detailed: false }, session);
     sessions.enqueue(session, call);
     counters.started();
     const ends: unknown[] = [];

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { DEFAULT_POLICY, ErrorPolicy } from '../src/errors/policy.js';
 import { PoolError } from '../src/errors/pool-error.js';
 import type { ErrorCode } from '../src/errors/codes.js';
-import { decideNext, type DecisionInput } from '../src/pool/decide.js';
+import { decideNext, type DecisionInput } from '../src/call/decide.js';
 import type { RecoveryPlan } from '../src/resilience/recovery/types.js';
 
 function plan(type: RecoveryPlan['type'], insteadOf?: RecoveryPlan['type']): RecoveryPlan {
@@ -30,6 +30,7 @@ function input(code: ErrorCode, o: Partial<DecisionInput> & { taken?: boolean; p
     streamStarted: false,
     hasFallback: false,
     freeWorkerElsewhere: false,
+    movable: false,
     resentAfterDeath: false,
     backoffDelay: undefined,
     maxDelayMs: 30_000,
@@ -62,10 +63,18 @@ describe('decideNext: what stops a call before the matrix is asked', () => {
     assert.deepEqual(asked, { plan: 0, budget: 0 });
   });
 
-  it('an open circuit that stops says circuit_break; anything else that stops says abandon', () => {
-    assert.deepEqual(decide('PYFLEET_CIRCUIT_OPEN', { closing: true }).d, { next: { kind: 'stop', reason: 'closing' }, severity: 'critical', strategy: 'circuit_break' });
-    assert.deepEqual(decide('PYFLEET_CIRCUIT_OPEN', { taken: false }).d, { next: { kind: 'stop', reason: 'not_retryable' }, severity: 'critical', strategy: 'circuit_break' });
-    assert.equal(decide('PYFLEET_QUEUE_FULL', { taken: false }).d.strategy, 'abandon');
+  it('a refusal (the codes table says abandon) is never retried: reason refused, strategy abandon', () => {
+    assert.deepEqual(decide('PYFLEET_CIRCUIT_OPEN', { closing: true }).d, { next: { kind: 'stop', reason: 'closing' }, severity: 'critical', strategy: 'abandon' });
+    assert.deepEqual(decide('PYFLEET_CIRCUIT_OPEN', { taken: false }).d, { next: { kind: 'stop', reason: 'refused' }, severity: 'critical', strategy: 'abandon' });
+    assert.deepEqual(decide('PYFLEET_QUEUE_FULL', { taken: false }).d.next, { kind: 'stop', reason: 'refused' });
+    const { asked } = decide('PYFLEET_QUEUE_TIMEOUT', { taken: false, freeWorkerElsewhere: true });
+    assert.deepEqual(asked, { plan: 0, budget: 0 });
+  });
+
+  it('a call refused without running, movable to another member, goes there at once while attempts are left', () => {
+    assert.deepEqual(decide('PYFLEET_QUEUE_FULL', { taken: false, movable: true }).d, { next: { kind: 'retry', delayMs: 0, afterDeath: false }, severity: 'critical', strategy: 'immediate_retry' });
+    assert.deepEqual(decide('PYFLEET_QUEUE_FULL', { taken: false, movable: true, attempt: 3, maxAttempts: 3 }).d.next, { kind: 'stop', reason: 'refused' });
+    assert.equal(decide('PYFLEET_QUEUE_FULL', { taken: false, movable: true, closing: true }).d.next.kind, 'stop', 'closing first');
   });
 
   it('severity is the matrix\'s: critical when all workers are affected', () => {
@@ -78,8 +87,9 @@ describe('decideNext: a timeout goes to the recovery, never retried in place', (
   it('re-sent with a larger timeout when the recovery plans it', () => {
     const p = plan('retry_with_backoff');
     const { d, asked } = decide('PYFLEET_TIMEOUT', { planned: p });
-    assert.deepEqual(d, { next: { kind: 'recover', plan: p }, severity: 'major', strategy: 'backoff_retry' });
+    assert.deepEqual(d, { next: { kind: 'resend', plan: p }, severity: 'major', strategy: 'backoff_retry' });
     assert.deepEqual(asked, { plan: 1, budget: 0 });
+    assert.deepEqual(decide('PYFLEET_TIMEOUT', { planned: p, attempt: 3, maxAttempts: 3 }).d.next, { kind: 'stop', reason: 'max_attempts' }, 'retry.maxAttempts bounds re-sends too');
   });
 
   it('the caller gets it when the plan is not a re-send: not_idempotent when the guard replaced one, else strategy', () => {
@@ -103,8 +113,8 @@ describe('decideNext: retries in place', () => {
     // A protocol error is a death too (its worker is killed); its own schedule is 0, 100, 200 ms.
     assert.deepEqual(decide('PYFLEET_PROTOCOL_ERROR', { attempt: 2, freeWorkerElsewhere: true }).d.next, { kind: 'retry', delayMs: 0, afterDeath: true });
     assert.deepEqual(decide('PYFLEET_PROTOCOL_ERROR', { attempt: 2 }).d, { next: { kind: 'retry', delayMs: 100, afterDeath: false }, severity: 'major', strategy: 'immediate_retry' });
-    // A queue timeout is not a death: no immediate re-send, whatever is free.
-    const q = decideNext(new ErrorPolicy({ timeout_error: { strategy: 'backoff_retry' } }), input('PYFLEET_QUEUE_TIMEOUT', { taken: false, freeWorkerElsewhere: true }).i);
+    // A Python error is not a death: no immediate re-send, whatever is free.
+    const q = decideNext(new ErrorPolicy({ python_error: { strategy: 'backoff_retry', backoff: 'linear' } }), input('PYFLEET_PYTHON_ERROR', { freeWorkerElsewhere: true }).i);
     assert.deepEqual(q.next, { kind: 'retry', delayMs: 1_000, afterDeath: false });
   });
 
@@ -132,7 +142,7 @@ describe('decideNext: retries in place', () => {
   });
 
   it('the matrix\'s no is the reason: not retryable, not idempotent once taken, past maxRetries, a strategy that does not retry', () => {
-    assert.deepEqual(decide('PYFLEET_INVALID_ARGS', { taken: false }).d.next, { kind: 'stop', reason: 'not_retryable' });
+    assert.deepEqual(decide('PYFLEET_SESSION_LOST', { taken: false }).d.next, { kind: 'stop', reason: 'not_retryable' });
     assert.deepEqual(decide('PYFLEET_WORKER_CRASHED', { idempotent: false }).d.next, { kind: 'stop', reason: 'not_idempotent' });
     assert.equal(decide('PYFLEET_WORKER_CRASHED', { idempotent: false, taken: false }).d.next.kind, 'retry', 'not taken: may always be sent again');
     const oneRetry = new ErrorPolicy({ connection_error: { maxRetries: 1 } });
@@ -141,7 +151,7 @@ describe('decideNext: retries in place', () => {
     // Past the third attempt a major error is critical, and a critical one is abandoned.
     assert.deepEqual(decide('PYFLEET_WORKER_CRASHED', { attempt: 4, maxAttempts: 10 }).d, { next: { kind: 'stop', reason: 'strategy' }, severity: 'critical', strategy: 'abandon' });
     assert.deepEqual(decide('PYFLEET_PYTHON_ERROR').d, { next: { kind: 'stop', reason: 'strategy' }, severity: 'major', strategy: 'abandon' });
-    const asked = decide('PYFLEET_INVALID_ARGS', { taken: false }).asked;
+    const asked = decide('PYFLEET_SESSION_LOST', { taken: false }).asked;
     assert.deepEqual(asked, { plan: 0, budget: 0 }, 'no retry, so no budget taken');
   });
 });
@@ -149,14 +159,14 @@ describe('decideNext: retries in place', () => {
 describe('decideNext: the fallback', () => {
   it('an open circuit goes straight to the fallback', () => {
     const { d, asked } = decide('PYFLEET_CIRCUIT_OPEN', { taken: false, hasFallback: true });
-    assert.deepEqual(d, { next: { kind: 'fallback' }, severity: 'critical', strategy: 'failover' });
+    assert.deepEqual(d, { next: { kind: 'fallback', plan: null }, severity: 'critical', strategy: 'failover' });
     assert.equal(asked.plan, 0);
   });
 
   it('a Python error fails over through the recovery when it plans it', () => {
     const p = plan('failover');
     const { d, asked } = decide('PYFLEET_PYTHON_ERROR', { hasFallback: true, planned: p });
-    assert.deepEqual(d, { next: { kind: 'recover', plan: p }, severity: 'major', strategy: 'failover' });
+    assert.deepEqual(d, { next: { kind: 'fallback', plan: p }, severity: 'major', strategy: 'failover' });
     assert.equal(asked.plan, 1);
   });
 
@@ -175,14 +185,14 @@ describe('decideNext: the fallback', () => {
       assert.equal(d.next.kind, 'stop', code);
       assert.equal(asked.plan, 0, code);
     }
-    assert.deepEqual(decide('PYFLEET_UNKNOWN_COMMAND', { hasFallback: true, taken: false }).d.next, { kind: 'stop', reason: 'not_retryable' });
+    assert.deepEqual(decide('PYFLEET_UNKNOWN_COMMAND', { hasFallback: true, taken: false }).d.next, { kind: 'stop', reason: 'refused' });
     assert.deepEqual(decide('PYFLEET_WORKER_CRASHED', { hasFallback: true, attempt: 3 }).d.next, { kind: 'stop', reason: 'max_attempts' });
   });
 
   it('a call the budget refused still fails over', () => {
     const p = plan('failover');
     const q = decideNext(new ErrorPolicy({ python_error: { strategy: 'immediate_retry' } }), input('PYFLEET_PYTHON_ERROR', { hasFallback: true, planned: p, budget: false }).i);
-    assert.deepEqual(q, { next: { kind: 'recover', plan: p }, severity: 'major', strategy: 'failover' });
+    assert.deepEqual(q, { next: { kind: 'fallback', plan: p }, severity: 'major', strategy: 'failover' });
     const r = decideNext(new ErrorPolicy({ python_error: { strategy: 'immediate_retry' } }), input('PYFLEET_PYTHON_ERROR', { hasFallback: true, planned: plan('abandon'), budget: false }).i);
     assert.deepEqual(r.next, { kind: 'stop', reason: 'budget' });
   });

@@ -98,7 +98,7 @@ describe('circuits have the right scope', () => {
       assert.equal(c.pool_operations.failures, 0, 'a timeout is not a failure of the workers');
       const refused = await rejection(pool.execute('sleep', { ms: 1 }));
       assert.equal(refused.code, 'PYFLEET_CIRCUIT_OPEN');
-      assert.equal(refused.strategy, 'circuit_break');
+      assert.equal(refused.strategy, 'abandon', 'refused before any attempt');
       assert.match(refused.message, /worker_commands:sleep/);
     } finally {
       await pool.close();

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { ClientState } from '../src/fleet/client-state.js';
-import type { FleetCall, Route } from '../src/fleet/fleet-call.js';
+import { FleetCall, type Route } from '../src/fleet/call.js';
 import type { HostEntry, HostTable } from '../src/fleet/host-table.js';
 import { RequestTable } from '../src/fleet/requests.js';
 import { fleetSubjects } from '../src/fleet/subjects.js';
@@ -20,13 +20,16 @@ function table(): { requests: RequestTable; sent: { subject: string; reply: stri
   } as unknown as NatsConnection;
   const host = { id: 'h1', inFlight: 0, lost: new Set() } as unknown as HostEntry;
   const hosts = { get: () => host } as unknown as HostTable;
-  const counts = { total: 0, succeeded: 0, failed: 0, inFlight: 0, retries: 0, resent: 0, settledTwice: 0 };
+  const counts = { resent: 0, settledTwice: 0 };
   const requests = new RequestTable(nc, fleetSubjects('t'), hosts, new ClientState(), counts, 5_000);
   return { requests, sent, route: { host, ticket: 0, epoch: 0, gen: '', fence: 0 } };
 }
 
+let ids = 0;
 function call(requests: RequestTable): FleetCall {
-  return { id: requests.nextCallId(), command: 'echo', payload: new Uint8Array(), timeoutMs: 60_000, idempotentOpt: undefined, sessionId: null, signal: undefined, startedAt: 0 };
+  const id = ++ids;
+  const info = { idempotent: true, kind: 'sync', stream: false, timeout: null, maxConcurrency: null, session: 'rw' } as const;
+  return new FleetCall({ id, command: 'echo', info, args: null, argsJson: 'null', sessionId: null, idempotent: true, timeoutMs: 60_000, signal: undefined, detailed: false }, requests.wireId(id), new Uint8Array());
 }
 
 function okReply(subject: string, value: unknown): Msg {
@@ -42,7 +45,7 @@ describe('the request table', () => {
     const stream = requests.streamTransport.inbox((m) => streamMsgs.push(m));
     const calls: Promise<unknown>[] = [];
     try {
-      for (let i = 0; i < 1_500; i++) calls.push(requests.send(call(requests), 1, route).catch((e: unknown) => e));
+      for (let i = 0; i < 1_500; i++) calls.push(requests.send(call(requests), 1, 60_000, route).catch((e: unknown) => e));
       const replies = sent.map((s) => s.reply);
       assert.equal(new Set(replies).size, replies.length);
       assert.ok(!replies.includes(stream.subject), 'a call got the open stream reply subject');

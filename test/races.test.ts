@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { PoisonTracker } from '../src/pool/poison.js';
+import { PoisonTracker } from '../src/call/poison.js';
 import { FAST_POLICY, lines, nextPoolEvent, rejection, tempFile, testPool, until } from './helpers/pool.js';
 
 describe('races and leaks', () => {
@@ -160,10 +160,10 @@ describe('poison and quarantine entries expire', () => {
 
 describe('per-call backoff state', () => {
   it('decorrelated jitter: each call keeps its own previous delay', async () => {
-    const { nextRetryDelay } = await import('../src/pool/call-policy.js');
-    const { Call } = await import('../src/pool/call.js');
+    const { nextRetryDelay } = await import('../src/call/policy.js');
+    const { Call } = await import('../src/call/call.js');
     const mk = (id: number) =>
-      new Call({ id, command: 'c', info: { idempotent: true, kind: 'sync', stream: false, timeout: null, maxConcurrency: null, session: 'rw' }, args: null, argsJson: 'null', session: null, idempotent: true, timeoutMs: 1_000, signal: undefined, detailed: false });
+      new Call({ id, command: 'c', info: { idempotent: true, kind: 'sync', stream: false, timeout: null, maxConcurrency: null, session: 'rw' }, args: null, argsJson: 'null', sessionId: null, idempotent: true, timeoutMs: 1_000, signal: undefined, detailed: false });
     const retry = { backoff: 'decorrelated_jitter' as const, baseDelayMs: 10, maxDelayMs: 100_000 };
     const top = () => 0.999_999;
     const a = mk(1);

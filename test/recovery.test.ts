@@ -3,15 +3,11 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { ERROR_CATEGORIES, SEVERITIES, PoolError, type ErrorCategory, type Severity } from '../src/errors/index.js';
 import { DEFAULTS } from '../src/defaults.js';
 import { CODE_OF, failure } from './helpers/errors.js';
-import {
-  DEFAULT_RECOVERY_STRATEGIES,
-  RECOVERY_TYPES,
-  RecoveryOrchestrator,
-  loadRecoveryStrategies,
-  type RecoveryActions,
-  type RecoveryAttempt,
-  type RecoveryType,
-} from '../src/resilience/recovery/index.js';
+import { RecoveryOrchestrator } from '../src/resilience/recovery/orchestrator.js';
+import type { RecoveryStep } from '../src/resilience/recovery/run.js';
+import { DEFAULT_RECOVERY_STRATEGIES, loadRecoveryStrategies } from '../src/resilience/recovery/strategies.js';
+import { RECOVERY_TYPES, type RecoveryActions, type RecoveryContext, type RecoveryType } from '../src/resilience/recovery/types.js';
+import { failoverStep, resendWithLargerTimeout } from '../src/call/resend.js';
 import { subscribe, type EventPayloads } from '../src/telemetry/channels.js';
 import { FakeClock, flush } from './helpers/fake-clock.js';
 
@@ -20,6 +16,14 @@ function err(category: ErrorCategory, severity?: Severity, init: Partial<Constru
 }
 
 type Behavior = 'ok' | 'fail' | 'hang';
+
+/** What the call core's re-send step (or its failover step) was asked to send. */
+interface Resend {
+  timeoutMs: number;
+  attempt: number;
+  recoveryId: string;
+  error: PoolError;
+}
 
 /** Fake actions: record every call; each action resolves, rejects or never settles as told. */
 class FakeActions implements RecoveryActions {
@@ -48,7 +52,7 @@ class FakeActions implements RecoveryActions {
     this.calls.push({ action: 'recycleWorker', arg: workerId, reason });
     return this.settle('recycleWorker', undefined);
   }
-  retryWithLargerTimeout(call: RecoveryAttempt): Promise<unknown> {
+  retryWithLargerTimeout(call: Resend): Promise<unknown> {
     this.calls.push({ action: 'retryWithLargerTimeout', arg: call });
     return this.settle('retryWithLargerTimeout', this.retryValue);
   }
@@ -56,7 +60,7 @@ class FakeActions implements RecoveryActions {
     this.calls.push({ action: 'openCircuit', arg: name, reason });
     if (this.next('openCircuit') === 'fail') throw this.failWith;
   }
-  failover(call: RecoveryAttempt): Promise<unknown> {
+  failover(call: Resend): Promise<unknown> {
     this.calls.push({ action: 'failover', arg: call });
     return this.settle('failover', this.failoverValue);
   }
@@ -70,11 +74,25 @@ beforeEach(() => {
 });
 afterEach(() => unsubscribe());
 
+/**
+ * The call core's steps for the plans that send the call again (retry_with_backoff, failover),
+ * over the fake actions: what the pool runs, with the sends recorded.
+ */
+function stepOf(actions: FakeActions, clock: FakeClock, baseTimeoutMs: number): RecoveryStep {
+  return (run) => {
+    const resend = (timeoutMs: number): Resend => ({ timeoutMs, attempt: run.attempts, recoveryId: run.id, error: run.err });
+    if (run.plan.type === 'failover') return failoverStep(run, () => actions.failover(resend(baseTimeoutMs)));
+    return resendWithLargerTimeout(run, { baseTimeoutMs, clock, mayAttempt: () => true, send: (t) => actions.retryWithLargerTimeout(resend(t)), failed: () => {} });
+  };
+}
+
 function setup(opts: Partial<ConstructorParameters<typeof RecoveryOrchestrator>[0]> = {}) {
   const actions = new FakeActions();
   const clock = new FakeClock();
   const orch = new RecoveryOrchestrator({ actions, clock, ...opts });
-  return { actions, clock, orch };
+  /** handle() as the call core calls it: with its steps, for a call whose attempt timed out after `timeoutMs`. */
+  const handle = (e: PoolError, ctx: RecoveryContext = {}, timeoutMs: number = DEFAULTS.requestTimeoutMs) => orch.handle(e, ctx, stepOf(actions, clock, timeoutMs));
+  return { actions, clock, orch, handle };
 }
 
 const ACTION_OF: Record<RecoveryType, string> = {
@@ -132,9 +150,8 @@ describe('the strategy table (load_recovery_strategies)', () => {
     const actions = new FakeActions();
     assert.throws(() => new RecoveryOrchestrator({ actions, timeLimits: { major: -1 } }), /timeLimits\.major is -1/);
     assert.throws(() => new RecoveryOrchestrator({ actions, timeLimits: { huge: 1 } as never }), /unknown severity "huge"/);
-    const partial = { replaceWorker: actions.replaceWorker, recycleWorker: actions.recycleWorker, retryWithLargerTimeout: actions.retryWithLargerTimeout, openCircuit: actions.openCircuit };
-    assert.throws(() => new RecoveryOrchestrator({ actions: partial as never }), /actions\.failover must be a function/);
-    assert.throws(() => new RecoveryOrchestrator({ actions, baseTimeoutMs: 0 }), /baseTimeoutMs must be a number of ms > 0/);
+    const partial = { replaceWorker: actions.replaceWorker, recycleWorker: actions.recycleWorker };
+    assert.throws(() => new RecoveryOrchestrator({ actions: partial as never }), /actions\.openCircuit must be a function/);
   });
 });
 
@@ -185,10 +202,10 @@ describe('plan: strategy selection', () => {
 describe('handle: asks the actions for the one its plan names, for each category (recorded actions here; the pool tests run the real ones)', () => {
   for (const c of ERROR_CATEGORIES) {
     it(`${c} at its base severity`, async () => {
-      const { orch, actions } = setup();
+      const { orch, actions, handle } = setup();
       const e = failure(CODE_OF[c], { category: c, workerId: 5, command: 'predict', taken: true });
-      const expected = orch.plan(e, { idempotent: true, args: { a: 1 } }).type;
-      const r = await orch.handle(e, { idempotent: true, args: { a: 1 } });
+      const expected = orch.plan(e, { idempotent: true }).type;
+      const r = await handle(e, { idempotent: true });
       assert.equal(r.type, expected);
       assert.equal(r.action, ACTION_OF[expected]);
       assert.match(r.id, /^recovery_\d+_\d+$/);
@@ -241,21 +258,24 @@ describe('handle: asks the actions for the one its plan names, for each category
     assert.equal(r2.ok, true);
   });
 
-  it('failover resolves with the fallback\'s value and passes the call', async () => {
-    const { orch, actions } = setup();
+  it('failover resolves with the fallback\'s value; the call core\'s step gets the recovery', async () => {
+    const { actions, handle } = setup();
     const e = failure('PYFLEET_PYTHON_ERROR', { taken: true, workerId: 2, command: 'predict', sessionId: 's' });
-    const r = await orch.handle(e, { idempotent: true, args: { x: 1 }, timeoutMs: 4000 });
+    const r = await handle(e, { idempotent: true }, 4000);
     assert.equal(r.outcome, 'recovered');
     assert.equal(r.value, 'fallback-value');
-    const call = actions.calls[0].arg as RecoveryAttempt;
-    assert.equal(call.command, 'predict');
-    assert.deepEqual(call.args, { x: 1 });
-    assert.equal(call.sessionId, 's');
-    assert.equal(call.workerId, 2);
-    assert.equal(call.timeoutMs, 4000);
-    assert.equal(call.idempotent, true);
+    assert.equal(r.action, 'failover');
+    const call = actions.calls[0].arg as Resend;
     assert.equal(call.recoveryId, r.id);
     assert.equal(call.error, e);
+  });
+
+  it('a plan that sends the call again fails without the call core\'s step, saying so', async () => {
+    const { orch, actions } = setup();
+    const r = await orch.handle(err('timeout_error', 'major'), { idempotent: true });
+    assert.equal(r.ok, false);
+    assert.match(r.reason, /sends the call again: only the call core can run it/);
+    assert.equal(actions.calls.length, 0);
   });
 
   it('abandon for a non-idempotent taken call says why and does not re-send', async () => {
@@ -278,14 +298,6 @@ describe('handle: asks the actions for the one its plan names, for each category
     assert.match(sys.reason, /strategy for system_error at severity critical is abandon/);
     const sess = await orch.handle(failure('PYFLEET_SESSION_LOST'));
     assert.match(sess.reason, /session's state is gone.*open the session again/);
-  });
-
-  it('failover without a command fails instead of inventing one', async () => {
-    const { orch, actions } = setup();
-    const r = await orch.handle(err('python_error', 'major', { command: null }), { idempotent: true });
-    assert.equal(r.ok, false);
-    assert.match(r.reason, /does not say which command/);
-    assert.equal(actions.calls.length, 0);
   });
 
   it('ids are unique', async () => {
@@ -319,10 +331,10 @@ describe('handle: action errors are failures', () => {
   });
 
   it('a failed failover is a failure', async () => {
-    const { orch, actions } = setup();
+    const { actions, handle } = setup();
     actions.behavior.failover = 'fail';
     actions.failWith = new PoolError({ code: 'PYFLEET_INTERNAL', message: 'no fallback configured' });
-    const r = await orch.handle(err('python_error', 'major'), { idempotent: true });
+    const r = await handle(err('python_error', 'major'), { idempotent: true });
     assert.equal(r.ok, false);
     assert.match(r.reason, /Failover failed: no fallback configured/);
   });
@@ -339,21 +351,21 @@ describe('handle: action errors are failures', () => {
   });
 });
 
-describe('handle: retry_with_backoff', () => {
+describe('handle: retry_with_backoff (the call core\'s re-send step)', () => {
   it('retries with growing timeouts and the backoff between attempts', async () => {
-    const { orch, actions, clock } = setup();
+    const { actions, clock, handle } = setup();
     actions.behavior.retryWithLargerTimeout = ['fail', 'ok'];
     const e = failure('PYFLEET_TIMEOUT', { taken: true, workerId: 1, command: 'slow' });
-    const p = orch.handle(e, { idempotent: true, timeoutMs: 1000 });
+    const p = handle(e, { idempotent: true }, 1000);
     await flush();
     assert.equal(actions.calls.length, 1);
-    assert.equal((actions.calls[0].arg as RecoveryAttempt).timeoutMs, 2000);
+    assert.equal((actions.calls[0].arg as Resend).timeoutMs, 2000);
     await clock.advance(999);
     assert.equal(actions.calls.length, 1, 'waits the exponential schedule (1000 ms) before attempt 2');
     await clock.advance(1);
     const r = await p;
     assert.equal(actions.calls.length, 2);
-    const second = actions.calls[1].arg as RecoveryAttempt;
+    const second = actions.calls[1].arg as Resend;
     assert.equal(second.timeoutMs, 4000);
     assert.equal(second.attempt, 2);
     assert.equal(r.outcome, 'recovered');
@@ -365,9 +377,9 @@ describe('handle: retry_with_backoff', () => {
   });
 
   it('fails with the last error when every attempt fails', async () => {
-    const { orch, actions, clock } = setup();
+    const { actions, clock, handle } = setup();
     actions.behavior.retryWithLargerTimeout = 'fail';
-    const p = orch.handle(err('timeout_error', 'major'), { idempotent: true, timeoutMs: 100 });
+    const p = handle(err('timeout_error', 'major'), { idempotent: true }, 100);
     await clock.advance(1000);
     const r = await p;
     assert.equal(r.ok, false);
@@ -377,25 +389,25 @@ describe('handle: retry_with_backoff', () => {
   });
 
   it('stops at an error that retrying cannot fix', async () => {
-    const { orch, actions } = setup();
+    const { actions, handle } = setup();
     actions.behavior.retryWithLargerTimeout = 'fail';
     actions.failWith = new PoolError({ code: 'PYFLEET_UNKNOWN_COMMAND', message: 'no such command' });
-    const r = await orch.handle(err('timeout_error', 'minor'), { idempotent: true });
+    const r = await handle(err('timeout_error', 'minor'), { idempotent: true });
     assert.equal(r.attempts, 1);
     assert.match(r.reason, /cannot fix: no such command/);
   });
 
   it('a re-send\'s timeout is the expired one x2, never capped by the recovery\'s time limit (defaults: 30 s call, 15 s limit)', async () => {
-    const { orch, actions } = setup();
-    const r = await orch.handle(err('timeout_error', 'major'), { idempotent: true, timeoutMs: 30_000, userFacing: true });
+    const { actions, handle } = setup();
+    const r = await handle(err('timeout_error', 'major'), { idempotent: true, userFacing: true }, 30_000);
     assert.equal(r.plan.maxRecoveryTimeMs, 15_000, 'the major limit, halved for a waiting caller');
-    assert.equal((actions.calls[0].arg as RecoveryAttempt).timeoutMs, 60_000);
+    assert.equal((actions.calls[0].arg as Resend).timeoutMs, 60_000);
   });
 
   it('no re-send starts after the time limit; the one in flight is not cut short', async () => {
-    const { orch, actions, clock } = setup({ timeLimits: { major: 500 } });
+    const { actions, clock, handle } = setup({ timeLimits: { major: 500 } });
     actions.behavior.retryWithLargerTimeout = 'fail';
-    const p = orch.handle(err('timeout_error', 'major'), { idempotent: true, timeoutMs: 1_000, userFacing: true });
+    const p = handle(err('timeout_error', 'major'), { idempotent: true, userFacing: true }, 1_000);
     await clock.advance(5_000);
     const r = await p;
     assert.equal(actions.calls.length, 1, 'the second re-send would start at 1 000 ms, after the 250 ms limit');
@@ -473,13 +485,13 @@ describe('handle: time limit', () => {
 
 describe('metrics', () => {
   it('counts initiated, succeeded, failed and per strategy', async () => {
-    const { orch, actions } = setup();
+    const { orch, actions, handle } = setup();
     await orch.handle(err('connection_error', 'major')); // replace ok
     await orch.handle(err('connection_error', 'major')); // replace ok
     actions.behavior.replaceWorker = 'fail';
     await orch.handle(err('connection_error', 'major')); // replace failed
     await orch.handle(err('system_error', 'critical')); // abandon: failed
-    await orch.handle(err('python_error', 'major'), { idempotent: true }); // failover ok
+    await handle(err('python_error', 'major'), { idempotent: true }); // failover ok
     const m = orch.metrics();
     assert.equal(m.initiated, 5);
     assert.equal(m.succeeded, 3);

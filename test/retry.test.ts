@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { PoolError } from '../src/errors/pool-error.js';
 import { RETRY_DELAYS } from '../src/errors/policy.js';
 import { RetryBudget } from '../src/resilience/budget.js';
-import { retry, retryAfterFirstFailure, validateRetryOptions } from '../src/resilience/retry.js';
+import { retry, validateRetryOptions } from '../src/resilience/retry.js';
 import { subscribe, type EventPayloads } from '../src/telemetry/channels.js';
 import { FakeClock, flush } from './helpers/fake-clock.js';
 
@@ -359,30 +359,3 @@ test('many concurrent retry() calls settle independently', async () => {
   assert.equal(clock.pending, 0);
 });
 
-test('retryAfterFirstFailure: continues at attempt 2 with the same policy, without charging the budget again', async () => {
-  const clock = new FakeClock();
-  const budget = new RetryBudget({ ratio: 2, minRetriesPerSecond: 0, clock });
-  budget.recordCall();
-  const seen: number[] = [];
-  const p = outcome(
-    retryAfterFirstFailure(
-      (attempt) => {
-        seen.push(attempt);
-        return attempt < 3 ? Promise.reject(new Error(`fail ${attempt}`)) : Promise.resolve('third');
-      },
-      { maxAttempts: 3, delays: [5, 10], clock, budget },
-      new Error('fail 1'),
-    ),
-  );
-  await flush();
-  assert.deepEqual(seen, []);
-  await clock.advance(5);
-  assert.deepEqual(seen, [2]);
-  await clock.advance(10);
-  assert.deepEqual(await p, { ok: true, value: 'third' });
-  assert.deepEqual(seen, [2, 3]);
-  assert.equal(budget.stats().calls, 1);
-  // maxAttempts counts the caller's first attempt: with 1 there is nothing left to try.
-  const err = new Error('only');
-  assert.deepEqual(await outcome(retryAfterFirstFailure(() => Promise.resolve('never'), { maxAttempts: 1 }, err)), { ok: false, error: err });
-});

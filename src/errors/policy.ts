@@ -10,7 +10,8 @@ import {
   type Severity,
 } from './categories.js';
 import { DEFAULT_MATRIX, type MatrixRow } from './matrix.js';
-import { PoolError } from './pool-error.js';
+import { invalidOption } from './invalid.js';
+import type { PoolError } from './pool-error.js';
 
 /**
  * The decision policy: the seed's `PoolErrorHandler` (`determine_severity`,
@@ -260,7 +261,7 @@ export class ErrorPolicy {
 export const DEFAULT_POLICY: ErrorPolicy = new ErrorPolicy();
 
 function invalid(what: string): never {
-  throw new PoolError({ code: 'PYFLEET_INVALID_OPTIONS', message: `Invalid options: ${what}.` });
+  throw invalidOption(what);
 }
 
 function isPlainObject(x: unknown): x is Record<string, unknown> {

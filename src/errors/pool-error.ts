@@ -58,7 +58,8 @@ export class PoolError extends Error {
     this.category = init.category ?? meta.category;
     const row = DEFAULT_MATRIX[this.category];
     this.severity = init.severity ?? row.severity;
-    this.strategy = init.strategy ?? row.strategy;
+    // A refusal (bad input, a full queue...) is never retried, whatever the matrix says of its category.
+    this.strategy = init.strategy ?? meta.strategy ?? row.strategy;
     this.retryable = init.retryable ?? meta.retryable;
     this.attempt = init.attempt ?? 1;
     this.workerId = init.workerId ?? null;

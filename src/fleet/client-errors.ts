@@ -1,73 +1,29 @@
+import { ERROR_CODES } from '../errors/codes.js';
 import { PoolError, isPoolError } from '../errors/pool-error.js';
-import type { RetryBudget } from '../resilience/budget.js';
-import { channels } from '../telemetry/channels.js';
 
-/** The fleet client's errors, each saying what to do, and the rules for re-sending a failed attempt to another host. */
+/** The fleet client's own errors, each saying what to do (what a call core error says, it says once: src/call/errors.ts). */
 
-export { badCall } from '../pool/errors.js';
-
-/** What an error needs to name the call it is about (a FleetCall or a CallMeta). */
+/** What an error needs to name the call it is about. */
 interface CallRef {
   command: string;
   sessionId: string | null;
 }
 
-// ---- re-send rules ---------------------------------------------------------
+/** What counts against a host's circuit (the codes table's hostFailure): the host failing, not the call or the user's code. */
+export const isHostFailure = (e: unknown): boolean => isPoolError(e) && (ERROR_CODES[e.code].hostFailure || (e.code === 'PYFLEET_TIMEOUT' && e.details?.noReply === true));
 
-/** Not taken by the host: the call may go to another host whatever its idempotency. */
-const NOT_TAKEN_MOVABLE = new Set(['PYFLEET_POOL_CLOSED', 'PYFLEET_QUEUE_FULL', 'PYFLEET_QUEUE_TIMEOUT', 'PYFLEET_CIRCUIT_OPEN', 'PYFLEET_NO_WORKERS', 'PYFLEET_HOST_LOST']);
-/** Taken, then failed for the host's sake: an idempotent call may go to another host. */
-const TAKEN_MOVABLE = new Set(['PYFLEET_HOST_LOST', 'PYFLEET_WORKER_CRASHED', 'PYFLEET_PROTOCOL_ERROR', 'PYFLEET_NO_WORKERS', 'PYFLEET_HEALTH_CHECK_FAILED']);
-/** What counts against a host's circuit: the host failing, not the call or the user's code. */
-const HOST_FAILURES = new Set(['PYFLEET_HOST_LOST', 'PYFLEET_NO_WORKERS', 'PYFLEET_SPAWN_FAILED', 'PYFLEET_STARTUP_TIMEOUT', 'PYFLEET_INIT_FAILED']);
-
-export const isHostFailure = (e: unknown): boolean => isPoolError(e) && (HOST_FAILURES.has(e.code) || (e.code === 'PYFLEET_TIMEOUT' && e.details?.noReply === true));
-
-/** 'resend', or why the failure is final: it may not move ('final'), no attempt is left, or the budget refused. */
-export type ResendVerdict = 'resend' | 'final' | 'max_attempts' | 'budget';
-
-/**
- * Whether a failed attempt may go to another host. `stopped`: the caller no longer wants a
- * re-send (the client is closing, the call was aborted). The budget is asked last, as asking
- * spends a re-send.
- */
-export function resendVerdict(err: PoolError, o: { idempotent: boolean; attempt: number; maxAttempts: number; budget: RetryBudget | undefined; stopped?: boolean }): ResendVerdict {
-  const movable = err.taken ? o.idempotent && TAKEN_MOVABLE.has(err.code) : NOT_TAKEN_MOVABLE.has(err.code);
-  if (!movable || o.stopped === true) return 'final';
-  if (o.attempt >= o.maxAttempts) return 'max_attempts';
-  // Not taken: nothing ran, so it costs no retry budget. Taken: a real re-send.
-  if (err.taken && o.budget !== undefined && !o.budget.tryAcquireRetry()) return 'budget';
-  return 'resend';
+export function closedError(fleet: string, command: string | null, cause?: unknown): PoolError {
+  return new PoolError({ code: 'PYFLEET_POOL_CLOSED', command, cause, message: `The fleet client (${fleet}) is closed or closing; the call was not sent (or not sent again). Call connectFleet again to send more calls.` });
 }
 
-export function publishExhausted(command: string, attempts: number, err: PoolError, reason: string): void {
-  if (channels['retry:exhausted'].hasSubscribers) channels['retry:exhausted'].publish({ command, attempts, category: err.category, code: err.code, reason });
-}
-
-// ---- before sending --------------------------------------------------------
-
-export function asPoolError(e: unknown, command: string): PoolError {
-  if (isPoolError(e)) return e;
-  return new PoolError({ code: 'PYFLEET_INTERNAL', command, cause: e, message: `Unexpected failure in the fleet client: ${(e as Error)?.message ?? String(e)}. This is likely a pyfleet bug; please report it.` });
-}
-
-export function abortedError(command: string, sessionId: string | null, signal: AbortSignal, taken: boolean): PoolError {
+/** A request or a heartbeat of another fleet protocol: refused, naming both versions. */
+export function protocolError(what: string, theirs: number, ours: number): PoolError {
   return new PoolError({
-    code: 'PYFLEET_ABORTED',
-    command,
-    sessionId,
-    taken,
-    cause: signal.reason,
-    message: `${command} was aborted by its AbortSignal${signal.reason instanceof Error ? ` (${signal.reason.message})` : ''}${taken ? '; it was cancelled on its host' : '; it was not sent'}.`,
+    code: 'PYFLEET_PROTOCOL_ERROR',
+    retryable: false,
+    message: `${what} speaks fleet protocol ${theirs || 1} and this side ${ours}: a fleet's hosts and clients must be the same pyfleet release; upgrade the older side.`,
+    details: { protocol: theirs, expected: ours },
   });
-}
-
-export function closedError(fleet: string, command: string | null): PoolError {
-  return new PoolError({ code: 'PYFLEET_POOL_CLOSED', command, message: `The fleet client (${fleet}) is closed or closing; the call was not sent. Call connectFleet again to send more calls.` });
-}
-
-export function unsendableArgsError(command: string, args: unknown): PoolError {
-  return new PoolError({ code: 'PYFLEET_INVALID_ARGS', command, message: `The arguments of ${command} (${typeof args}) cannot be sent. Pass an object, array, string, number, boolean or null.` });
 }
 
 export function argsTooLargeError(command: string, bytes: number, maxPayload: number): PoolError {

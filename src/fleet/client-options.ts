@@ -1,30 +1,26 @@
+import { CALL_OPTION_KEYS, resolveCallOptions, type CallOptions, type CallSettings } from '../call/options.js';
+import type { CallCounts } from '../call/counters.js';
+import type { StreamOptions } from '../call/types.js';
+import { DEFAULTS } from '../defaults.js';
 import type { ErrorCategory } from '../errors/categories.js';
-import { PoolError } from '../errors/pool-error.js';
-import type { ExecuteOptions } from '../pool/pool.js';
-import { streamLimits } from '../pool/stream.js';
-import type { RetryBudgetOptions } from '../resilience/budget.js';
+import { OptionChecks, ms, show } from '../errors/invalid.js';
 import type { CircuitSnapshot } from '../resilience/circuit-breaker.js';
-import type { NatsAuthOptions } from './connection.js';
+import type { RecoveryMetrics } from '../resilience/recovery/types.js';
+import { serverList, type NatsAuthOptions } from './connection.js';
 import type { Heartbeat } from './heartbeat.js';
 import type { HostState } from './host-table.js';
+import { validateFleetName } from './subjects.js';
 
-export interface FleetOptions extends NatsAuthOptions {
+/**
+ * `connectFleet`'s options: a pool's call options (requestTimeoutMs, queueTimeoutMs, retry,
+ * policy, recovery, fallback, poison, logger; `circuitBreaker` is the circuit each host gets on
+ * this client), the NATS connection, and what only a fleet has. Defaults: `DEFAULTS.fleet`.
+ */
+export interface FleetOptions extends NatsAuthOptions, CallOptions {
   /** The fleet's name (one subject token): hosts started with the same --fleet serve it. */
   fleet: string;
   /** Time to connect to NATS at start-up (default 5 000 ms); connectFleet rejects after it. */
   startupTimeoutMs?: number;
-  /** Time for one attempt on a host's pool (default 30 000 ms), as a pool's requestTimeoutMs. */
-  requestTimeoutMs?: number;
-  /** Time a call may wait for a host, or for NATS during an outage (default 5 000 ms). */
-  queueTimeoutMs?: number;
-  retry?: {
-    /** Hosts a call may be sent to, the first included (default 3). */
-    maxAttempts?: number;
-    /** Re-sends to another host allowed as a share of recent calls, plus a floor; false: no budget. */
-    budget?: false | RetryBudgetOptions;
-  };
-  /** The circuit each host gets on this client (default: 3 failures open it for 5 s). */
-  circuitBreaker?: { failureThreshold?: number; successThreshold?: number; openTimeoutMs?: number; halfOpenRequests?: number };
   /** Silence, in the host's heartbeat intervals, before it is suspected (default 2) and dead (default 4). */
   heartbeat?: { suspectAfter?: number; deadAfter?: number };
   /**
@@ -37,12 +33,8 @@ export interface FleetOptions extends NatsAuthOptions {
   name?: string;
 }
 
-export interface FleetStreamOptions extends Omit<ExecuteOptions, 'detailed'> {
-  /** Longest wait for the next chunk (default 30 000 ms). */
-  chunkTimeoutMs?: number;
-  /** Chunks the host may send ahead of the consumer (default 16). */
-  highWaterMark?: number;
-}
+/** A fleet stream's options are a pool stream's. */
+export type FleetStreamOptions = StreamOptions;
 
 export interface FleetHostStats {
   id: string;
@@ -71,48 +63,50 @@ export interface FleetStats {
   server: string;
   closed: boolean;
   hosts: FleetHostStats[];
-  /** `settledTwice`: a send answered a second time (a host's duplicate reply), counted where the client settles, never delivered. */
-  calls: { total: number; succeeded: number; failed: number; inFlight: number; retries: number; resent: number; settledTwice: number };
+  /** A pool's call counts, and `resent`: requests published again to the same host (a reply that may have been lost). */
+  calls: CallCounts & { resent: number };
   errorsByCategory: Record<ErrorCategory, number>;
   retryBudget: { calls: number; retries: number; denied: number } | null;
+  recoveries: RecoveryMetrics;
+  poison: { quarantined: number; refused: number };
   sessions: number;
 }
 
-/** The client's call counters, shared by the parts that count (FleetStats['calls'] is a copy). */
-export type CallCounts = FleetStats['calls'];
-
-/** FleetOptions with its defaults applied; a bad number throws PYFLEET_INVALID_OPTIONS. */
-export interface FleetSettings {
-  requestTimeoutMs: number;
-  queueTimeoutMs: number;
-  maxAttempts: number;
+/** FleetOptions checked as a pool's are (an unknown key or a bad value throws PYFLEET_INVALID_OPTIONS naming it), with every default filled in. */
+export interface FleetSettings extends CallSettings {
+  fleet: string;
+  servers: string[];
+  auth: Pick<FleetOptions, 'token' | 'user' | 'pass'>;
+  name: string;
+  startupTimeoutMs: number;
   /** 0: the session map's entries never expire. */
   sessionMapTtlMs: number;
   suspectAfter: number;
   deadAfter: number;
-  circuitBreaker: NonNullable<FleetOptions['circuitBreaker']>;
 }
 
-export function fleetSettings(options: FleetOptions): FleetSettings {
+const KNOWN = [...CALL_OPTION_KEYS, 'servers', 'token', 'user', 'pass', 'fleet', 'name', 'startupTimeoutMs', 'heartbeat', 'sessionMapTtlMs'];
+
+export function resolveFleetOptions(input: FleetOptions): FleetSettings {
+  const c: OptionChecks = new OptionChecks('fleet options');
+  const o = c.obj(input, 'options') as FleetOptions & Record<string, unknown>;
+  c.onlyKeys(o, null, KNOWN);
+  const fleet = validateFleetName(o.fleet);
+  const d = DEFAULTS.fleet;
+  const call = resolveCallOptions(o, c, { requestTimeoutMs: d.requestTimeoutMs, queueTimeoutMs: d.queueTimeoutMs, maxAttempts: d.maxAttempts, circuitBreaker: d.circuitBreaker });
+  const hb = c.obj(o.heartbeat, 'heartbeat');
+  c.onlyKeys(hb, 'heartbeat', ['suspectAfter', 'deadAfter']);
+  const suspectAfter = c.num(hb.suspectAfter, d.heartbeat.suspectAfter, 'heartbeat.suspectAfter', ms(1), 'a number of heartbeat intervals >= 1');
+  for (const k of ['token', 'user', 'pass', 'name'] as const) if (o[k] !== undefined && typeof o[k] !== 'string') c.fail(`${k} must be a string, got ${show(o[k])}`);
   return {
-    requestTimeoutMs: positive(options.requestTimeoutMs, 30_000, 'requestTimeoutMs'),
-    queueTimeoutMs: positive(options.queueTimeoutMs, 5_000, 'queueTimeoutMs'),
-    maxAttempts: positive(options.retry?.maxAttempts, 3, 'retry.maxAttempts'),
-    sessionMapTtlMs: options.sessionMapTtlMs === 0 || options.sessionMapTtlMs === undefined ? 0 : positive(options.sessionMapTtlMs, 0, 'sessionMapTtlMs'),
-    suspectAfter: options.heartbeat?.suspectAfter ?? 2,
-    deadAfter: options.heartbeat?.deadAfter ?? 4,
-    circuitBreaker: { failureThreshold: 3, openTimeoutMs: 5_000, successThreshold: 2, halfOpenRequests: 2, ...options.circuitBreaker },
+    ...call,
+    fleet,
+    servers: o.servers === undefined ? c.fail('servers is required: the NATS server URL(s), e.g. nats://127.0.0.1:4222') : serverList(o.servers),
+    auth: { token: o.token, user: o.user, pass: o.pass },
+    name: o.name ?? `pyfleet-client:${fleet}`,
+    startupTimeoutMs: c.num(o.startupTimeoutMs, d.startupTimeoutMs, 'startupTimeoutMs', ms(1), 'a number of ms >= 1'),
+    sessionMapTtlMs: c.num(o.sessionMapTtlMs, d.sessionMapTtlMs, 'sessionMapTtlMs', ms(0), 'a number of ms >= 0 (0: entries never expire)'),
+    suspectAfter,
+    deadAfter: c.num(hb.deadAfter, Math.max(d.heartbeat.deadAfter, suspectAfter), 'heartbeat.deadAfter', ms(suspectAfter), `a number of heartbeat intervals >= suspectAfter (${suspectAfter})`),
   };
-}
-
-/** A stream's own options, checked as the pool checks them, except that the chunk timeout defaults to 30 s (the pool's to none). */
-export function fleetStreamLimits(command: string, options: FleetStreamOptions): { hwm: number; chunkTimeoutMs: number } {
-  const { hwm, chunk } = streamLimits(command, options);
-  return { hwm, chunkTimeoutMs: chunk ?? 30_000 };
-}
-
-function positive(v: number | undefined, dflt: number, name: string): number {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw new PoolError({ code: 'PYFLEET_INVALID_OPTIONS', message: `Invalid fleet options: ${name} must be a number > 0, got ${String(v)}.` });
-  return v;
 }

@@ -1,40 +1,42 @@
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
-import { ERROR_CATEGORIES, type ErrorCategory } from '../errors/categories.js';
 import type { Adapter } from '../adapters/adapter.js';
-import type { DetailedResult, ExecuteOptions } from '../pool/pool.js';
-import { RetryBudget } from '../resilience/budget.js';
+import { CallCore, nextOwnerId } from '../call/core.js';
+import { Counters } from '../call/counters.js';
+import { badCall } from '../call/errors.js';
+import { PoisonTracker } from '../call/poison.js';
+import { PoolSession } from '../call/session.js';
+import type { Caller, DetailedResult, ExecuteOptions, StreamOptions } from '../call/types.js';
+import { DEFAULTS } from '../defaults.js';
+import { RecoveryOrchestrator } from '../resilience/recovery/orchestrator.js';
 import { subscribe, type EventName, type EventPayloads } from '../telemetry/channels.js';
-import { Attempts } from './attempts.js';
-import { fleetSettings, fleetStreamLimits, type CallCounts, type FleetOptions, type FleetStats, type FleetStreamOptions } from './client-options.js';
-import { abortedError, argsTooLargeError, asPoolError, badCall, closedError, isHostFailure, notReadyError, unsendableArgsError } from './client-errors.js';
+import { defaultLogger } from '../util/logger.js';
+import { FleetCall } from './call.js';
+import { resolveFleetOptions, type FleetOptions, type FleetSettings, type FleetStats } from './client-options.js';
+import { argsTooLargeError, closedError, isHostFailure, notReadyError } from './client-errors.js';
 import { ClientState } from './client-state.js';
-import { connectNats, serverList } from './connection.js';
-import type { FleetCall } from './fleet-call.js';
-import { FleetSession } from './fleet-session.js';
+import { connectNats } from './connection.js';
 import { parseAnnouncement } from './heartbeat.js';
 import { HostTable } from './host-table.js';
 import { RequestTable } from './requests.js';
 import { Router } from './routing.js';
 import type { SessionPlace } from './session-map.js';
-import { fleetSubjects, validateFleetName, type FleetSubjects } from './subjects.js';
-import { encodeArgsPayload } from './values.js';
+import { fleetSubjects, type FleetSubjects } from './subjects.js';
+import { FleetTarget } from './target.js';
+import { argsPayload } from './values.js';
 import { encodeText } from './wire.js';
 
 const TICK_MS = 100;
-
-let fleetSeq = 0;
 
 /**
  * Connects to NATS and returns a `Fleet` once connected (hosts are discovered from their
  * heartbeats; a call made before any host answered waits for one within queueTimeoutMs).
  * Rejects within `startupTimeoutMs` with PYFLEET_NATS_UNAVAILABLE (naming the address) or at once
- * with PYFLEET_NATS_AUTH_FAILED.
+ * with PYFLEET_NATS_AUTH_FAILED; bad options reject with PYFLEET_INVALID_OPTIONS before connecting.
  */
 export async function connectFleet(options: FleetOptions): Promise<Fleet> {
-  const fleet = validateFleetName(options?.fleet);
-  serverList(options.servers);
-  const nc = await connectNats({ ...options, name: options.name ?? `pyfleet-client:${fleet}`, timeoutMs: options.startupTimeoutMs ?? 5_000 });
-  const f = new Fleet(options, nc);
+  const s = resolveFleetOptions(options);
+  const nc = await connectNats({ servers: s.servers, ...s.auth, name: s.name, timeoutMs: s.startupTimeoutMs });
+  const f = new Fleet(s, nc);
   try {
     await f.start();
   } catch (e) {
@@ -49,40 +51,39 @@ export async function connectFleet(options: FleetOptions): Promise<Fleet> {
  * `session`, `stats`, `close`, `on`, and the same PoolErrors. It is an `Adapter`, so it can be a
  * pool's `fallback`.
  *
- * The work is done by its parts: the host table (who is alive), the router (which host takes an
- * attempt), the request table (what is in flight, and its replies), the attempts (re-sends to
- * another host). This class checks calls, counts them, and follows the connection.
+ * A facade, as the pool is: the call core (`CallCore`) decides what happens to a call, exactly as
+ * in a pool; its target (`FleetTarget`) sends each attempt to a host, through the router (which
+ * host), the request table (what is in flight, and its replies) and the host table (who is
+ * alive). This class follows the connection and the hosts' heartbeats.
  */
-export class Fleet implements Adapter {
-  readonly id = ++fleetSeq;
+export class Fleet implements Adapter, Caller {
+  readonly id = nextOwnerId();
   readonly name: string;
   readonly fleet: string;
   private readonly subjects: FleetSubjects;
-  private readonly requestTimeoutMs: number;
   private readonly queueTimeoutMs: number;
-  private readonly budget: RetryBudget | undefined;
   private readonly state = new ClientState();
+  private readonly closeController = new AbortController();
   private readonly table: HostTable;
   private readonly requests: RequestTable;
   private readonly router: Router;
-  private readonly attempts: Attempts;
+  private readonly target: FleetTarget;
+  private readonly core: CallCore<FleetCall>;
+  private readonly recovery: RecoveryOrchestrator;
+  private readonly sent = { resent: 0, settledTwice: 0 };
+  /** The payload admission made for the call it is about to create. */
+  private payload: Uint8Array | null = null;
   private tick: NodeJS.Timeout | null = null;
   private closed = false;
-  private readonly counts: CallCounts = { total: 0, succeeded: 0, failed: 0, inFlight: 0, retries: 0, resent: 0, settledTwice: 0 };
-  private readonly errorsByCategory = Object.fromEntries(ERROR_CATEGORIES.map((c) => [c, 0])) as Record<ErrorCategory, number>;
 
   constructor(
-    options: FleetOptions,
+    s: FleetSettings,
     readonly nc: NatsConnection,
   ) {
-    this.fleet = options.fleet;
-    this.name = `fleet:${options.fleet}`;
-    this.subjects = fleetSubjects(options.fleet);
-    const s = fleetSettings(options);
-    this.requestTimeoutMs = s.requestTimeoutMs;
+    this.fleet = s.fleet;
+    this.name = `fleet:${s.fleet}`;
+    this.subjects = fleetSubjects(s.fleet);
     this.queueTimeoutMs = s.queueTimeoutMs;
-    const b = options.retry?.budget;
-    this.budget = b === false ? undefined : new RetryBudget(b ?? {});
     this.table = new HostTable({
       fleetId: this.id,
       fleet: this.fleet,
@@ -93,9 +94,38 @@ export class Fleet implements Adapter {
       probe: (h, t) => this.probe(h, t),
       onChange: () => this.state.wake(),
     });
-    this.requests = new RequestTable(nc, this.subjects, this.table, this.state, this.counts, s.queueTimeoutMs);
-    this.router = new Router(nc, this.subjects, this.table, this.state, { fleet: this.fleet, servers: () => serverList(options.servers), queueTimeoutMs: s.queueTimeoutMs, maxAttempts: s.maxAttempts, sessionMapTtlMs: s.sessionMapTtlMs });
-    this.attempts = new Attempts(this.router, this.requests, this.subjects, this.state, this.counts, this.budget, s.maxAttempts);
+    this.requests = new RequestTable(nc, this.subjects, this.table, this.state, this.sent, s.queueTimeoutMs);
+    this.router = new Router(nc, this.subjects, this.table, this.state, { fleet: this.fleet, servers: () => s.servers, queueTimeoutMs: s.queueTimeoutMs, sessionMapTtlMs: s.sessionMapTtlMs });
+    this.target = new FleetTarget(this.fleet, this.table, this.router, this.requests, this.subjects, s.queueTimeoutMs);
+    // A fleet client has no workers: its hosts' pools recover their own. It times and counts the call steps.
+    this.recovery = new RecoveryOrchestrator({ poolId: this.id, strategies: s.recovery.strategies, timeLimits: s.recovery.timeLimits });
+    this.core = new CallCore<FleetCall>({
+      ownerId: this.id,
+      settings: s,
+      counters: new Counters(),
+      poison: new PoisonTracker(s.poison.maxDeaths, s.poison.coolDownMs),
+      target: this.target,
+      logger: s.logger ?? defaultLogger(),
+      recovery: this.recovery,
+      nonFinite: 'null',
+      closeSignal: this.closeController.signal,
+      closing: () => this.state.closing,
+      closedError: (call, command, cause) => closedError(this.fleet, call?.command ?? command ?? null, cause),
+      check: (command, _args, encoded) => {
+        const payload = argsPayload(encoded);
+        // Headers take well under 1 KiB; what is over is refused here rather than by the server.
+        if (payload.length + 1024 > this.maxPayload) throw argsTooLargeError(command, payload.length, this.maxPayload);
+        this.payload = payload;
+      },
+      make: (init) => {
+        const payload = this.payload!;
+        this.payload = null;
+        return new FleetCall(init, this.requests.wireId(init.id), payload);
+      },
+      // The router sends a session's calls in the order they were made; its host runs them so.
+      enqueue: () => {},
+      settled: () => {},
+    });
   }
 
   async start(): Promise<void> {
@@ -133,81 +163,40 @@ export class Fleet implements Adapter {
 
   execute<T = unknown>(command: string, args?: unknown, options?: ExecuteOptions & { detailed?: false }): Promise<T>;
   execute<T = unknown>(command: string, args: unknown, options: ExecuteOptions & { detailed: true }): Promise<DetailedResult<T> & { hostId: string }>;
-  execute<T = unknown>(command: string, args?: unknown, options: ExecuteOptions = {}): Promise<T | (DetailedResult<T> & { hostId: string })> {
-    let call: FleetCall;
-    try {
-      call = this.admit(command, args, options);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    this.started();
-    return this.attempts.run(call).then(
-      (r) => {
-        this.counts.inFlight--;
-        this.counts.succeeded++;
-        if (options.detailed === true) return { value: r.value as T, via: 'pool', attempts: r.attempts, workerId: null, durationMs: performance.now() - call.startedAt, hostId: r.hostId };
-        return r.value as T;
-      },
-      (e: unknown) => {
-        this.counts.inFlight--;
-        this.counts.failed++;
-        const err = asPoolError(e, command);
-        this.errorsByCategory[err.category]++;
-        throw err;
-      },
-    );
+  execute<T = unknown>(command: string, args?: unknown, options: ExecuteOptions = {}): Promise<T | DetailedResult<T>> {
+    if (this.unknownYet(command)) return this.learn(command, options.signal).then(() => this.core.execute<T>(command, args, options));
+    return this.core.execute<T>(command, args, options);
   }
 
   /**
-   * Streams the items of `command` from a host (see src/fleet/stream.ts for the protocol). Bad
-   * options throw here; the call is sent when iteration starts. Before the first item a failure
-   * follows the retry rules (another host); after it, PYFLEET_STREAM_BROKEN.
+   * Streams the items of `command` from a host (src/fleet/stream-server.ts has the protocol): as
+   * a pool's stream, with credit across the network. Bad options throw here; the call is sent
+   * when iteration starts. Before the first item a failure follows the retry rules (another
+   * host); after it, PYFLEET_STREAM_BROKEN.
    */
-  stream<T = unknown>(command: string, args?: unknown, options: FleetStreamOptions = {}): AsyncIterableIterator<T> {
-    const call = this.admit(command, args, options);
-    const { hwm, chunkTimeoutMs } = fleetStreamLimits(command, options);
-    return this.counted(call, this.attempts.stream(call, hwm, chunkTimeoutMs)) as AsyncIterableIterator<T>;
+  stream<T = unknown>(command: string, args?: unknown, options: StreamOptions = {}): AsyncIterableIterator<T> {
+    if (this.unknownYet(command)) return this.streamLater<T>(command, args, options);
+    return this.core.stream<T>(command, args, options);
   }
 
-  private started(): void {
-    this.counts.total++;
-    this.counts.inFlight++;
-    this.budget?.recordCall();
+  /** No host has announced itself yet: what the command is will be known from the first one's heartbeat. */
+  private unknownYet(command: string): boolean {
+    return typeof command === 'string' && this.target.command(command) === undefined && this.table.alive().length === 0 && !this.state.closing;
   }
 
-  /** A stream in `stats().calls` as a call: from its first `next()`; a consumer's `break` ends it well. */
-  private async *counted(call: FleetCall, items: AsyncGenerator<unknown, void, undefined>): AsyncGenerator<unknown, void, undefined> {
-    this.started();
-    let failed = false;
-    try {
-      yield* items;
-    } catch (e) {
-      failed = true;
-      const err = asPoolError(e, call.command);
-      this.errorsByCategory[err.category]++;
-      throw err;
-    } finally {
-      this.counts.inFlight--;
-      if (failed) this.counts.failed++;
-      else this.counts.succeeded++;
+  /** Waits, within queueTimeoutMs, for a host; the call is then admitted as usual (and refused if no host has its command). */
+  private async learn(command: string, signal: AbortSignal | undefined): Promise<void> {
+    const deadline = performance.now() + this.queueTimeoutMs;
+    while (this.table.alive().length === 0 && !this.state.closing && signal?.aborted !== true) {
+      const left = deadline - performance.now();
+      if (left <= 0) throw this.router.noHost({ command, sessionId: null });
+      await this.state.changed(Math.min(left, 250));
     }
   }
 
-  private admit(command: string, args: unknown, options: ExecuteOptions): FleetCall {
-    if (this.state.closing) throw closedError(this.fleet, command);
-    if (typeof command !== 'string' || command === '') throw badCall(`command must be a non-empty string, got ${typeof command}`);
-    if (typeof options !== 'object' || options === null) throw badCall('options must be an object', command);
-    const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
-    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !Number.isFinite(timeoutMs)) throw badCall(`timeoutMs must be a number of ms > 0, got ${String(timeoutMs)}`, command);
-    if (options.idempotent !== undefined && typeof options.idempotent !== 'boolean') throw badCall('idempotent must be a boolean', command);
-    if (options.sessionId !== undefined && (typeof options.sessionId !== 'string' || options.sessionId === '')) throw badCall('sessionId must be a non-empty string', command);
-    if (options.signal?.aborted) throw abortedError(command, options.sessionId ?? null, options.signal, false);
-    if (typeof args === 'function' || typeof args === 'symbol') throw unsendableArgsError(command, args);
-    const payload = encodeArgsPayload(args, command);
-    const max = this.maxPayload;
-    // Headers take well under 1 KiB; what is over is refused here rather than by the server.
-    if (payload.length + 1024 > max) throw argsTooLargeError(command, payload.length, max);
-    return { id: this.requests.nextCallId(), command, payload, timeoutMs, idempotentOpt: options.idempotent, sessionId: options.sessionId ?? null, signal: options.signal, startedAt: performance.now() };
+  private async *streamLater<T>(command: string, args: unknown, options: StreamOptions): AsyncGenerator<T, void, undefined> {
+    await this.learn(command, options.signal);
+    yield* this.core.stream<T>(command, args, options);
   }
 
   /** The server's largest message (1 MiB by default). */
@@ -218,9 +207,9 @@ export class Fleet implements Adapter {
   // ---- sessions ------------------------------------------------------------
 
   /** A handle whose calls all carry `sessionId`. */
-  session(sessionId: string): FleetSession {
+  session(sessionId: string): PoolSession {
     if (typeof sessionId !== 'string' || sessionId === '') throw badCall('session id must be a non-empty string');
-    return new FleetSession(this, sessionId);
+    return new PoolSession(this, sessionId);
   }
 
   /** Forgets a session: its map entry, and its state on the host that holds it. */
@@ -292,6 +281,9 @@ export class Fleet implements Adapter {
 
   stats(): FleetStats {
     const now = performance.now();
+    const core = this.core;
+    const c = core.counters.snapshot();
+    const b = core.budget?.stats();
     return {
       fleetId: this.id,
       fleet: this.fleet,
@@ -315,18 +307,20 @@ export class Fleet implements Adapter {
         circuit: h.breaker.snapshot(),
         pool: h.hb.pool,
       })),
-      calls: { ...this.counts },
-      errorsByCategory: { ...this.errorsByCategory },
-      retryBudget: this.budget ? (({ calls, retries, denied }) => ({ calls, retries, denied }))(this.budget.stats()) : null,
+      calls: { ...c.calls, resent: this.sent.resent, settledTwice: c.calls.settledTwice + this.sent.settledTwice },
+      errorsByCategory: c.errorsByCategory,
+      retryBudget: b === undefined ? null : { calls: b.calls, retries: b.retries, denied: b.denied },
+      recoveries: this.recovery.metrics(),
+      poison: { quarantined: core.poison.size, refused: core.counters.poisonRefused },
       sessions: this.router.sessionMap?.size ?? 0,
     };
   }
 
-  /** Listens to one of pyfleet's events; host events only for this client's fleet. Returns the unsubscribe. */
+  /** Listens to one of pyfleet's events, for this client only (its calls, and its view of the hosts); returns the unsubscribe. */
   on<K extends EventName>(name: K, fn: (payload: EventPayloads[K]) => void): () => void {
     return subscribe(name, (p) => {
-      const fid = (p as { fleetId?: number }).fleetId;
-      if (fid === undefined || fid === this.id) fn(p);
+      const q = p as { fleetId?: number; poolId?: number };
+      if ((q.fleetId ?? q.poolId) === this.id) fn(p);
     });
   }
 
@@ -335,7 +329,10 @@ export class Fleet implements Adapter {
     if (this.closed) return;
     this.state.closing = true;
     this.state.wake();
-    const until = performance.now() + (options.timeoutMs ?? 10_000);
+    const until = performance.now() + (options.timeoutMs ?? DEFAULTS.fleet.closeTimeoutMs);
+    // Calls waiting to be sent again end now; those on a host are given the time to answer.
+    this.closeController.abort();
+    this.recovery.abortAll('the fleet client is closing');
     while (this.requests.size > 0 && performance.now() < until) await new Promise((r) => setTimeout(r, 20));
     this.requests.failAll();
     if (this.tick) clearInterval(this.tick);

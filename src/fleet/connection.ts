@@ -1,4 +1,6 @@
 import type { NatsConnection } from '@nats-io/transport-node';
+import { DEFAULTS } from '../defaults.js';
+import { invalidOption } from '../errors/invalid.js';
 import { nats } from './nats.js';
 import { PoolError } from '../errors/pool-error.js';
 
@@ -23,7 +25,7 @@ export interface ConnectOptions extends NatsAuthOptions {
 export function serverList(servers: string | string[]): string[] {
   const list = Array.isArray(servers) ? servers : String(servers).split(',');
   const out = list.map((s) => String(s).trim()).filter((s) => s !== '');
-  if (out.length === 0) throw new PoolError({ code: 'PYFLEET_INVALID_OPTIONS', message: 'Invalid fleet options: servers must name at least one NATS server (e.g. nats://127.0.0.1:4222).' });
+  if (out.length === 0) throw invalidOption('servers must name at least one NATS server (e.g. nats://127.0.0.1:4222)', 'fleet options');
   return out;
 }
 
@@ -35,12 +37,12 @@ export function serverList(servers: string | string[]): string[] {
  */
 export async function connectNats(o: ConnectOptions): Promise<NatsConnection> {
   const servers = serverList(o.servers);
-  const timeoutMs = o.timeoutMs ?? 5_000;
+  const timeoutMs = o.timeoutMs ?? DEFAULTS.fleet.startupTimeoutMs;
   if (o.token !== undefined && o.user !== undefined) {
-    throw new PoolError({ code: 'PYFLEET_INVALID_OPTIONS', message: 'Invalid fleet options: give a token or a user and password, not both.' });
+    throw invalidOption('give a token or a user and password, not both', 'fleet options');
   }
   if ((o.user === undefined) !== (o.pass === undefined)) {
-    throw new PoolError({ code: 'PYFLEET_INVALID_OPTIONS', message: 'Invalid fleet options: user and pass go together.' });
+    throw invalidOption('user and pass go together', 'fleet options');
   }
   const { connect } = nats();
   const where = servers.join(', ');

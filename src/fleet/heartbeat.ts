@@ -1,4 +1,5 @@
 import type { PoolStats } from '../pool/pool.js';
+import type { CommandInfo } from '../protocol/messages.js';
 
 /** What a host announces on the fleet's hosts subject (JSON), every `intervalMs` and when asked. */
 export interface Heartbeat {
@@ -10,12 +11,15 @@ export interface Heartbeat {
   /** 'up' takes calls; 'draining' finishes what it has and takes nothing new. */
   state: 'up' | 'draining';
   intervalMs: number;
+  /** The fleet protocol the host speaks (FLEET_PROTOCOL); a client routes only to hosts of its own. */
+  protocol: number;
   /** pyfleet's version on the host. */
   version: string;
   /** The module's version: --module-version, or a hash of the module file. */
   moduleVersion: string;
   module: string;
-  commands: Record<string, { idempotent: boolean }>;
+  /** Each command as the workers' hello described it (without schemas): its timeout, idempotency, kind. */
+  commands: Record<string, CommandInfo>;
   load: { inFlight: number; queued: number; capacity: number };
   /** Sessions the host holds now. */
   sessions: number;

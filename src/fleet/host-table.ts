@@ -1,6 +1,7 @@
 import { CircuitBreaker, type CircuitSnapshot } from '../resilience/circuit-breaker.js';
 import { channels } from '../telemetry/channels.js';
 import type { Heartbeat } from './heartbeat.js';
+import { FLEET_PROTOCOL } from './version.js';
 
 export type HostState = 'alive' | 'draining' | 'suspected' | 'dead' | 'left';
 
@@ -46,6 +47,8 @@ export interface HostTableOptions {
  */
 export class HostTable {
   private readonly hosts = new Map<string, HostEntry>();
+  /** Hosts heard from that speak another fleet protocol: never routed to, named when no host can take a call. */
+  private readonly incompatible = new Map<string, { protocol: number; version: string }>();
   private paused = false;
   private rr = 0;
 
@@ -69,6 +72,10 @@ export class HostTable {
   }
 
   onHeartbeat(hb: Heartbeat, now: number): void {
+    if (hb.protocol !== FLEET_PROTOCOL) {
+      this.incompatible.set(hb.id, { protocol: typeof hb.protocol === 'number' ? hb.protocol : 1, version: String(hb.version) });
+      return;
+    }
     let h = this.hosts.get(hb.id);
     if (h === undefined) {
       h = {
@@ -77,7 +84,7 @@ export class HostTable {
         state: 'dead',
         lastSeen: now,
         inFlight: 0,
-        breaker: new CircuitBreaker({ name: `host:${hb.id}`, ...this.o.circuitBreaker, isFailure: this.o.isFailure }),
+        breaker: new CircuitBreaker({ name: `host:${hb.id}`, ...this.o.circuitBreaker, isFailure: this.o.isFailure, poolId: this.o.fleetId }),
         probing: false,
         lost: new Set(),
       };
@@ -180,13 +187,32 @@ export class HostTable {
 
   /** Why no host can take `command` now, for the error message. */
   describe(command: string): string {
-    if (this.hosts.size === 0) return 'no host has announced itself';
-    return this.all()
-      .map((h) => {
-        const why = h.state !== 'alive' ? h.state : h.hb.commands[command] === undefined ? `module ${h.hb.moduleVersion} lacks ${command}` : h.breaker.allowsRequests ? 'available' : `circuit ${h.breaker.state}`;
-        return `${h.id} (${why})`;
-      })
-      .join(', ');
+    const other = [...this.incompatible].map(([id, v]) => `${id} (refused: it speaks fleet protocol ${v.protocol}, pyfleet ${v.version}; this client speaks ${FLEET_PROTOCOL})`);
+    if (this.hosts.size === 0 && other.length === 0) return 'no host has announced itself';
+    const mine = this.all().map((h) => {
+      const why = h.state !== 'alive' ? h.state : h.hb.commands[command] === undefined ? `module ${h.hb.moduleVersion} lacks ${command}` : h.breaker.allowsRequests ? 'available' : `circuit ${h.breaker.state}`;
+      return `${h.id} (${why})`;
+    });
+    return [...mine, ...other].join(', ');
+  }
+
+  /** A live host that serves `command`, whose circuit lets calls through, and that `skip` does not rule out. */
+  canTake(command: string, skip: (id: string) => boolean): boolean {
+    for (const h of this.hosts.values()) if (h.state === 'alive' && h.hb.commands[command] !== undefined && h.breaker.allowsRequests && !skip(h.id)) return true;
+    return false;
+  }
+
+  /** The commands the live hosts serve. */
+  commandNames(): Set<string> {
+    const names = new Set<string>();
+    for (const h of this.alive()) for (const c of Object.keys(h.hb.commands)) names.add(c);
+    return names;
+  }
+
+  /** What the live hosts know of `command` (the first that has it). */
+  command(name: string): Heartbeat['commands'][string] | undefined {
+    for (const h of this.hosts.values()) if (h.state !== 'dead' && h.state !== 'left' && h.hb.commands[name] !== undefined) return h.hb.commands[name];
+    return undefined;
   }
 
   /** Does any live host serve `command`? (false with live hosts: an unknown command, not a wait.) */

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { DEFAULTS } from '../defaults.js';
 import { PoolError, isPoolError } from '../errors/pool-error.js';
 import { createPool, type Pool } from '../pool/pool.js';
 import type { PoolOptions } from '../pool/options.js';
@@ -12,12 +13,14 @@ import { hostPoolOptions, type HostSessionOptions, type StoreGuard } from './hos
 import { HostSessions } from './host-sessions.js';
 import { ReplyCache, type CachedReply } from './reply-cache.js';
 import { SessionMap } from './session-map.js';
-import { StreamServer, type StreamControl, type StreamSource } from './stream.js';
+import { StreamServer, attemptKey, type StreamControl, type StreamSource } from './stream-server.js';
+import { protocolError } from './client-errors.js';
 import { decodePayload, encodeValuePayload } from './values.js';
 import { fleetSubjects, validateHostId, type FleetSubjects } from './subjects.js';
 import { decodeText, encodeError, encodeText, readCallMeta, statusHeaders, type CallMeta } from './wire.js';
 import type { SessionStore } from '../sessions/store.js';
-import { PYFLEET_VERSION } from './version.js';
+import { FLEET_PROTOCOL, PYFLEET_VERSION } from './version.js';
+import type { CommandInfo } from '../protocol/messages.js';
 
 export interface HostOptions extends NatsAuthOptions, HostSessionOptions {
   fleet: string;
@@ -64,10 +67,11 @@ export async function startHost(o: HostOptions): Promise<FleetHost> {
   // The guard asks the host, which exists only once the pool does.
   let guard: StoreGuard = { fence: () => undefined };
   const { options, durableSessions, store } = hostPoolOptions(o.pool, o, { fence: (sid) => guard.fence(sid) });
-  const nc = await connectNats({ ...o, name: `pyfleet-host:${o.fleet}:${id}`, timeoutMs: o.connectTimeoutMs ?? 5_000 });
+  const nc = await connectNats({ ...o, name: `pyfleet-host:${o.fleet}:${id}`, timeoutMs: o.connectTimeoutMs ?? DEFAULTS.fleet.startupTimeoutMs });
   let pool: Pool;
   try {
-    pool = await createPool(options);
+    // One attempt per message: every retry, re-send and decision of the matrix is the client's.
+    pool = await createPool({ ...options, retry: { ...options.retry, maxAttempts: 1, budget: false } });
   } catch (e) {
     await nc.close();
     throw e;
@@ -114,9 +118,10 @@ export class FleetHost {
   ) {
     this.fleet = o.fleet;
     this.logger = o.logger ?? defaultLogger();
-    this.heartbeatMs = o.heartbeatMs ?? 500;
+    this.heartbeatMs = o.heartbeatMs ?? DEFAULTS.fleet.heartbeatMs;
     this.moduleVersion = o.moduleVersion ?? moduleVersionOf(o.pool.module);
-    this.replies = new ReplyCache(o.replyCache?.ttlMs ?? 60_000, o.replyCache?.maxEntries ?? 100_000);
+    const rc = DEFAULTS.fleet.replyCache;
+    this.replies = new ReplyCache(o.replyCache?.ttlMs ?? rc.ttlMs, o.replyCache?.maxEntries ?? rc.maxEntries);
     this.streams = new StreamServer(nc, id, o.streamSource ?? poolStreamSource(pool));
     this.sessions = new HostSessions(id, pool, durableSessions, store);
   }
@@ -169,10 +174,11 @@ export class FleetHost {
       seq: ++this.seq,
       state: this.state === DRAINING ? 'draining' : 'up',
       intervalMs: this.heartbeatMs,
+      protocol: FLEET_PROTOCOL,
       version: PYFLEET_VERSION,
       moduleVersion: this.moduleVersion,
       module: this.o.pool.module,
-      commands: Object.fromEntries(Object.entries(this.pool.registeredCommands).map(([k, v]) => [k, { idempotent: v.idempotent }])),
+      commands: Object.fromEntries(Object.entries(this.pool.registeredCommands).map(([k, v]) => [k, callFacts(v)])),
       load: { inFlight: this.inFlight, queued: stats.queue.length, capacity: Math.max(1, this.pool.options.max * depth) },
       sessions: this.sessions.size,
       durableSessions: this.durableSessions,
@@ -199,8 +205,9 @@ export class FleetHost {
       this.respond(m, { status: 'err', payload: encodeError(new PoolError({ code: 'PYFLEET_INVALID_ARGS', message: `Malformed fleet request: ${meta}.` }), this.id) });
       return;
     }
-    // A re-send of a call this host has (or had): join it, or answer it again.
-    const known = this.replies.lookup(meta.id);
+    // A re-send of an attempt this host has (or had): join it, or answer it again.
+    const key = attemptKey(meta.id, meta.attempt);
+    const known = this.replies.lookup(key);
     if (known !== undefined) {
       if (known instanceof Promise) void known.then((r) => this.respond(m, r));
       else this.respond(m, known);
@@ -218,7 +225,7 @@ export class FleetHost {
       this.respond(m, { status: 'err', payload: encodeError(badArgs(meta, this.id, e), this.id) });
       return;
     }
-    void this.replies.run(meta.id, () => this.runCall(meta, args)).then((r) => {
+    void this.replies.run(key, () => this.runCall(meta, key, args)).then((r) => {
       this.respond(m, r);
       this.checkIdle();
     });
@@ -226,6 +233,11 @@ export class FleetHost {
 
   /** Not taken: the client may send the call elsewhere, whatever its idempotency. */
   private refuse(meta: CallMeta): PoolError | null {
+    if (meta.protocol !== FLEET_PROTOCOL) {
+      const e = protocolError(`The client's request for ${meta.command}`, meta.protocol, FLEET_PROTOCOL);
+      e.command = meta.command;
+      return e;
+    }
     if (this.state === DRAINING || this.closed) {
       return new PoolError({ code: 'PYFLEET_POOL_CLOSED', command: meta.command, taken: false, message: `Host ${this.id} is draining (shutting down) and takes no new calls; the call was not run.` });
     }
@@ -235,10 +247,11 @@ export class FleetHost {
     return meta.sessionId === null ? null : this.sessions.refuse(meta, this.id);
   }
 
-  private async runCall(meta: CallMeta, args: unknown): Promise<CachedReply> {
+  private async runCall(meta: CallMeta, key: string, args: unknown): Promise<CachedReply> {
     const ac = new AbortController();
-    this.aborts.set(meta.id, ac);
+    this.aborts.set(key, ac);
     try {
+      // The client's timeout for this attempt: the call's, else the command's, else its default.
       const exec = (): Promise<unknown> =>
         this.pool.execute(meta.command, args, {
           timeoutMs: meta.timeoutMs,
@@ -263,7 +276,7 @@ export class FleetHost {
       if (isPoolError(e) && e.code === 'PYFLEET_POOL_CLOSED') e.taken = false;
       return { status: 'err', payload: encodeError(e, this.id) };
     } finally {
-      this.aborts.delete(meta.id);
+      this.aborts.delete(key);
     }
   }
 
@@ -297,7 +310,7 @@ export class FleetHost {
   }
 
   private onControl(m: Msg): void {
-    let c: { t?: string; id?: string; n?: number; sid?: string; fence?: number };
+    let c: { t?: string; id?: string; at?: number; n?: number; sid?: string; fence?: number };
     try {
       c = JSON.parse(decodeText(m.data)) as typeof c;
     } catch {
@@ -309,9 +322,9 @@ export class FleetHost {
         return;
       case 'credit':
       case 'cancel':
-        if (typeof c.id === 'string') {
+        if (typeof c.id === 'string' && typeof c.at === 'number') {
           this.streams.control(c as StreamControl);
-          if (c.t === 'cancel') this.aborts.get(c.id)?.abort(new Error('cancelled by the caller'));
+          if (c.t === 'cancel') this.aborts.get(attemptKey(c.id, c.at))?.abort(new Error('cancelled by the caller'));
         }
         return;
       case 'close_session':
@@ -389,4 +402,9 @@ export class FleetHost {
 
 function badArgs(meta: CallMeta, hostId: string, e: unknown): PoolError {
   return new PoolError({ code: 'PYFLEET_INVALID_ARGS', command: meta.command, cause: e, message: `The arguments of ${meta.command} that reached host ${hostId} are neither JSON nor a valid binary value (${(e as Error)?.message ?? String(e)}).` });
+}
+
+/** What a client needs to know of a command to call it (its hello entry without the schemas and docs). */
+function callFacts(c: CommandInfo): CommandInfo {
+  return { idempotent: c.idempotent, kind: c.kind, stream: c.stream, timeout: c.timeout, maxConcurrency: c.maxConcurrency, session: c.session };
 }

@@ -3,7 +3,8 @@
  * `import 'pyfleet'` never loads the NATS client for users of a single pool.
  */
 export { connectFleet, Fleet } from './client.js';
-export { FleetSession } from './fleet-session.js';
+/** The session handle of a fleet is the pool's (one handle over both). */
+export { PoolSession as FleetSession } from '../call/session.js';
 export type { FleetOptions, FleetStats, FleetHostStats, FleetStreamOptions } from './client-options.js';
 export { startHost, FleetHost, type HostOptions } from './host.js';
 export { hostPoolOptions, type HostPoolOptions, type HostSessionOptions } from './host-pool-options.js';

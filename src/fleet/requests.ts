@@ -1,11 +1,12 @@
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
+import { abortedError } from '../call/errors.js';
 import { nats } from './nats.js';
-import type { CallCounts } from './client-options.js';
-import { abortedError, badReplyError, closedWhileTakenError, hostGoneError, hostLostError, natsLostError, noReplyError, sendFailedError } from './client-errors.js';
+import { badReplyError, closedWhileTakenError, hostGoneError, hostLostError, natsLostError, noReplyError, sendFailedError } from './client-errors.js';
 import type { ClientState } from './client-state.js';
-import { callMeta, hardCapMs, type FleetCall, type Route } from './fleet-call.js';
+import { callMeta, hardCapMs, type FleetCall, type Route } from './call.js';
 import type { HostEntry, HostTable } from './host-table.js';
-import type { StreamControl, StreamTransport } from './stream.js';
+import type { StreamTransport } from './stream-attempt.js';
+import type { StreamControl } from './stream-server.js';
 import type { FleetSubjects } from './subjects.js';
 import { decodePayload } from './values.js';
 import { callHeaders, decodeError, encodeText, H, type CallMeta } from './wire.js';
@@ -32,7 +33,6 @@ interface Pending {
 export class RequestTable {
   readonly inbox = nats().createInbox();
   private readonly idPrefix = this.inbox.slice(this.inbox.lastIndexOf('.') + 1);
-  private seq = 0;
   private tokenSeq = 0;
   private readonly pending = new Map<string, Pending>();
   private readonly streamInboxes = new Map<string, (m: Msg) => void>();
@@ -42,7 +42,8 @@ export class RequestTable {
     private readonly subjects: FleetSubjects,
     private readonly table: HostTable,
     private readonly state: ClientState,
-    private readonly counts: CallCounts,
+    /** Requests published again to the same host (a reply that may have been lost). */
+    private readonly counts: { resent: number; settledTwice: number },
     private readonly queueTimeoutMs: number,
   ) {}
 
@@ -51,24 +52,26 @@ export class RequestTable {
     return this.pending.size;
   }
 
-  /** A call id unique across clients: this client's inbox nuid, then a sequence. */
-  nextCallId(): string {
-    return `${this.idPrefix}.${++this.seq}`;
+  /** A call id unique across clients: this client's inbox nuid, then the call's own id. */
+  wireId(callId: number): string {
+    return `${this.idPrefix}.${callId}`;
   }
 
   /** One attempt on one host: resolves with the value, rejects with a PoolError; re-sent to the same host (which de-duplicates) when the reply may have been lost. */
-  send(call: FleetCall, attempt: number, route: Route): Promise<unknown> {
+  send(call: FleetCall, attempt: number, timeoutMs: number, route: Route): Promise<unknown> {
     const { host } = route;
     return new Promise((resolve, reject) => {
       const token = `c${(++this.tokenSeq).toString(36)}`;
-      const meta = callMeta(call, attempt, route);
+      const meta = callMeta(call, attempt, timeoutMs, this.queueTimeoutMs, route);
       let done = false;
       let timer: NodeJS.Timeout | null = null;
       const subject = this.subjects.call(host.id);
       const onLost = (reason: string): void => p.settle(false, hostLostError(call, host.id, reason));
       const onAbort = (): void => {
-        this.control(host.id, { t: 'cancel', id: call.id });
-        p.settle(false, abortedError(call.command, call.sessionId, call.signal!, true));
+        this.control(host.id, { t: 'cancel', id: call.wireId, at: attempt });
+        const err = abortedError(call, call.signal!);
+        err.taken = true;
+        p.settle(false, err);
       };
       const p: Pending = {
         token,
@@ -102,7 +105,7 @@ export class RequestTable {
       // that was lost is asked for again (the host answers from its reply cache or joins the
       // running call). The hard cap is for a host that is alive but broken.
       const started = performance.now();
-      const cap = hardCapMs(call.timeoutMs);
+      const cap = hardCapMs(timeoutMs);
       const poll = (): void => {
         if (done) return;
         const elapsed = performance.now() - started;
@@ -114,9 +117,9 @@ export class RequestTable {
           this.counts.resent++;
           this.publish(subject, p);
         }
-        timer = setTimeout(poll, Math.min(call.timeoutMs, cap - elapsed));
+        timer = setTimeout(poll, Math.min(timeoutMs, cap - elapsed));
       };
-      timer = setTimeout(poll, call.timeoutMs + 2_000);
+      timer = setTimeout(poll, timeoutMs + 2_000);
     });
   }
 

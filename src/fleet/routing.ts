@@ -1,8 +1,9 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { PoolError } from '../errors/pool-error.js';
-import { abortedError, closedError, natsDownError, noHostsError, sessionMapError, unknownCommandError } from './client-errors.js';
+import { abortedError } from '../call/errors.js';
+import { closedError, natsDownError, noHostsError, sessionMapError, unknownCommandError } from './client-errors.js';
 import type { ClientState } from './client-state.js';
-import type { FleetCall, Route } from './fleet-call.js';
+import type { FleetCall, Route } from './call.js';
 import type { HostEntry, HostTable } from './host-table.js';
 import { SessionMap } from './session-map.js';
 import type { FleetSubjects } from './subjects.js';
@@ -12,7 +13,6 @@ export interface RouterSettings {
   /** The NATS servers, for the error of a call that waited out an outage. */
   servers: () => string[];
   queueTimeoutMs: number;
-  maxAttempts: number;
   sessionMapTtlMs: number;
 }
 
@@ -47,18 +47,18 @@ export class Router {
    * in the order they were made: the caller releases the turn once the attempt is sent (or its
    * send threw).
    */
-  async take(call: FleetCall, tried: ReadonlySet<string>): Promise<Turn> {
+  async take(call: FleetCall): Promise<Turn> {
     const release = call.sessionId === null ? () => {} : await this.routeTurn(call.sessionId);
     let route: Route;
     try {
-      route = call.sessionId === null ? await this.acquire(call, tried) : await this.acquireSession(call);
+      route = call.sessionId === null ? await this.acquire(call) : await this.acquireSession(call);
     } catch (e) {
       release();
       throw e;
     }
     // Aborted while it waited for its session's turn or for a host: not sent.
     if (call.signal?.aborted) {
-      const err = abortedError(call.command, call.sessionId, call.signal, false);
+      const err = abortedError(call, call.signal);
       route.host.breaker.leaveFailed(route.ticket, err);
       release();
       throw err;
@@ -82,47 +82,55 @@ export class Router {
   /**
    * The host refused a session call because the session has a later placement elsewhere (another
    * replica moved it, and this one's map cache lagged): nothing ran; look the session up afresh
-   * and go there. Not a host failure, and bounded by maxAttempts like any re-send.
+   * and go there. Not a host failure, nor an attempt.
    */
-  async sessionMoved(err: PoolError, call: FleetCall, host: HostEntry, ticket: number, attempt: number): Promise<boolean> {
-    if (err.details?.sessionMoved !== true || err.taken || call.sessionId === null || attempt >= this.o.maxAttempts) return false;
+  async sessionMoved(err: PoolError, call: FleetCall, host: HostEntry, ticket: number): Promise<boolean> {
+    if (err.details?.sessionMoved !== true || err.taken || call.sessionId === null) return false;
     host.breaker.leaveOk(ticket);
     const map = await this.sessions();
     await map.lookup(call.sessionId).catch(() => null);
     return true;
   }
 
-  /** A host for a session-less call: the least loaded live one that has the command. Waits within queueTimeoutMs. */
-  private async acquire(call: FleetCall, avoid: ReadonlySet<string>): Promise<Route> {
-    const deadline = performance.now() + this.o.queueTimeoutMs;
+  /**
+   * Runs `once` until it has a route, within queueTimeoutMs: while the client is disconnected, or
+   * no host can take the call yet, it waits for a change of the host table or the connection.
+   */
+  private async waitFor(call: FleetCall, deadline: number, once: () => Promise<Route | 'again' | null>): Promise<Route> {
     for (;;) {
       if (this.state.closing) throw closedError(this.o.fleet, call.command);
       if (this.state.connected) {
-        const h = this.table.pick(call.command, avoid);
-        if (h !== null) {
-          try {
-            return { host: h, ticket: h.breaker.enter(), epoch: 0, gen: '', fence: 0 };
-          } catch {
-            // half-open and its trials busy: wait for a change
-          }
-        } else {
-          const serves = this.table.anyAliveServes(call.command);
-          if (serves === false) throw this.unknownCommand(call.command);
-          const open = this.table.alive().filter((x) => x.hb.commands[call.command] !== undefined);
-          // Every circuit refuses: fail now with the circuit's own error rather than wait. (If its
-          // open timeout ended just now, the ticket goes back and the next round picks the host.)
-          if (open.length > 0 && open.every((x) => !x.breaker.allowsRequests)) {
-            const b = open[0].breaker;
-            b.leaveFailed(b.enter(), null);
-            continue;
-          }
-        }
+        const r = await once();
+        if (r === 'again') continue;
+        if (r !== null) return r;
+        if (this.table.anyAliveServes(call.command) === false) throw this.unknownCommand(call.command);
       }
       const left = deadline - performance.now();
       if (left <= 0) throw this.noHost(call);
       await this.state.changed(Math.min(left, 250));
-      if (call.signal?.aborted) throw abortedError(call.command, call.sessionId, call.signal, false);
+      if (call.signal?.aborted) throw abortedError(call, call.signal);
     }
+  }
+
+  /** A host for a session-less call: the least loaded live one that has the command. */
+  private acquire(call: FleetCall): Promise<Route> {
+    return this.waitFor(call, performance.now() + this.o.queueTimeoutMs, async () => {
+      const h = this.table.pick(call.command, call.tried);
+      if (h !== null) {
+        try {
+          return { host: h, ticket: h.breaker.enter(), epoch: 0, gen: '', fence: 0 };
+        } catch {
+          return null; // half-open and its trials busy: wait for a change
+        }
+      }
+      const open = this.table.alive().filter((x) => x.hb.commands[call.command] !== undefined);
+      // Every circuit refuses: fail now with the circuit's own error rather than wait. (If its
+      // open timeout ended just now, the ticket goes back and the next round picks the host.)
+      if (open.length === 0 || open.some((x) => x.breaker.allowsRequests)) return null;
+      const b = open[0].breaker;
+      b.leaveFailed(b.enter(), null);
+      return 'again';
+    });
   }
 
   /** The session's host, from the map (placing or moving the session as needed). */
@@ -130,35 +138,26 @@ export class Router {
     const sid = call.sessionId!;
     const deadline = performance.now() + this.o.queueTimeoutMs;
     const map = await this.withDeadline(this.sessions(), deadline, call);
-    for (;;) {
-      if (this.state.closing) throw closedError(this.o.fleet, call.command);
-      if (this.state.connected) {
-        const place = map.cached(sid) ?? (await this.withDeadline(map.lookup(sid), deadline, call));
-        if (place === null) {
-          const to = this.table.pick(call.command, null);
-          if (to !== null) {
-            await this.withDeadline(map.place(sid, to.id), deadline, call);
-            continue;
-          }
-          if (this.table.anyAliveServes(call.command) === false) throw this.unknownCommand(call.command);
-        } else {
-          const h = this.table.get(place.host);
-          if (h !== undefined && h.state === 'alive') return { host: h, ticket: h.breaker.enter(), epoch: place.epoch, gen: place.gen, fence: place.revision };
-          const warm = performance.now() - Math.max(this.state.connectedAt, this.state.reconnectedAt) > 3_000;
-          if ((h === undefined && warm) || (h !== undefined && (h.state === 'dead' || h.state === 'left' || h.state === 'draining'))) {
-            const to = this.table.pick(call.command, new Set([place.host]));
-            if (to !== null && to.id !== place.host) {
-              await this.withDeadline(map.move(sid, place, to.id), deadline, call);
-              continue;
-            }
-          }
+    return this.waitFor(call, deadline, async () => {
+      const place = map.cached(sid) ?? (await this.withDeadline(map.lookup(sid), deadline, call));
+      if (place === null) {
+        const to = this.table.pick(call.command, null);
+        if (to === null) return null;
+        await this.withDeadline(map.place(sid, to.id), deadline, call);
+        return 'again';
+      }
+      const h = this.table.get(place.host);
+      if (h !== undefined && h.state === 'alive') return { host: h, ticket: h.breaker.enter(), epoch: place.epoch, gen: place.gen, fence: place.revision };
+      const warm = performance.now() - Math.max(this.state.connectedAt, this.state.reconnectedAt) > 3_000;
+      if ((h === undefined && warm) || (h !== undefined && (h.state === 'dead' || h.state === 'left' || h.state === 'draining'))) {
+        const to = this.table.pick(call.command, new Set([place.host]));
+        if (to !== null && to.id !== place.host) {
+          await this.withDeadline(map.move(sid, place, to.id), deadline, call);
+          return 'again';
         }
       }
-      const left = deadline - performance.now();
-      if (left <= 0) throw this.noHost(call);
-      await this.state.changed(Math.min(left, 250));
-      if (call.signal?.aborted) throw abortedError(call.command, call.sessionId, call.signal, false);
-    }
+      return null;
+    });
   }
 
   private async withDeadline<T>(p: Promise<T>, deadline: number, call: FleetCall): Promise<T> {
@@ -190,14 +189,13 @@ export class Router {
     return this.sessionMapP;
   }
 
-  private noHost(call: FleetCall): PoolError {
+  /** The error of a call no host took within queueTimeoutMs: NATS was down, or no live host has it. */
+  noHost(call: { command: string; sessionId: string | null }): PoolError {
     if (!this.state.connected) return natsDownError(call, this.o.servers(), this.o.queueTimeoutMs);
     return noHostsError(call, this.o.fleet, this.o.queueTimeoutMs, this.table.describe(call.command));
   }
 
   private unknownCommand(command: string): PoolError {
-    const names = new Set<string>();
-    for (const h of this.table.alive()) for (const c of Object.keys(h.hb.commands)) names.add(c);
-    return unknownCommandError(this.o.fleet, command, names);
+    return unknownCommandError(this.o.fleet, command, this.table.commandNames());
   }
 }

@@ -1,3 +1,5 @@
+import { invalidOption } from '../errors/invalid.js';
+
 /**
  * Every NATS subject and JetStream bucket a fleet uses, in one place (docs/fleet.md lists them).
  * A fleet name is one subject token, so fleets on one server never see each other's traffic.
@@ -6,13 +8,13 @@ const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
 
 export function validateFleetName(fleet: unknown): string {
   if (typeof fleet !== 'string' || !TOKEN.test(fleet)) {
-    throw new TypeError(`fleet must be 1-64 characters of A-Z, a-z, 0-9, _ or - (one NATS subject token), got ${JSON.stringify(fleet)}`);
+    throw invalidOption(`fleet must be 1-64 characters of A-Z, a-z, 0-9, _ or - (one NATS subject token), got ${JSON.stringify(fleet)}`, 'fleet options');
   }
   return fleet;
 }
 
 export function validateHostId(id: unknown): string {
-  if (typeof id !== 'string' || !TOKEN.test(id)) throw new TypeError(`host id must be 1-64 characters of A-Z, a-z, 0-9, _ or -, got ${JSON.stringify(id)}`);
+  if (typeof id !== 'string' || !TOKEN.test(id)) throw invalidOption(`host id must be 1-64 characters of A-Z, a-z, 0-9, _ or -, got ${JSON.stringify(id)}`, 'host options');
   return id;
 }
 

@@ -7,8 +7,7 @@
  * the protocol's own codec lays it out and checks it. JSON text never starts with byte 0x01,
  * so the first byte tells the two forms apart; nothing is base64.
  */
-import { PoolError } from '../errors/pool-error.js';
-import { ArgsError, encodeArgs, type EncodedArgs } from '../protocol/args.js';
+import { encodeArgs, type EncodedArgs } from '../protocol/args.js';
 import { BINARY_MARK, decodeBinaryPayload } from '../protocol/binary.js';
 import { encodeFrameParts, HEADER_BYTES } from '../protocol/frame.js';
 
@@ -22,17 +21,8 @@ function toPayload(field: 'a' | 'v', e: EncodedArgs): Uint8Array {
   return Buffer.concat(bufs).subarray(HEADER_BYTES);
 }
 
-/** Call arguments as a payload; bad ones are refused at the call site, naming the path. */
-export function encodeArgsPayload(args: unknown, command: string): Uint8Array {
-  let e: EncodedArgs;
-  try {
-    e = encodeArgs(args === undefined ? null : args);
-  } catch (err) {
-    if (err instanceof ArgsError) {
-      throw new PoolError({ code: 'PYFLEET_INVALID_ARGS', command, cause: err, details: { path: err.path }, message: `The arguments of ${command} cannot be sent: ${err.message}` });
-    }
-    throw new PoolError({ code: 'PYFLEET_INVALID_ARGS', command, cause: err, message: `The arguments of ${command} cannot be sent as JSON: ${(err as Error).message}. Convert BigInt to string or number and remove circular references.` });
-  }
+/** Call arguments (encoded at the call site by the call core) as one payload. */
+export function argsPayload(e: EncodedArgs): Uint8Array {
   return toPayload('a', e);
 }
 

@@ -8,3 +8,10 @@ export const PYFLEET_VERSION: string = (() => {
     return 'unknown';
   }
 })();
+
+/**
+ * The fleet's wire protocol (docs/fleet.md): 2 since the client's call core decides every
+ * attempt (a host's pool makes one per message, keyed by call id and attempt) and heartbeats
+ * carry each command's whole CommandInfo. A host or client of another version is refused.
+ */
+export const FLEET_PROTOCOL = 2;

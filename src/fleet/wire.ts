@@ -4,13 +4,16 @@
  * the worker protocol's 0x01 form (src/fleet/values.ts; never base64: NATS payloads are bytes).
  *
  * Request (client -> host, on the host's call or stream subject, reply to the client's inbox):
+ *   Pf-V     the fleet protocol (FLEET_PROTOCOL); a host refuses a request of another
  *   Pf-Id    the call's id, unique across clients ("<client nuid>.<seq>"); the same on every
  *            attempt and every host, and what a host de-duplicates re-sends with
  *   Pf-Cmd   the command
- *   Pf-Att   the attempt number (1, 2, ...)
- *   Pf-To    timeoutMs of one attempt on the host's pool
- *   Pf-Dl    the client's deadline (epoch ms): a host does not start a call whose caller gave up
- *   Pf-Idem  "1" or "0" when the caller set `idempotent`; absent: what the command declared
+ *   Pf-Att   the attempt number (1, 2, ...): a host runs each (Pf-Id, Pf-Att) at most once, and
+ *            its pool makes exactly one attempt of it (the client decides every re-send)
+ *   Pf-To    the attempt's timeout: the call's, else the command's @command(timeout=S), else the
+ *            client's requestTimeoutMs (a re-send with a larger timeout says so here)
+ *   Pf-Dl    the attempt's deadline (epoch ms): a host does not start an attempt whose caller gave up
+ *   Pf-Idem  "1" or "0": the call's idempotency
  *   Pf-Sid   the session id, if any; Pf-Sep the session's epoch in the session map (how many
  *            times it moved to another host); Pf-Sgen the placement's id (new on every place or
  *            move); Pf-Sfn the fence: a revision of the map entry of that placement (revisions
@@ -28,6 +31,7 @@ import { isErrorCategory } from '../errors/categories.js';
 import { PoolError, isPoolError } from '../errors/pool-error.js';
 
 export const H = {
+  version: 'Pf-V',
   id: 'Pf-Id',
   cmd: 'Pf-Cmd',
   attempt: 'Pf-Att',
@@ -45,6 +49,8 @@ export const H = {
 } as const;
 
 export interface CallMeta {
+  /** The sender's fleet protocol (0 when it sent none: a client of protocol 1). */
+  protocol: number;
   id: string;
   command: string;
   attempt: number;
@@ -71,6 +77,7 @@ export function decodeText(b: Uint8Array): string {
 
 export function callHeaders(m: CallMeta): MsgHdrs {
   const h = nats().headers();
+  h.set(H.version, String(m.protocol));
   h.set(H.id, m.id);
   h.set(H.cmd, m.command);
   h.set(H.attempt, String(m.attempt));
@@ -101,6 +108,7 @@ export function readCallMeta(h: MsgHdrs | undefined): CallMeta | string {
   const sid = h.get(H.session);
   const hwm = h.get(H.hwm);
   return {
+    protocol: Number(h.get(H.version) || '0') || 0,
     id,
     command,
     attempt: Number.isInteger(attempt) && attempt > 0 ? attempt : 1,

@@ -1,4 +1,6 @@
-import { invalidOption } from './invalid.js';
+import { invalidOption as invalidOptions } from '../errors/invalid.js';
+
+const invalidOption = (what: string) => invalidOptions(what, 'pool options');
 
 /**
  * Fault injection, chosen on the host with a seeded random source so a failing run can be

@@ -1,11 +1,13 @@
-import type { PoolError } from '../errors/pool-error.js';
+import { abortedError, queueFullError, queueTimeoutError, sessionLostError } from '../call/errors.js';
+import { causedDeath } from '../call/poison.js';
+import type { AttemptFailed, AttemptOk, AttemptOptions, Member, Target } from '../call/types.js';
+import { PoolError } from '../errors/pool-error.js';
+import type { CommandInfo } from '../protocol/messages.js';
 import { encodeFrame, encodeFrameParts, FrameError } from '../protocol/frame.js';
-import { PoolError as PoolErrorClass } from '../errors/pool-error.js';
 import type { CircuitBreaker } from '../resilience/circuit-breaker.js';
 import type { Worker } from '../worker/worker.js';
-import { Attempt, type AttemptFailed, type AttemptOk, type AttemptOwner, type Call } from './call.js';
+import { Attempt, type AttemptOwner, type PoolCall } from './call.js';
 import type { ChaosMonkey } from './chaos.js';
-import { abortedError, queueFullError, queueTimeoutError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
 import { WaitQueue } from './queue.js';
 import type { Durability } from './durability.js';
@@ -29,22 +31,20 @@ export interface DispatcherDeps {
   durability: Durability | null;
   /** Where the bytes of binary args sent are counted. */
   binary: { toPython: number };
-}
-
-export interface AttemptOptions {
-  timeoutMs: number;
-  /** Prefer a worker other than this one. */
-  avoid: number | null;
+  /** The module's commands, from the first worker's hello. */
+  commands(): Readonly<Record<string, CommandInfo>>;
+  /** No worker is serving, recovering or starting. */
+  allWorkersDown(): boolean;
 }
 
 /**
- * Puts attempts on workers: through the circuits (`pool_operations`, then the command's own),
+ * The pool's target (the call core's seam): puts attempts on workers, through the circuits (`pool_operations`, then the command's own),
  * onto the least loaded worker that can take it now (the session's own worker for a session
  * call, and only when it is that call's turn in its session), or into the wait queue until one
  * can. It settles nothing itself except refusals (open circuit, full queue, queue timeout,
  * abort): the worker settles what it was given.
  */
-export class Dispatcher {
+export class Dispatcher implements Target<PoolCall> {
   readonly queue = new WaitQueue<Attempt>();
   private seq = 0;
   private readonly owner: AttemptOwner;
@@ -54,20 +54,41 @@ export class Dispatcher {
       attemptSucceeded: (a, value) => {
         deps.commandCircuit(a.command).leaveOk(a.commandTicket);
         deps.poolOperations.leaveOk(a.poolTicket);
-        a.onOk(value, a);
+        a.onOk(value);
       },
       attemptFailed: (a, err) => {
         deps.commandCircuit(a.command).leaveFailed(a.commandTicket, err);
         deps.poolOperations.leaveFailed(a.poolTicket, err);
-        a.onFailed(err, a);
+        // A death chaos injected is the pool's doing: said in the error, so that a fleet client knows it too.
+        if (a.fault !== null && err.code === 'PYFLEET_WORKER_CRASHED') err.details = { ...err.details, fault: a.fault };
+        a.onFailed(err, a.worker?.id ?? null, causedDeath(err));
       },
       snapshot: (a, m) => deps.durability?.snapshot(a.call, m),
     };
   }
 
+  command(name: string): CommandInfo | undefined {
+    return this.deps.commands()[name];
+  }
+
+  unknownCommand(name: string): PoolError {
+    const known = this.deps.commands();
+    return new PoolError({
+      code: 'PYFLEET_UNKNOWN_COMMAND',
+      command: name,
+      message: `No command named ${JSON.stringify(name)} in ${this.deps.options.module}; registered: ${Object.keys(known).join(', ') || 'none'}. Decorate the handler with @command.`,
+    });
+  }
+
+  allDown(): boolean {
+    return this.deps.allWorkersDown();
+  }
+
   /** Places one attempt of `call`. Reports to `onOk` or `onFailed` exactly once, after the circuits counted it. */
-  attempt(call: Call, o: AttemptOptions, onOk: AttemptOk, onFailed: AttemptFailed): void {
+  attempt(call: PoolCall, o: AttemptOptions, onOk: AttemptOk, onFailed: AttemptFailed): void {
     const number = ++call.attempts;
+    const s = call.session;
+    if (s !== null && s.lost !== null) return this.refused(call, number, sessionLostError(s, call.command, call), onFailed);
     const commandCircuit = this.deps.commandCircuit(call.command);
     let poolTicket: number;
     let commandTicket: number;
@@ -164,16 +185,16 @@ export class Dispatcher {
   }
 
   /** A worker other than `except` that could take `call` now. */
-  hasFreeWorker(call: Call, except: number | null): boolean {
+  hasOtherReady(call: PoolCall, except: Member | null): boolean {
     for (const w of this.deps.workers()) if (w.id !== except && w.canTake(call.task)) return true;
     return false;
   }
 
-  private needsSnapshot(call: Call): boolean {
+  private needsSnapshot(call: PoolCall): boolean {
     return this.deps.durability !== null && this.deps.durability.needsSnapshot(call);
   }
 
-  private readonly fetching = new WeakSet<Call>();
+  private readonly fetching = new WeakSet<PoolCall>();
 
   /**
    * A queued session call whose session's state is in the store, not in a worker: fetch and check
@@ -198,11 +219,11 @@ export class Dispatcher {
     );
   }
 
-  private turn(call: Call): boolean {
+  private turn(call: PoolCall): boolean {
     return call.session === null || this.deps.sessions.isTurn(call.session, call);
   }
 
-  private pick(call: Call, avoid: number | null): Worker | null {
+  private pick(call: PoolCall, avoid: Member | null): Worker | null {
     const task = call.task;
     const bound = call.session?.workerId ?? null;
     if (bound !== null) {
@@ -247,21 +268,21 @@ export class Dispatcher {
     this.queue.push(a);
     a.queueTimer = setTimeout(() => {
       this.queue.remove(a);
-      a.reject(queueTimeoutError(a.call, queueTimeoutMs, this.deps.workers().length === 0, !this.turn(a.call)));
+      a.reject(queueTimeoutError(a.call, queueTimeoutMs, this.deps.workers().length === 0, !this.turn(a.call), a.call.session?.workerId ?? null));
     }, queueTimeoutMs);
     this.deps.grow();
   }
 
   /** An attempt refused before it had a frame (open circuit, arguments over the limit). */
-  private refused(call: Call, number: number, err: PoolError, onFailed: AttemptFailed): void {
+  private refused(call: PoolCall, number: number, err: PoolError, onFailed: AttemptFailed): void {
     err.attempt = number;
     err.command ??= call.command;
     err.callId ??= call.id;
-    err.sessionId ??= call.session?.id ?? null;
-    onFailed(err, null);
+    err.sessionId ??= call.sessionId;
+    onFailed(err, null, false);
   }
 
-  private frame(call: Call, id: number, number: number, timeoutMs: number, fault: object | undefined): Buffer | Buffer[] {
+  private frame(call: PoolCall, id: number, number: number, timeoutMs: number, fault: object | undefined): Buffer | Buffer[] {
     let json = `{"t":"call","id":${id},"cid":${call.id},"at":${number},"cmd":${JSON.stringify(call.command)},"a":${call.argsJson},"dl":${Date.now() + timeoutMs}`;
     if (call.session !== null) json += `,"sid":${JSON.stringify(call.session.id)}`;
     if (call.credit > 0) json += `,"cr":${call.credit}`;
@@ -274,7 +295,7 @@ export class Dispatcher {
       return frame;
     } catch (e) {
       if (e instanceof FrameError) {
-        throw new PoolErrorClass({ code: 'PYFLEET_FRAME_TOO_LARGE', command: call.command, message: `The call to ${call.command} is over maxFrameBytes (${this.deps.options.maxFrameBytes}). Pass smaller arguments or raise maxFrameBytes.` });
+        throw new PoolError({ code: 'PYFLEET_FRAME_TOO_LARGE', command: call.command, message: `The call to ${call.command} is over maxFrameBytes (${this.deps.options.maxFrameBytes}). Pass smaller arguments or raise maxFrameBytes.` });
       }
       throw e;
     }

@@ -3,15 +3,15 @@ import { DEFAULTS } from '../defaults.js';
 import { PoolError } from '../errors/pool-error.js';
 import { encodeFrameParts } from '../protocol/frame.js';
 import type { SnapMessage } from '../protocol/messages.js';
-import { isFormat1, open, openManifest, type Snapshot } from '../sessions/envelope.js';
+import { isFormat1, open, openManifest } from '../sessions/envelope.js';
 import type { RecordsWrite } from '../sessions/records.js';
 import type { SessionStore, StoredSession } from '../sessions/store.js';
 import { channels, publish } from '../telemetry/channels.js';
 import type { Logger } from '../util/logger.js';
 import type { Attempt as WorkerAttempt } from '../worker/attempt.js';
-import type { Call } from './call.js';
-import { sessionLostError } from './errors.js';
-import { PoisonTracker } from './poison.js';
+import type { PoolCall as Call, Restore } from './call.js';
+import { sessionLostError } from '../call/errors.js';
+import { PoisonTracker } from '../call/poison.js';
 import type { SessionEntry } from './sessions.js';
 
 export interface DurabilityOptions {
@@ -30,14 +30,6 @@ export interface DurabilityOptions {
   maxDeaths: number;
   /** snapshotFailure: 'fail': a call whose snapshot was not stored fails. */
   failUnsaved: boolean;
-}
-
-/** What a call restores on its new worker first: a manifest and its records apart (in the order it names them), or a single-blob snapshot. */
-export interface Restore {
-  version: number;
-  bytes: number;
-  parts: Uint8Array[] | null;
-  legacy: Snapshot | null;
 }
 
 const ADVICE =

@@ -3,12 +3,11 @@ import { PoolError } from '../errors/pool-error.js';
 import type { RecoveryOrchestrator } from '../resilience/recovery/orchestrator.js';
 import type { Logger } from '../util/logger.js';
 import type { ExitInfo, Worker } from '../worker/worker.js';
-import type { Call } from './call.js';
 import type { PoolCircuits } from './circuits.js';
-import type { Counters } from './counters.js';
+import type { Counters } from '../call/counters.js';
 import type { Dispatcher } from './dispatcher.js';
-import { reportFailure } from './error-report.js';
-import { sessionLostError } from './errors.js';
+import { reportFailure } from '../call/report.js';
+import { sessionLostError } from '../call/errors.js';
 import type { ResolvedOptions } from './options.js';
 import type { SessionTable } from './sessions.js';
 import type { Supervisor } from './supervisor.js';
@@ -21,7 +20,7 @@ export interface IncidentDeps {
   sessions: SessionTable;
   dispatcher: Dispatcher;
   supervisor: Supervisor;
-  orchestrator: RecoveryOrchestrator<Call>;
+  orchestrator: RecoveryOrchestrator;
   circuits: PoolCircuits;
   durableSessions: boolean;
   /** The pool is closing: an exit only counts toward the drain. */

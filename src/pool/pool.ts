@@ -1,45 +1,42 @@
 import { setMaxListeners } from 'node:events';
 import type { Adapter } from '../adapters/adapter.js';
-import { toAdapter } from '../adapters/function-adapter.js';
-import { ErrorPolicy } from '../errors/policy.js';
+import type { ArgsCheck } from '../call/admission.js';
+import { CallCore, nextOwnerId } from '../call/core.js';
+import { badCall, closedError, sessionLostError } from '../call/errors.js';
+import { PoolSession } from '../call/session.js';
+import type { Caller, DetailedResult, ExecuteOptions, StreamOptions } from '../call/types.js';
 import { PoolError } from '../errors/pool-error.js';
 import type { CommandInfo } from '../protocol/messages.js';
-import { RetryBudget } from '../resilience/budget.js';
 import { POOL_OPERATIONS } from '../resilience/circuit-registry.js';
 import { RecoveryOrchestrator } from '../resilience/recovery/orchestrator.js';
 import { channels, subscribe, type EventName, type EventPayloads } from '../telemetry/channels.js';
+import type { CommandMap, Typed } from '../typing/typed-pool.js';
 import { defaultLogger } from '../util/logger.js';
 import { resolvePython } from '../worker/python-path.js';
 import type { Worker } from '../worker/worker.js';
-import { Admission, type ArgsCheck, type ExecuteOptions, type StreamOptions } from './admission.js';
-import type { Attempt, Call } from './call.js';
-import { CallPolicy, type DetailedResult } from './call-policy.js';
+import { PoolCall, type Attempt } from './call.js';
 import { ChaosMonkey } from './chaos.js';
-import { Counters } from './counters.js';
-import { Dispatcher } from './dispatcher.js';
-import { closedError, badCall } from './errors.js';
+import { Counters } from '../call/counters.js';
+import { PoisonTracker } from '../call/poison.js';
 import { PoolCircuits } from './circuits.js';
+import { Dispatcher } from './dispatcher.js';
+import { Durability } from './durability.js';
+import { forgetAtExit, keepUntilExit } from './exit-hook.js';
 import { Incidents } from './incidents.js';
 import { resolveOptions, type PoolOptions, type ResolvedOptions } from './options.js';
-import { PoisonTracker } from './poison.js';
-import { Durability } from './durability.js';
 import { SessionTable } from './sessions.js';
-import { openStream } from './stream.js';
-import { PoolSession } from './session-handle.js';
 import { budgetStats, workerStats, type PoolStats } from './stats.js';
-import { forgetAtExit, keepUntilExit } from './exit-hook.js';
-import type { CommandMap, TypedPool } from '../typing/typed-pool.js';
 import { Supervisor } from './supervisor.js';
 
-export type { ExecuteOptions, StreamOptions } from './admission.js';
-export type { DetailedResult } from './call-policy.js';
-export type { Via } from './call.js';
+export type { DetailedResult, ExecuteOptions, StreamOptions, Via } from '../call/types.js';
 export type { PoolStats, WorkerStats } from './stats.js';
-export { PoolSession } from './session-handle.js';
+export { PoolSession } from '../call/session.js';
 
 const NO_COMMANDS: Record<string, CommandInfo> = Object.freeze({}) as Record<string, CommandInfo>;
 
-let poolSeq = 0;
+
+/** A `Pool` whose `execute`, `stream` and `session` check command names, args and results at compile time. */
+export type TypedPool<C extends CommandMap<C>> = Typed<Pool, C>;
 
 /** Creates a pool and resolves once its `min` workers said hello (started concurrently). */
 export function createPool(options: PoolOptions): Promise<Pool>;
@@ -66,51 +63,57 @@ export async function createPool(options: PoolOptions): Promise<Pool | TypedPool
 }
 
 /**
- * The pool: a facade over its parts (see README, Architecture). `Admission` checks a call,
- * `CallPolicy` runs it (first attempt, retries, recovery, fallback), `Dispatcher` puts each
- * attempt on a worker or in the queue, `Supervisor` owns the worker processes, `Incidents`
- * answers what it reports (deaths, failed starts, memory) with `PoolCircuits` and the recovery,
- * `Counters` and `stats()` say what happened.
+ * The pool: a facade over its parts (see README, Architecture). The call core (`CallCore`:
+ * admission, the call policy, streams, counters) decides what happens to a call; the
+ * `Dispatcher` is its target, putting each attempt on a worker or in the queue; the
+ * `Supervisor` owns the worker processes; `Incidents` answers what it reports (deaths, failed
+ * starts, memory) with `PoolCircuits` and the recovery's worker actions.
  */
-export class Pool implements Adapter {
-  readonly id = ++poolSeq;
+export class Pool implements Adapter, Caller {
+  readonly id = nextOwnerId();
   readonly name: string;
   readonly options: Readonly<ResolvedOptions>;
   readonly python: string;
-  private readonly counters = new Counters();
   private readonly sessions: SessionTable;
   private readonly circuits: PoolCircuits;
   private readonly incidents: Incidents;
-  private readonly budget: RetryBudget | undefined;
-  private readonly poison: PoisonTracker;
-  private readonly fallback: Adapter | null;
   private readonly chaos: ChaosMonkey | null;
-  private readonly orchestrator: RecoveryOrchestrator<Call>;
+  private readonly orchestrator: RecoveryOrchestrator;
   private readonly supervisor: Supervisor;
   private readonly dispatcher: Dispatcher;
-  private readonly policy: CallPolicy;
-  private readonly admission: Admission;
+  private readonly core: CallCore<PoolCall>;
   private readonly closeController = new AbortController();
   private readonly durability: Durability | null;
-  private readonly validator: ArgsCheck | null;
   private commands: Record<string, CommandInfo> = NO_COMMANDS;
   private closed = false;
   private closePromise: Promise<void> | null = null;
   private drained: (() => void) | null = null;
 
-  constructor(options: ResolvedOptions, python: string, validator: ArgsCheck | null = null) {
+  constructor(
+    options: ResolvedOptions,
+    python: string,
+    private readonly validator: ArgsCheck | null = null,
+  ) {
     this.options = options;
     this.python = python;
     this.name = `pool:${options.module}`;
     const logger = options.logger ?? defaultLogger();
     setMaxListeners(0, this.closeController.signal);
     const circuits = (this.circuits = new PoolCircuits(this.id, options, logger));
-    const b = options.retry.budget;
-    this.budget = b === false ? undefined : new RetryBudget(b);
-    this.poison = new PoisonTracker(options.poison.maxDeaths, options.poison.coolDownMs);
-    this.fallback = options.fallback === undefined ? null : toAdapter(options.fallback);
     this.chaos = options.chaos === null ? null : new ChaosMonkey(options.chaos);
-    this.validator = validator;
+    this.orchestrator = new RecoveryOrchestrator({
+      circuitName: POOL_OPERATIONS,
+      poolId: this.id,
+      strategies: options.recovery.strategies,
+      timeLimits: options.recovery.timeLimits,
+      actions: {
+        replaceWorker: (id, reason) => this.supervisor.replace(id, reason),
+        recycleWorker: (id, reason) => this.supervisor.recycle(id, reason),
+        openCircuit: (name, reason) => circuits.registry.get(name).trip(reason),
+      },
+    });
+    const counters = new Counters();
+    const poison = new PoisonTracker(options.poison.maxDeaths, options.poison.coolDownMs);
     const durability = (this.durability =
       options.sessionStore === null
         ? null
@@ -123,7 +126,7 @@ export class Pool implements Adapter {
             requestTimeoutMs: options.requestTimeoutMs,
             maxFrameBytes: options.maxFrameBytes,
             logger,
-            poison: this.poison,
+            poison,
             maxDeaths: options.poison.maxDeaths,
             failUnsaved: options.snapshotFailure === 'fail',
           }));
@@ -142,20 +145,20 @@ export class Pool implements Adapter {
       },
       exited: (w, info, died) => this.incidents.workerExited(w, info, died),
       startFailed: (err) => this.incidents.startFailed(err),
-      abandonedDied: (w, a) => this.policy.blame((a as Attempt).call, w.id),
+      abandonedDied: (w, a) => this.core.policy.blame((a as Attempt).call, w.id),
       memoryOver: (w, rss) => this.incidents.memoryOver(w, rss),
       tick: (now) => {
         for (const s of this.sessions.expired(now, options.sessionTtlMs)) void this.closeSession(s.id);
-        this.poison.purge();
+        poison.purge();
       },
-      restarted: (reason) => this.counters.restart(reason),
+      restarted: (reason) => counters.restart(reason),
       sessionsOn: (id) => this.sessions.pinnedOn(id, durability !== null),
       log: (w, stream, line, err) => {
         logger[err === undefined ? 'info' : 'warn']({ poolId: this.id, workerId: w.id, workerPid: w.pid, stream, err }, line);
         if (channels['worker:log'].hasSubscribers) channels['worker:log'].publish({ poolId: this.id, workerId: w.id, stream, line: err?.stack ?? line });
       },
       bug: (w, err) => logger.error({ poolId: this.id, workerId: w.id, err }, err.message),
-      binaryIn: (n) => (this.counters.binary.fromPython += n),
+      binaryIn: (n) => (counters.binary.fromPython += n),
     });
     this.dispatcher = new Dispatcher({
       options,
@@ -168,56 +171,49 @@ export class Pool implements Adapter {
       grow: () => this.supervisor.grow(this.dispatcher.queue.length),
       idle: (w) => this.supervisor.idle(w),
       durability,
-      binary: this.counters.binary,
-    });
-    this.orchestrator = new RecoveryOrchestrator<Call>({
-      baseTimeoutMs: options.requestTimeoutMs,
-      circuitName: POOL_OPERATIONS,
-      poolId: this.id,
-      strategies: options.recovery.strategies,
-      timeLimits: options.recovery.timeLimits,
-      onResendFailed: (e, willRetry, ra) => this.policy.resendFailed(e, willRetry, ra),
-      actions: {
-        replaceWorker: (id, reason) => this.supervisor.replace(id, reason),
-        recycleWorker: (id, reason) => this.supervisor.recycle(id, reason),
-        retryWithLargerTimeout: (ra) => this.policy.resend(ra),
-        openCircuit: (name, reason) => circuits.registry.get(name).trip(reason),
-        failover: (ra) => this.policy.failover(ra),
-      },
-    });
-    this.policy = new CallPolicy({
-      poolId: this.id,
-      options,
-      policy: new ErrorPolicy(options.policy),
-      dispatcher: this.dispatcher,
-      sessions: this.sessions,
-      counters: this.counters,
-      logger,
-      budget: this.budget,
-      poison: this.poison,
-      orchestrator: this.orchestrator,
-      fallback: this.fallback,
-      closeSignal: this.closeController.signal,
+      binary: counters.binary,
+      commands: () => this.commands,
       allWorkersDown: () => this.supervisor.allWorkersDown(),
-      settled: () => {
+    });
+    this.core = new CallCore<PoolCall>({
+      ownerId: this.id,
+      settings: options,
+      counters,
+      poison,
+      target: this.dispatcher,
+      logger,
+      recovery: this.orchestrator,
+      nonFinite: options.nonFinite,
+      closeSignal: this.closeController.signal,
+      closing: () => this.closePromise !== null,
+      closedError,
+      check: (command, args, encoded) => {
+        const wrong = this.validator?.check(command, args) ?? null;
+        if (wrong !== null) throw wrong;
+        checkSize(encoded.json, encoded.parts, command, options.maxFrameBytes);
+      },
+      make: (init) => {
+        const sid = init.sessionId;
+        // A store that outlives the pool may hold the state of a session new to this pool.
+        const session = sid === null ? null : this.sessions.open(sid, performance.now(), options.persistentSessions ? 'maybe' : 'no');
+        if (session !== null && session.lost !== null) throw sessionLostError(session, init.command);
+        return new PoolCall(init, session);
+      },
+      enqueue: (call) => {
+        const s = call.session!;
+        if (s.lost !== null) throw sessionLostError(s, call.command, call);
+        this.sessions.enqueue(s, call);
+      },
+      settled: (call) => {
+        if (call.session !== null) this.sessions.settled(call.session, call, performance.now());
         if (this.closePromise !== null) this.checkDrained();
       },
-    });
-    this.admission = new Admission({
-      poolId: this.id,
-      options,
-      validator: this.validator,
-      sessions: this.sessions,
-      poison: this.poison,
-      commands: () => this.commands,
-      closing: () => this.closePromise !== null,
-      refusedAsPoison: () => this.counters.poisonRefused++,
     });
     this.incidents = new Incidents({
       poolId: this.id,
       options,
       logger,
-      counters: this.counters,
+      counters,
       sessions: this.sessions,
       dispatcher: this.dispatcher,
       supervisor: this.supervisor,
@@ -270,7 +266,7 @@ export class Pool implements Adapter {
     await this.supervisor.stopAll('pool closed');
     this.closed = true;
     forgetAtExit(this);
-    await this.fallback?.close?.();
+    await this.core.fallback?.close?.();
   }
 
   /** SIGKILL every worker now (process exit, close timeout). */
@@ -279,7 +275,7 @@ export class Pool implements Adapter {
   }
 
   private isDrained(): boolean {
-    return this.counters.calls.inFlight === 0 && this.supervisor.load === 0;
+    return this.core.counters.calls.inFlight === 0 && this.supervisor.load === 0;
   }
 
   private checkDrained(): void {
@@ -296,14 +292,7 @@ export class Pool implements Adapter {
   execute<T = unknown>(command: string, args?: unknown, options?: ExecuteOptions & { detailed?: false }): Promise<T>;
   execute<T = unknown>(command: string, args: unknown, options: ExecuteOptions & { detailed: true }): Promise<DetailedResult<T>>;
   execute<T = unknown>(command: string, args?: unknown, options: ExecuteOptions = {}): Promise<T | DetailedResult<T>> {
-    let call: Call;
-    try {
-      call = this.admission.admit(command, args, options);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    if (channels['call:start'].hasSubscribers) channels['call:start'].publish({ poolId: this.id, callId: call.id, command, sessionId: call.session?.id ?? null, stream: false });
-    return this.policy.run<T>(call);
+    return this.core.execute<T>(command, args, options);
   }
 
   /**
@@ -314,16 +303,7 @@ export class Pool implements Adapter {
    * sent when iteration starts. `break` closes the generator in Python (its `finally` runs).
    */
   stream<T = unknown>(command: string, args?: unknown, options: StreamOptions = {}): AsyncIterableIterator<T> {
-    return openStream<T>(
-      command,
-      options,
-      (execute) => this.admission.prepareStream(command, args, execute),
-      (call) => {
-        this.admission.enqueue(call);
-        if (channels['call:start'].hasSubscribers) channels['call:start'].publish({ poolId: this.id, callId: call.id, command, sessionId: call.session?.id ?? null, stream: true });
-        return this.policy.run(call);
-      },
-    );
+    return this.core.stream<T>(command, args, options);
   }
 
   /** A handle whose calls all carry `sessionId`; `close()` drops the session's state in its worker. */
@@ -370,7 +350,8 @@ export class Pool implements Adapter {
 
   stats(): PoolStats {
     const now = Date.now();
-    const c = this.counters.snapshot();
+    const core = this.core;
+    const c = core.counters.snapshot();
     return {
       poolId: this.id,
       module: this.options.module,
@@ -383,9 +364,9 @@ export class Pool implements Adapter {
       restarts: c.restarts,
       circuits: this.circuits.registry.snapshot(),
       recoveries: this.orchestrator.metrics(),
-      retryBudget: budgetStats(this.budget),
-      poison: { quarantined: this.poison.size, refused: this.counters.poisonRefused },
-      binary: { ...this.counters.binary },
+      retryBudget: budgetStats(core.budget),
+      poison: { quarantined: core.poison.size, refused: core.counters.poisonRefused },
+      binary: { ...core.counters.binary },
       chaos: this.chaos === null ? null : { seed: this.chaos.config.seed, injected: { ...this.chaos.injected } },
     };
   }
@@ -393,5 +374,21 @@ export class Pool implements Adapter {
   /** Worker pids alive now (tests and the chaos report check for orphans with it). */
   pids(): number[] {
     return this.supervisor.workers.map((w) => w.pid).filter((p): p is number => p !== null);
+  }
+}
+
+/** Arguments over maxFrameBytes are refused at the call site. */
+function checkSize(json: string, parts: readonly { data: ArrayBufferView }[], command: string, max: number): void {
+  let binary = 0;
+  for (const p of parts) binary += p.data.byteLength + 8;
+  // A UTF-8 byte takes at most 3 bytes per UTF-16 unit: most calls skip the exact count.
+  if (json.length * 3 + binary + 256 <= max) return;
+  const bytes = Buffer.byteLength(json) + binary + 256 + command.length;
+  if (bytes > max) {
+    throw new PoolError({
+      code: 'PYFLEET_FRAME_TOO_LARGE',
+      command,
+      message: `The arguments of ${command} take ${bytes} bytes${binary > 0 ? ` (binary parts included)` : ''}, over maxFrameBytes (${max}). Pass a path or a reference instead, or raise maxFrameBytes.`,
+    });
   }
 }

@@ -4,7 +4,7 @@ import type { CircuitSnapshot } from '../resilience/circuit-breaker.js';
 import type { RecoveryMetrics } from '../resilience/recovery/types.js';
 import type { Transition, WorkerHealth, WorkerState } from '../worker/states.js';
 import type { Worker } from '../worker/worker.js';
-import type { CallCounts } from './counters.js';
+import type { CallCounts } from '../call/counters.js';
 
 export interface WorkerStats {
   id: number;

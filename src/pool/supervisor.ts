@@ -5,7 +5,7 @@ import type { Attempt } from '../worker/attempt.js';
 import { workerEnv } from '../worker/env.js';
 import { Worker, type ExitInfo } from '../worker/worker.js';
 import type { ChaosMonkey } from './chaos.js';
-import { closedError } from './errors.js';
+import { closedError } from '../call/errors.js';
 import type { ResolvedOptions } from './options.js';
 
 /** What the supervisor tells the rest of the pool. */

@@ -1,4 +1,5 @@
 import { DEFAULTS } from '../defaults.js';
+import { invalidOption } from '../errors/invalid.js';
 import { PoolError } from '../errors/pool-error.js';
 import { channels } from '../telemetry/channels.js';
 import { realClock, type Clock } from '../util/clock.js';
@@ -350,9 +351,7 @@ export class CircuitBreaker {
   }
 }
 
-function invalid(what: string): PoolError {
-  return new PoolError({ code: 'PYFLEET_INVALID_OPTIONS', message: `Invalid circuit breaker options: ${what}.` });
-}
+const invalid = (what: string): PoolError => invalidOption(what, 'circuit breaker options');
 
 function positiveInt(v: number | undefined, dflt: number, name: string): number {
   if (v === undefined) return dflt;

@@ -14,7 +14,6 @@ export {
 export { RetryBudget, type RetryBudgetOptions, type RetryBudgetStats } from './budget.js';
 export {
   retry,
-  retryAfterFirstFailure,
   sleep,
   validateRetryOptions,
   type RetryDecision,

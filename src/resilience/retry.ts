@@ -1,3 +1,4 @@
+import { invalidOption } from '../errors/invalid.js';
 import { PoolError } from '../errors/pool-error.js';
 import { channels } from '../telemetry/channels.js';
 import { realClock, type Clock } from '../util/clock.js';
@@ -19,7 +20,7 @@ import type { RetryBudget } from './budget.js';
 export type RetryDecision = boolean | { delayMs: number } | { stop: RetryStopReason };
 
 /** Why a retry loop gave up (the `reason` of the `retry:exhausted` event). */
-export type RetryStopReason = 'max_attempts' | 'max_retries' | 'not_retryable' | 'strategy' | 'not_idempotent' | 'poison' | 'session_lost' | 'stream_started' | 'closing' | 'deadline' | 'budget' | 'aborted';
+export type RetryStopReason = 'max_attempts' | 'max_retries' | 'not_retryable' | 'refused' | 'strategy' | 'not_idempotent' | 'poison' | 'session_lost' | 'stream_started' | 'closing' | 'deadline' | 'budget' | 'aborted';
 
 export interface RetryOptions {
   /** Attempts in all, the first included (default 3). */
@@ -81,20 +82,10 @@ export function retry<T>(fn: RetryFn<T>, options: RetryOptions = NO_OPTIONS): Pr
   return p.then(undefined, (err: unknown) => retryAfterFailure(fn, options, err, start));
 }
 
-/**
- * Continues a retry loop whose first attempt the caller ran itself and saw fail with
- * `firstError`: the next call of `fn` is attempt 2. For hot paths that should not build the
- * options and their closures for every call when nearly all succeed at once. The caller has
- * already charged `options.budget` for the call; `deadlineMs` counts from now.
- */
-export function retryAfterFirstFailure<T>(fn: RetryFn<T>, options: RetryOptions, firstError: unknown): Promise<T> {
-  return retryAfterFailure(fn, options, firstError, options.deadlineMs === undefined ? 0 : (options.clock ?? realClock).now());
-}
-
 /** Checks retry options once (e.g. when a pool is created), so mistakes surface before the first failure. */
 export function validateRetryOptions(options: RetryOptions): void {
   const bad = (what: string) => {
-    throw new PoolError({ code: 'PYFLEET_INVALID_OPTIONS', message: `Invalid retry options: ${what}.` });
+    throw invalidOption(what, 'retry options');
   };
   const { maxAttempts, baseDelayMs, maxDelayMs, deadlineMs, delays, backoff } = options;
   if (maxAttempts !== undefined && !(Number.isInteger(maxAttempts) && maxAttempts >= 1)) bad(`maxAttempts must be an integer >= 1, got ${String(maxAttempts)}`);

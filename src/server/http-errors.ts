@@ -1,49 +1,9 @@
-import { HTTP_ERROR_CODES, type ErrorCode, type HttpErrorCode } from '../errors/codes.js';
+import { ERROR_CODES, HTTP_ERROR_CODES, type HttpErrorCode } from '../errors/codes.js';
 import { isPoolError, type PoolError } from '../errors/pool-error.js';
 
-/**
- * The HTTP status for a failed call: the caller's mistake is 4xx, the workers' failure 5xx.
- * 502: the worker process failed (crash, garbage on the pipe, bad health); 503: the pool
- * refuses work for now (open circuit, full queue, no worker, closing; with Retry-After when
- * known); 504: a timeout; 500: the Python handler raised.
- */
-const STATUS = {
-  PYFLEET_INVALID_OPTIONS: 500,
-  PYFLEET_INVALID_ARGS: 400,
-  PYFLEET_FRAME_TOO_LARGE: 413,
-  PYFLEET_UNKNOWN_COMMAND: 404,
-  PYFLEET_SESSION_LOST: 409,
-  PYFLEET_SESSION_REFUSED: 409,
-  // It ran; the session store did not keep its state: the store is the server's trouble.
-  PYFLEET_SESSION_NOT_SAVED: 503,
-  PYFLEET_POISON_CALL: 422,
-  PYFLEET_PYTHON_ERROR: 500,
-  PYFLEET_INTERNAL: 500,
-  PYFLEET_MISSING_DEPENDENCY: 500,
-  PYFLEET_WORKER_CRASHED: 502,
-  PYFLEET_PROTOCOL_ERROR: 502,
-  PYFLEET_HEALTH_CHECK_FAILED: 502,
-  PYFLEET_STREAM_BROKEN: 502,
-  PYFLEET_HOST_LOST: 502,
-  PYFLEET_SPAWN_FAILED: 503,
-  PYFLEET_INIT_FAILED: 503,
-  PYFLEET_STARTUP_TIMEOUT: 503,
-  PYFLEET_CIRCUIT_OPEN: 503,
-  PYFLEET_QUEUE_FULL: 503,
-  PYFLEET_NO_WORKERS: 503,
-  PYFLEET_POOL_CLOSED: 503,
-  PYFLEET_MEMORY_LIMIT: 503,
-  PYFLEET_NATS_UNAVAILABLE: 503,
-  PYFLEET_NATS_AUTH_FAILED: 503,
-  PYFLEET_NO_HOSTS: 503,
-  PYFLEET_TIMEOUT: 504,
-  PYFLEET_QUEUE_TIMEOUT: 504,
-  // The client went away; nobody reads this (nginx's "client closed request").
-  PYFLEET_ABORTED: 499,
-} satisfies Record<ErrorCode, number>;
-
+/** The HTTP status for a failed call: a column of the codes table (errors/codes.ts). */
 export function statusOf(err: PoolError): number {
-  return STATUS[err.code] ?? 500;
+  return ERROR_CODES[err.code]?.httpStatus ?? 500;
 }
 
 /** `{ error: {...} }` for the response body: what a client needs to act, the traceback included. */

@@ -1,7 +1,8 @@
 /**
  * Compile-time types for a pool whose commands are known: `createPool<Commands>(...)`, with
  * `Commands` the map that `pyfleet types` writes. Nothing here exists at run time: a typed pool
- * is the same `Pool` object, seen through a narrower interface.
+ * is the same `Pool` object, seen through a narrower interface (`Typed<Pool, C>`, written over
+ * the call surface, so this file needs neither the pool nor the fleet).
  *
  * The map's shape (what the generator emits, and all these types read):
  *
@@ -10,7 +11,7 @@
  *     tokens: { args: TokensArgs; item: string };  // a generator: no result, only items
  *   }
  */
-import type { DetailedResult, ExecuteOptions, Pool, StreamOptions } from '../pool/pool.js';
+import type { DetailedResult, ExecuteOptions, SessionExecuteOptions, SessionStreamOptions, StreamOptions } from '../call/types.js';
 
 /** One command's types. A generator has `item` and no `result`. */
 export interface CommandSpec {
@@ -41,11 +42,7 @@ export type ExecutableName<C> = { [K in keyof C]: C[K] extends { result: unknown
  */
 export type CallRest<A, O> = undefined extends A ? [args?: A, options?: O] : {} extends A ? [args?: A, options?: O] : [args: A, options?: O];
 
-/** `pool.stream`'s options (DESIGN.md, "Streaming results"). */
-
-export type SessionExecuteOptions = Omit<ExecuteOptions, 'sessionId'>;
-export type { StreamOptions };
-export type SessionStreamOptions = Omit<StreamOptions, 'sessionId'>;
+export type { SessionExecuteOptions, SessionStreamOptions, StreamOptions };
 
 /** `pool.session(id)` of a typed pool. */
 export interface TypedSession<C extends CommandMap<C>> {
@@ -56,10 +53,13 @@ export interface TypedSession<C extends CommandMap<C>> {
   close(): Promise<void>;
 }
 
-/** A `Pool` whose `execute`, `stream` and `session` check command names, args and results at compile time. */
-export interface TypedPool<C extends CommandMap<C>> extends Omit<Pool, 'execute' | 'stream' | 'session'> {
+/** `execute`, `stream` and `session` that check command names, args and results at compile time. */
+export interface TypedCalls<C extends CommandMap<C>> {
   execute<K extends ExecutableName<C>>(command: K, ...rest: CallRest<ArgsOf<C, K>, ExecuteOptions & { detailed?: false }>): Promise<ResultOf<C, K>>;
   execute<K extends ExecutableName<C>>(command: K, args: ArgsOf<C, K>, options: ExecuteOptions & { detailed: true }): Promise<DetailedResult<ResultOf<C, K>>>;
   stream<K extends CommandName<C>>(command: K, ...rest: CallRest<ArgsOf<C, K>, StreamOptions>): AsyncIterableIterator<ItemOf<C, K>>;
   session(sessionId: string): TypedSession<C>;
 }
+
+/** `Base` (a Pool) with its calls typed by the commands map `C`. */
+export type Typed<Base, C extends CommandMap<C>> = Omit<Base, 'execute' | 'stream' | 'session'> & TypedCalls<C>;

@@ -1,7 +1,6 @@
 import type { PoolError } from '../errors/pool-error.js';
 import type { Attempt } from './attempt.js';
 import type { ProcessSpec } from './process.js';
-import type { Worker } from './worker.js';
 
 export interface WorkerConfig extends ProcessSpec {
   poolId: number;
@@ -32,21 +31,22 @@ export interface ExitInfo {
   error: PoolError | null;
 }
 
-export interface WorkerHooks {
+/** What a worker tells its owner; `W` is the worker (generic, so this file needs no import of it). */
+export interface WorkerHooks<W> {
   /** The worker can take more work (after hello, an answer, a cancel acknowledged, a drained pipe). */
-  onAvailable(w: Worker): void;
+  onAvailable(w: W): void;
   /** The process is gone and every attempt it held has been settled. */
-  onExit(w: Worker, info: ExitInfo): void;
+  onExit(w: W, info: ExitInfo): void;
   /** A line the worker printed; a Python traceback (stderr) comes as one record, with `err` (type, message, the traceback as its stack). */
-  onLog(w: Worker, stream: 'stdout' | 'stderr', line: string, err?: Error): void;
+  onLog(w: W, stream: 'stdout' | 'stderr', line: string, err?: Error): void;
   /**
    * The worker died while running an attempt the pool had already given up on (timed out or
    * aborted, cancel not yet acknowledged): that attempt, not an innocent one queued behind it,
    * is the one to blame.
    */
-  onAbandonedDied?(w: Worker, a: Attempt, info: ExitInfo): void;
+  onAbandonedDied?(w: W, a: Attempt, info: ExitInfo): void;
   /** Something that should not happen (an illegal state transition outside strict mode). */
-  onBug?(w: Worker, err: Error): void;
+  onBug?(w: W, err: Error): void;
   /** A result or stream item arrived with binary parts of `bytes` bytes in all. */
   onBinaryIn?(bytes: number): void;
 }

@@ -59,7 +59,7 @@ export class Worker {
 
   constructor(
     private readonly config: WorkerConfig,
-    private readonly hooks: WorkerHooks,
+    private readonly hooks: WorkerHooks<Worker>,
   ) {
     this.id = config.id;
     this.restarts = config.restarts;

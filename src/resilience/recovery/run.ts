@@ -20,23 +20,31 @@ export class RecoveryFailure extends Error {
   }
 }
 
-/** Mutable per-recovery state shared between `handle` and the running action. */
-export interface Run<C> {
+/** Mutable per-recovery state shared between `handle` and the running action (or the call core's step). */
+export interface Run {
   id: string;
   plan: RecoveryPlan;
   err: PoolError;
-  ctx: RecoveryContext<C>;
+  ctx: RecoveryContext;
   signal: AbortSignal;
   deadline: number;
+  /** Action invocations made (a step counts each re-send). */
   attempts: number;
+  /** Set when the time limit ended the run (a step that stops for it sets it too). */
   timedOut: boolean;
 }
 
-export function limitText(plan: RecoveryPlan, ctx: RecoveryContext<unknown>): string {
+/**
+ * A plan that sends the call again (retry_with_backoff, failover) is run by the call core: it
+ * hands `handle` this step, which the orchestrator times, counts and reports like its own actions.
+ */
+export type RecoveryStep = (run: Run) => Promise<Done>;
+
+export function limitText(plan: RecoveryPlan, ctx: RecoveryContext): string {
   return `${plan.maxRecoveryTimeMs} ms (the time limit for ${plan.severity} errors${ctx.userFacing === true ? ', halved because a caller is waiting' : ''})`;
 }
 
-export function abandonReason(run: Run<unknown>): string {
+export function abandonReason(run: Run): string {
   const { plan, err, ctx } = run;
   if (plan.insteadOf !== undefined) {
     const what = plan.insteadOf === 'failover' ? 'sent to the fallback' : 're-sent';

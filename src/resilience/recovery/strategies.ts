@@ -1,6 +1,7 @@
 import { BACKOFFS, ERROR_CATEGORIES, SEVERITIES, isErrorCategory, type ErrorCategory, type Severity } from '../../errors/categories.js';
 import { DEFAULTS } from '../../defaults.js';
-import { PoolError } from '../../errors/pool-error.js';
+import { invalidOption } from '../../errors/invalid.js';
+import type { PoolError } from '../../errors/pool-error.js';
 import {
   RECOVERY_TYPES,
   RESENDING_TYPES,
@@ -83,7 +84,7 @@ export const DEFAULT_RECOVERY_STRATEGIES: Readonly<RecoveryTable> = Object.freez
 const ENTRY_KEYS = ['type', 'maxAttempts', 'backoff', 'timeoutFactor', 'ifNotIdempotent'] as const;
 
 function invalid(what: string): never {
-  throw new PoolError({ code: 'PYFLEET_INVALID_OPTIONS', message: `Invalid options: ${what}.` });
+  throw invalidOption(what);
 }
 
 function isObject(x: unknown): x is Record<string, unknown> {

@@ -1,12 +1,11 @@
 import type { ErrorCategory, MatrixBackoff, Severity } from '../../errors/categories.js';
-import type { PoolError } from '../../errors/pool-error.js';
 
 /**
  * What a recovery does (the seed's `load_recovery_strategies` types, plus the two worker
  * actions the seed's placeholders stood for):
  * - `retry_with_backoff`: re-send the call with a larger timeout, up to `maxAttempts` times,
- *   waiting per `backoff` between attempts (`actions.retryWithLargerTimeout`).
- * - `failover`: send the call to the pool's configured fallback (`actions.failover`).
+ *   waiting per `backoff` between attempts (a step of the call core).
+ * - `failover`: send the call to the configured fallback (a step of the call core).
  * - `circuit_break`: open the circuit so the pool stops sending work (`actions.openCircuit`).
  * - `abandon`: do nothing; the recovery fails with the reason.
  * - `replace_worker`: kill the worker and start a fresh one (`actions.replaceWorker`).
@@ -55,15 +54,10 @@ export interface RecoveryPlan {
 }
 
 /** What the pool knows about the failed call. Missing fields are taken from the error. */
-export interface RecoveryContext<C = unknown> {
-  /** The pool's own handle on the call, handed back to the actions (a re-send is another attempt of the same call). */
-  call?: C;
+export interface RecoveryContext {
   command?: string | null;
-  args?: unknown;
   sessionId?: string | null;
   workerId?: number | null;
-  /** The timeout the failed attempt had (default: the orchestrator's `baseTimeoutMs`). */
-  timeoutMs?: number;
   /** May the call be re-sent after a worker took it? Unset means no. */
   idempotent?: boolean;
   /** A caller is waiting: the time limit is halved (seed). */
@@ -75,45 +69,21 @@ export interface RecoveryContext<C = unknown> {
   signal?: AbortSignal;
 }
 
-/** One re-send of the call (or its run on the fallback), as given to `retryWithLargerTimeout` and `failover`. */
-export interface RecoveryAttempt<C = unknown> {
-  recoveryId: string;
-  /** `RecoveryContext.call`, unchanged. */
-  call: C | undefined;
-  command: string;
-  args: unknown;
-  sessionId: string | null;
-  /** The worker the call failed on (the pool should prefer another one). */
-  workerId: number | null;
-  /** The timeout for this attempt. */
-  timeoutMs: number;
-  idempotent: boolean;
-  /** 1-based attempt within this recovery. */
-  attempt: number;
-  /** Aborted when the recovery's time limit expires or the context's signal aborts: stop the work. */
-  signal: AbortSignal;
-  /** The error being recovered from. */
-  error: PoolError;
-}
-
 /**
- * The real recovery actions, implemented by the pool. Each resolves only when the action is
- * done and rejects when it failed; the orchestrator reports exactly that.
+ * The worker actions, implemented by the pool. Each resolves only when the action is done and
+ * rejects when it failed; the orchestrator reports exactly that. (Re-sending the call, with a
+ * larger timeout or to the fallback, is the call core's step, not an action.)
  */
-export interface RecoveryActions<C = unknown> {
+export interface RecoveryActions {
   /** Kill worker `workerId`, which is alive, and start a new one in its place; rejects when it is already gone (the supervisor replaces dead workers). */
   replaceWorker(workerId: number, reason: string): Promise<void>;
   /** Let worker `workerId` finish its work, then restart it (frees its memory). */
   recycleWorker(workerId: number, reason: string): Promise<void>;
-  /** Run the call again with `call.timeoutMs`; resolve with its result. */
-  retryWithLargerTimeout(attempt: RecoveryAttempt<C>): Promise<unknown>;
   /** Open circuit `name` now. Throws if it cannot. */
   openCircuit(name: string, reason: string): void;
-  /** Run the call on the configured fallback; resolve with its result, reject if there is none or it failed. */
-  failover(attempt: RecoveryAttempt<C>): Promise<unknown>;
 }
 
-/** The action method a recovery ran (`none` for abandon, or when it could not start). */
+/** The action a recovery ran (`none` for abandon, or when it could not start); the call core's steps keep the names they had as actions. */
 export type RecoveryActionName = 'replaceWorker' | 'recycleWorker' | 'retryWithLargerTimeout' | 'openCircuit' | 'failover' | 'none';
 
 /**

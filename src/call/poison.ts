@@ -1,4 +1,14 @@
 import { createHash } from 'node:crypto';
+import type { PoolError } from '../errors/pool-error.js';
+
+/**
+ * Only a death the call caused counts toward poison: not one its pool caused (a kill, a stop:
+ * `byPool`) nor a fault chaos injected (`fault`, set by the pool that injected it).
+ */
+export function causedDeath(err: PoolError): boolean {
+  const d = err.details;
+  return err.code === 'PYFLEET_WORKER_CRASHED' && d?.running === true && d.byPool !== true && d.fault === undefined;
+}
 
 /**
  * Quarantine for calls that kill the worker running them. A call is identified by its command

@@ -1,5 +1,5 @@
 import { ERROR_CATEGORIES, type ErrorCategory } from '../errors/categories.js';
-import type { Via } from './call.js';
+import type { Via } from './types.js';
 
 export interface CallCounts {
   total: number;

@@ -1,16 +1,16 @@
 import { PoolError } from '../errors/pool-error.js';
 import { DEFAULTS } from '../defaults.js';
 import { anySignal } from '../util/signals.js';
-import type { ExecuteOptions, StreamOptions } from './admission.js';
+import type { ExecuteOptions, StreamOptions } from './types.js';
 import type { Call, StreamSink } from './call.js';
 import { badCall } from './errors.js';
 
 /**
- * `pool.stream()`: its options checked now, the call prepared now (bad input throws at the call
- * site) and sent when iteration starts. The consumer's `break` aborts the call as a signal would;
- * the call's own signal still does.
+ * `stream()` of a pool or a fleet: its options checked now, the call prepared now (bad input
+ * throws at the call site) and sent when iteration starts. The consumer's `break` aborts the call
+ * as a signal would; the call's own signal still does.
  */
-export function openStream<T>(command: string, options: StreamOptions, prepare: (execute: ExecuteOptions) => Call, send: (call: Call) => Promise<unknown>): PoolStream<T> {
+export function openStream<T, C extends Call>(command: string, options: StreamOptions, prepare: (execute: ExecuteOptions) => C, send: (call: C) => Promise<unknown>): PoolStream<T> {
   const { hwm, chunk } = streamLimits(command, options);
   const stopper = new AbortController();
   const both = options.signal === undefined ? null : anySignal(options.signal, stopper.signal);
@@ -38,7 +38,7 @@ export function openStream<T>(command: string, options: StreamOptions, prepare: 
 }
 
 /** `pool.stream()`'s own options, checked at the call site. */
-export function streamLimits(command: string, options: { highWaterMark?: number; chunkTimeoutMs?: number }): { hwm: number; chunk: number | undefined } {
+function streamLimits(command: string, options: { highWaterMark?: number; chunkTimeoutMs?: number }): { hwm: number; chunk: number | undefined } {
   if (typeof options !== 'object' || options === null) throw badCall('options must be an object', command);
   const hwm = options.highWaterMark ?? DEFAULTS.highWaterMark;
   if (!Number.isSafeInteger(hwm) || hwm < 1) throw badCall(`highWaterMark must be an integer >= 1, got ${String(options.highWaterMark)}`, command);
@@ -48,7 +48,7 @@ export function streamLimits(command: string, options: { highWaterMark?: number;
 }
 
 /**
- * The consumer's side of a stream (`pool.stream()`): an async iterator over the items a
+ * The consumer's side of a stream (`stream()`): an async iterator over the items a
  * generator yields in Python, with credit-based backpressure. The worker may send at most
  * `highWaterMark` items ahead of the consumer: as the consumer takes them, credit goes back in
  * batches of half the mark, so neither side buffers without bound. The call is sent when
@@ -165,9 +165,9 @@ export class PoolStream<T> implements AsyncIterableIterator<T>, StreamSink {
     const n = this.consumedSinceCredit;
     this.consumedSinceCredit = 0;
     const a = this.call.current;
-    if (this.state !== 'running' || a === null || a.worker === null) return;
+    if (this.state !== 'running' || a === null || a.settled) return;
     this.outstanding += n;
-    a.worker.credit(a.id, n);
+    a.credit(n);
     this.armChunkTimer();
   }
 
@@ -183,15 +183,13 @@ export class PoolStream<T> implements AsyncIterableIterator<T>, StreamSink {
     this.chunkTimer = setTimeout(() => {
       this.chunkTimer = null;
       const a = this.call.current;
-      if (a === null || a.worker === null || a.settled) return;
-      a.worker.abandon(
-        a.id,
+      if (a === null || a.settled) return;
+      a.abandon(
         new PoolError({
           code: 'PYFLEET_TIMEOUT',
           command: this.call.command,
           callId: this.call.id,
-          sessionId: this.call.session?.id ?? null,
-          workerId: a.worker.id,
+          sessionId: this.call.sessionId,
           taken: true,
           message: `The stream of ${this.call.command} sent no item within chunkTimeoutMs (${ms} ms) after ${this.call.items}; it was cancelled. Raise chunkTimeoutMs if the generator is expected to pause longer.`,
           details: { chunkTimeoutMs: ms, items: this.call.items },

@@ -36,7 +36,7 @@ export async function callFallback(fb: Adapter, call: Call, original: PoolError,
     throw new PoolError({
       code: original.code,
       command: call.command,
-      sessionId: call.session?.id ?? null,
+      sessionId: call.sessionId,
       callId: call.id,
       workerId: original.workerId,
       attempt: call.attempts,

@@ -1,12 +1,18 @@
 import { classify } from '../errors/classify.js';
 import { PoolError } from '../errors/pool-error.js';
 import type { Call } from './call.js';
-import type { SessionEntry } from './sessions.js';
 
-/** The errors the pool itself makes (the worker's are in src/worker/errors.ts), each saying what to do. */
+/** The errors the call core makes (the worker's are in src/worker/errors.ts), each saying what to do. */
+
+/** What a lost session's error says: its id, its worker, and how it was lost. */
+export interface LostSession {
+  readonly id: string;
+  readonly workerId: number | null;
+  readonly lost: string | null;
+}
 
 function of(call: Call | null, command?: string) {
-  return { command: call?.command ?? command ?? null, sessionId: call?.session?.id ?? null, callId: call?.id ?? null };
+  return { command: call?.command ?? command ?? null, sessionId: call?.sessionId ?? null, callId: call?.id ?? null };
 }
 
 export function badCall(what: string, command?: string): PoolError {
@@ -32,7 +38,7 @@ export function abortedError(call: Call, signal: AbortSignal, cause: unknown = s
   });
 }
 
-export function sessionLostError(s: SessionEntry, command: string, call: Call | null = null): PoolError {
+export function sessionLostError(s: LostSession, command: string, call: Call | null = null): PoolError {
   return new PoolError({
     ...of(call, command),
     code: 'PYFLEET_SESSION_LOST',
@@ -50,15 +56,14 @@ export function queueFullError(call: Call, waiting: number, maxQueue: number): P
   });
 }
 
-export function queueTimeoutError(call: Call, queueTimeoutMs: number, noWorkers: boolean, sessionBusy: boolean): PoolError {
-  const s = call.session;
+export function queueTimeoutError(call: Call, queueTimeoutMs: number, noWorkers: boolean, sessionBusy: boolean, boundTo: number | null): PoolError {
   let message: string;
   if (noWorkers) {
     message = `No worker could be started to run ${call.command} within queueTimeoutMs (${queueTimeoutMs} ms); see the log for why workers fail to start.`;
   } else if (sessionBusy) {
-    message = `${call.command} waited ${queueTimeoutMs} ms (queueTimeoutMs) behind an earlier call of its session ${JSON.stringify(s!.id)} (a session runs one call at a time). Raise queueTimeoutMs, or do not wait on a session's calls concurrently.`;
+    message = `${call.command} waited ${queueTimeoutMs} ms (queueTimeoutMs) behind an earlier call of its session ${JSON.stringify(call.sessionId)} (a session runs one call at a time). Raise queueTimeoutMs, or do not wait on a session's calls concurrently.`;
   } else {
-    message = `${call.command} waited ${queueTimeoutMs} ms (queueTimeoutMs) for a free worker${s?.workerId != null ? ` (its session is bound to worker ${s.workerId})` : ''}. Add workers (workers.max), raise queueTimeoutMs, or send fewer calls at once.`;
+    message = `${call.command} waited ${queueTimeoutMs} ms (queueTimeoutMs) for a free worker${boundTo !== null ? ` (its session is bound to worker ${boundTo})` : ''}. Add workers (workers.max), raise queueTimeoutMs, or send fewer calls at once.`;
   }
   return new PoolError({ ...of(call), code: noWorkers ? 'PYFLEET_NO_WORKERS' : 'PYFLEET_QUEUE_TIMEOUT', message });
 }
@@ -83,12 +88,25 @@ export function quarantinedError(command: string, maxDeaths: number, leftMs: num
   });
 }
 
+/** The caller's signal fired while the call waited to be sent again; the last failure is in details.lastError. */
+export function retryAbortedError(call: Call, signal: AbortSignal, last: PoolError): PoolError {
+  const n = call.attempts;
+  return new PoolError({
+    ...of(call),
+    code: 'PYFLEET_ABORTED',
+    attempt: n,
+    cause: signal.reason,
+    details: { attempts: n, lastError: last },
+    message: `The call was aborted while waiting to retry, after ${n} failed attempt${n === 1 ? '' : 's'}; the last error is in details.lastError.`,
+  });
+}
+
 /** Anything that is not a PoolError yet: a pyfleet bug, said so. */
 export function asPoolError(e: unknown, call: Call | null): PoolError {
   if (e instanceof PoolError) {
     if (call !== null) {
       e.command ??= call.command;
-      e.sessionId ??= call.session?.id ?? null;
+      e.sessionId ??= call.sessionId;
       e.callId ??= call.id;
     }
     return e;

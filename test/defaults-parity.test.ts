@@ -111,9 +111,18 @@ describe("README's tables of option defaults", () => {
     }
   });
 
+  it("DEFAULTS.fleet: the defaults docs/fleet.md writes in connectFleet's signature", () => {
+    const doc = readFileSync(new URL('../docs/fleet.md', import.meta.url), 'utf8');
+    const line = doc.split('\n').find((l) => l.startsWith('- `connectFleet({'));
+    assert.ok(line, 'docs/fleet.md gives connectFleet with its defaults');
+    const written = Object.fromEntries([...line.matchAll(/(\w+) = (\d+)/g)].map((m) => [m[1], Number(m[2])]));
+    const f = DEFAULTS.fleet;
+    assert.deepEqual(written, { startupTimeoutMs: f.startupTimeoutMs, requestTimeoutMs: f.requestTimeoutMs, queueTimeoutMs: f.queueTimeoutMs, maxAttempts: f.maxAttempts, suspectAfter: f.heartbeat.suspectAfter, deadAfter: f.heartbeat.deadAfter, sessionMapTtlMs: f.sessionMapTtlMs });
+  });
+
   it('no key of DEFAULTS is left out of the checks above', () => {
     // Each key is compared above; this list fails the test when DEFAULTS gains one the README does not show.
-    const checked = ['python', 'minWorkers', 'requestTimeoutMs', 'startupTimeoutMs', 'queueTimeoutMs', 'maxQueue', 'idleTimeoutMs', 'sessionTtlMs', 'pipelineDepth', 'concurrency', 'nonFinite', 'highWaterMark', 'validateArgs', 'maxFrameBytes', 'cancelGraceMs', 'healthCheck', 'recycle', 'restart', 'retry', 'retryBudget', 'circuitBreaker', 'recoveryTimeLimits', 'recoveryTimeoutFactor', 'poison', 'sessionStore', 'maxSessionBytes', 'snapshotFailure', 'sessionLarge'];
+    const checked = ['python', 'minWorkers', 'requestTimeoutMs', 'startupTimeoutMs', 'queueTimeoutMs', 'maxQueue', 'idleTimeoutMs', 'sessionTtlMs', 'pipelineDepth', 'concurrency', 'nonFinite', 'highWaterMark', 'validateArgs', 'maxFrameBytes', 'cancelGraceMs', 'healthCheck', 'recycle', 'restart', 'retry', 'retryBudget', 'circuitBreaker', 'recoveryTimeLimits', 'recoveryTimeoutFactor', 'poison', 'sessionStore', 'maxSessionBytes', 'snapshotFailure', 'sessionLarge', 'fleet'];
     assert.deepEqual(Object.keys(DEFAULTS).sort(), checked.sort());
   });
 });
